@@ -1,0 +1,5 @@
+import sys
+
+from sagaway.cli import main
+
+sys.exit(main())

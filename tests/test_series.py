@@ -1,0 +1,62 @@
+import math
+
+import pytest
+
+from sagaway.observe.series import Series, parse_statistic, percentile
+
+
+def test_buckets_align_to_period_and_keep_count_sum_min_max():
+    s = Series(60)
+    s.add(120.5, 3)
+    s.add(179.9, 1)
+    s.add(180.0, 7)
+    b = s.get(150)
+    assert (b.count, b.total, b.minimum, b.maximum) == (2, 4.0, 1.0, 3.0)
+    assert s.get(180).count == 1
+    assert s.first() == 120 and s.last() == 180
+
+
+def test_datapoints_are_oldest_first_with_none_for_missing_periods():
+    s = Series(60)
+    s.add(0, 1)
+    s.add(130, 5)
+    assert s.datapoints(end=180, periods=3, stat="sum") == [1.0, None, 5.0]
+    assert s.datapoints(end=200, periods=2, stat="SampleCount") == [None, 1.0]
+
+
+def test_range_sums_use_prefix_sums_and_follow_later_adds():
+    s = Series(60)
+    for minute in range(10):
+        s.add(minute * 60, minute)
+    assert s.sum_between(120, 300) == 2 + 3 + 4
+    assert s.count_between(0, 600) == 10
+    s.add(150, 100)
+    assert s.sum_between(120, 300) == 109
+
+
+def test_percentiles_need_samples_and_use_nearest_rank():
+    assert percentile([5, 1, 3, 2, 4], 50) == 3
+    assert percentile(list(range(1, 101)), 99) == 99
+    s = Series(60)
+    s.add(0, 1)
+    with pytest.raises(ValueError, match="keep_samples=True"):
+        s.datapoints(60, 1, "p99")
+    k = Series(60, keep_samples=True)
+    for v in range(1, 11):
+        k.add(0, v)
+    assert k.datapoints(60, 1, "p90") == [9]
+
+
+def test_unknown_statistic_names_the_accepted_ones():
+    assert parse_statistic("Average") == "avg"
+    with pytest.raises(ValueError, match="use sum, avg"):
+        parse_statistic("median")
+
+
+def test_merge_folds_preaggregated_rows():
+    s = Series(60)
+    s.merge(60, count=10, total=2.5, minimum=0.1, maximum=0.9)
+    s.merge(61, count=0, total=99)
+    b = s.get(60)
+    assert (b.count, b.total, b.minimum, b.maximum) == (10, 2.5, 0.1, 0.9)
+    assert math.isclose(s.datapoints(120, 1, "avg")[0], 0.25)
