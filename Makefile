@@ -27,8 +27,11 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# `make bench` runs every benchmark; `make bench BENCH=bench/slo.py` runs one.
+BENCH ?= $(filter-out bench/gen_%,$(wildcard bench/[a-z]*.py))
+
 bench: $(BENCH_STAMP)
-	$(BIN)/python bench/engine.py
+	@for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 format: $(STAMP)
 	$(BIN)/ruff format .
