@@ -1,0 +1,248 @@
+"""`sagaway runs ...`: list, inspect and steer runs in a store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sagaway.cli import CliError
+
+STATUSES = (
+    "pending",
+    "running",
+    "waiting",
+    "compensating",
+    "succeeded",
+    "compensated",
+    "failed",
+    "cancelled",
+)
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    """The `--db` option shared by commands that open a store."""
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="store URL or SQLite path (default: $SAGAWAY_DB, else ./sagaway.db)",
+    )
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    runs = commands.add_parser("runs", help="list, inspect, signal, cancel and redrive runs")
+    sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    sub.required = True
+
+    listing = sub.add_parser("list", help="list runs, newest first")
+    add_db_option(listing)
+    listing.add_argument("--status", choices=STATUSES, help="only runs with this status")
+    listing.add_argument("--saga", help="only runs of this saga")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=list_runs)
+
+    show = sub.add_parser("show", help="show a run and its journal")
+    add_db_option(show)
+    show.add_argument("run_id", metavar="ID")
+    show.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    show.set_defaults(handler=show_run)
+
+    signal = sub.add_parser("signal", help="send a signal to a run")
+    add_db_option(signal)
+    signal.add_argument("run_id", metavar="ID")
+    signal.add_argument("name", metavar="SIGNAL")
+    signal.add_argument(
+        "payload", metavar="JSON", nargs="?", default="null", help="payload, e.g. '{\"a\": 1}'"
+    )
+    signal.set_defaults(handler=signal_run)
+
+    cancel = sub.add_parser("cancel", help="cancel a run: compensate what it did")
+    add_db_option(cancel)
+    cancel.add_argument("run_id", metavar="ID")
+    cancel.set_defaults(handler=cancel_run)
+
+    redrive = sub.add_parser("redrive", help="resume a failed run where it stopped")
+    add_db_option(redrive)
+    redrive.add_argument("run_id", metavar="ID")
+    redrive.set_defaults(handler=redrive_run)
+
+
+def open_app(url: str | None) -> Any:
+    """An App on an existing store (no sagas needed to inspect or steer runs)."""
+    from sagaway import App
+    from sagaway.errors import SagawayError
+    from sagaway.store import open_store
+
+    try:
+        store = open_store(url, create=False)
+    except SagawayError as exc:
+        raise CliError(str(exc)) from None
+    return App(store=store)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _short(text: Any, width: int = 60) -> str:
+    value = text if isinstance(text, str) else json.dumps(text)
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def _steer(args: argparse.Namespace, action: Any) -> Any:
+    from sagaway.errors import SagawayError
+
+    app = open_app(args.db)
+    try:
+        return action(app)
+    except SagawayError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        app.close()
+
+
+def list_runs(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    records = _steer(
+        args, lambda app: app.store.list_runs(status=args.status, saga=args.saga, limit=args.limit)
+    )
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "saga": r.saga,
+                        "key": r.key,
+                        "status": r.status,
+                        "created_at": r.created_at,
+                        "updated_at": r.updated_at,
+                    }
+                    for r in records
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    table = Table(title=f"{len(records)} run(s)", show_lines=False)
+    for column in ("id", "saga", "key", "status", "created (UTC)", "updated (UTC)"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            r.id, r.saga, r.key or "-", r.status, _when(r.created_at), _when(r.updated_at)
+        )
+    Console().print(table)
+    return 0
+
+
+def show_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    def gather(app: Any) -> tuple[Any, Any, Any]:
+        run = app.get(args.run_id)
+        return run.refresh(), run.steps, run.events
+
+    record, steps, events = _steer(args, gather)
+    error = json.loads(record.error) if record.error else None
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "id": record.id,
+                    "saga": record.saga,
+                    "key": record.key,
+                    "status": record.status,
+                    "input": json.loads(record.input),
+                    "result": json.loads(record.result) if record.result else None,
+                    "error": error,
+                    "steps": [s.__dict__ for s in steps],
+                    "events": [
+                        {"at": e.at, "kind": e.kind, "data": json.loads(e.data)} for e in events
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    console = Console()
+    console.print(
+        f"[bold]run {record.id}[/bold]  saga [bold]{record.saga}[/bold]  "
+        f"status [bold]{record.status}[/bold]"
+    )
+    console.print(
+        f"key {record.key or '-'}   created {_when(record.created_at)}   "
+        f"updated {_when(record.updated_at)}   owner {record.owner or '-'}"
+    )
+    console.print(f"input  {_short(json.loads(record.input), 100)}")
+    if record.result:
+        console.print(f"result {_short(json.loads(record.result), 100)}")
+    if error:
+        where = f" at step {error.get('step')}" if error.get("step") else ""
+        console.print(
+            f"[red]error{where} ({error.get('phase', '?')}): "
+            f"{error.get('type')}: {error.get('message')}[/red]"
+        )
+    if record.status == "waiting" and record.wait_name:
+        console.print(
+            f"waiting for signal {record.wait_name!r} until {_when(record.wait_deadline)}"
+        )
+    table = Table(title="journal")
+    for column in ("pos", "phase", "kind", "name", "status", "tries", "ms", "result / error"):
+        table.add_column(column)
+    for s in steps:
+        outcome = (
+            f"{s.error.get('type', '').rsplit('.', 1)[-1]}: {s.error.get('message')}"
+            if s.error
+            else s.result
+        )
+        table.add_row(
+            str(s.position),
+            s.phase,
+            s.kind,
+            s.name,
+            s.status,
+            str(s.attempts),
+            f"{(s.finished_at - s.started_at) * 1000:.1f}",
+            _short(outcome),
+        )
+    console.print(table)
+    if events:
+        log = Table(title="events")
+        for column in ("at (UTC)", "kind", "details"):
+            log.add_column(column)
+        for e in events:
+            log.add_row(_when(e.at), e.kind, _short(json.loads(e.data), 90))
+        console.print(log)
+    return 0
+
+
+def signal_run(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"the payload is not valid JSON ({exc.msg} at column {exc.colno}): quote strings "
+            """as '"text"', objects as '{"email": "a@example.com"}'"""
+        ) from None
+    _steer(args, lambda app: app.signal(args.run_id, args.name, payload))
+    print(f"sent signal {args.name!r} to run {args.run_id}")
+    return 0
+
+
+def cancel_run(args: argparse.Namespace) -> int:
+    _steer(args, lambda app: app.cancel(args.run_id))
+    print(f"run {args.run_id}: cancel requested; it compensates and ends cancelled")
+    return 0
+
+
+def redrive_run(args: argparse.Namespace) -> int:
+    run = _steer(args, lambda app: app.redrive(args.run_id).record)
+    print(f"run {args.run_id}: redriven, now {run.status}; a worker resumes it")
+    return 0

@@ -1,0 +1,421 @@
+"""`App`: where sagas and steps are declared, runs are started and controlled, and
+in-process workers are launched."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from sagaway.engine import serde
+from sagaway.engine.context import STEP, StepInfo
+from sagaway.engine.definitions import SagaDefinition, StepDefinition
+from sagaway.engine.metrics import EngineMetrics
+from sagaway.engine.run import Run
+from sagaway.engine.worker import Worker
+from sagaway.errors import (
+    ConfigurationError,
+    IdempotencyConflict,
+    InvalidRunState,
+    RunNotFound,
+    UnknownSaga,
+)
+from sagaway.resilience.retry import Retry
+from sagaway.store import open_store, resolve_url
+from sagaway.store.base import Claim, NewRun, Store
+
+__all__ = ["App", "StepTimeout"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StepTimeout(TimeoutError):
+    """A step or compensation try did not finish within its `timeout`."""
+
+
+def new_run_id() -> str:
+    """A time-ordered unique id (UUID version 7 layout)."""
+    millis = time.time_ns() // 1_000_000
+    value = (millis << 80) | (uuid.uuid4().int & ((1 << 80) - 1))
+    value = (value & ~(0xF << 76)) | (0x7 << 76)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)
+    return str(uuid.UUID(int=value))
+
+
+class App:
+    """Declares sagas and steps, starts and controls runs, and runs workers.
+
+    `App()` uses the SQLite file named by $SAGAWAY_DB, else ./sagaway.db;
+    `App("sqlite:///shop.db")` or `App("postgresql://user@host/db")` names the store.
+    The store is opened on first use, so declaring sagas at import time touches nothing.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        store: Store | None = None,
+        concurrency: int = 32,
+        lease: float = 10.0,
+        poll_interval: float = 0.1,
+        retry: Retry | None = None,
+        compensation_retry: Retry | None = None,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.url = store.url if store is not None else resolve_url(url)
+        self._store = store
+        self._store_lock = threading.Lock()
+        self.concurrency = concurrency
+        self.lease = lease
+        self.poll_interval = poll_interval
+        self.default_retry = retry or Retry(attempts=3, base=0.1, cap=2.0)
+        self.compensation_retry = compensation_retry or Retry(attempts=10, base=0.2, cap=5.0)
+        self.metrics = metrics or EngineMetrics()
+        self.sagas: dict[str, SagaDefinition] = {}
+        self.steps: dict[str, StepDefinition] = {}
+        self.worker: Worker | None = None
+        self._finished = threading.Condition()
+        self._finished_count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+
+    # --- declarations ------------------------------------------------------------------------
+    @overload
+    def step(self, fn: F) -> F: ...
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        pivot: bool = False,
+    ) -> Callable[[F], F]: ...
+
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        pivot: bool = False,
+    ) -> Any:
+        """Declare a step: `@app.step` or `@app.step(retry=..., timeout=..., pivot=True)`.
+
+        Inside a saga, each call is journaled: retried on any exception by `retry`
+        (default: the App's), each try bounded by `timeout` seconds, its result recorded once.
+        `pivot=True` marks the point of no return: once it succeeded, later failures are
+        retried and escalated, never compensated. The step's name (default: the function's
+        name) identifies it in journals and must be unique in the App.
+        """
+
+        def declare(fn: Callable[..., Any]) -> StepDefinition:
+            step_name = name or fn.__name__
+            if step_name in self.steps:
+                existing = self.steps[step_name].fn
+                raise ConfigurationError(
+                    f"a step named {step_name!r} is already declared "
+                    f"({existing.__module__}.{existing.__qualname__}): "
+                    "give one of them another name with @app.step(name=...)"
+                )
+            if timeout is not None and timeout <= 0:
+                raise ConfigurationError(f"step {step_name!r}: timeout must be positive seconds")
+            definition = StepDefinition(
+                self, fn, step_name, retry or self.default_retry, timeout, pivot
+            )
+            self.steps[step_name] = definition
+            return definition
+
+        return declare(fn) if fn is not None else declare
+
+    def saga(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+        """Declare a saga: a plain function `fn(ctx, *args, **kwargs)` calling steps.
+
+        Code between steps must be deterministic (use `ctx.now()`, `ctx.uuid()`) and free of
+        side effects: after a crash the function runs again from the top, and recorded steps
+        return their recorded results.
+        """
+
+        def declare(fn: Callable[..., Any]) -> SagaDefinition:
+            saga_name = name or fn.__name__
+            if saga_name in self.sagas:
+                raise ConfigurationError(
+                    f"a saga named {saga_name!r} is already declared: "
+                    "give one of them another name with @app.saga(name=...)"
+                )
+            definition = SagaDefinition(self, fn, saga_name)
+            self.sagas[saga_name] = definition
+            return definition
+
+        return declare(fn) if fn is not None else declare
+
+    # --- the store ---------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """The store, opened on first use."""
+        if self._store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = open_store(self.url)
+        return self._store
+
+    # --- runs --------------------------------------------------------------------------------
+    def _saga_name(self, saga: SagaDefinition | str) -> str:
+        name = saga.name if isinstance(saga, SagaDefinition) else saga
+        if name not in self.sagas:
+            raise UnknownSaga(
+                f"saga {name!r} is not declared in this app "
+                f"(declared: {', '.join(sorted(self.sagas)) or 'none'})"
+            )
+        return name
+
+    def start(
+        self, saga: SagaDefinition | str, *args: Any, key: str | None = None, **kwargs: Any
+    ) -> Run:
+        """Create a run of `saga` with these arguments and return its handle at once.
+
+        With `key`, starting is idempotent: the same key and the same input return the
+        existing run; the same key with a different input raises IdempotencyConflict.
+        Raises SerializationError if the input is not JSON data.
+        """
+        name = self._saga_name(saga)
+        text = serde.dumps(
+            {"args": list(args), "kwargs": kwargs}, f"the input of saga {name!r}", canonical=True
+        )
+        now = time.time()
+        new = NewRun(new_run_id(), name, key, text, serde.input_hash(text), now)
+        worker = self.worker
+        reserved = worker is not None and worker.reserve()
+        try:
+            record, created = self.store.create_run(
+                new,
+                owner=worker.owner if reserved and worker else None,
+                lease_until=now + self.lease,
+            )
+        except BaseException:
+            if reserved and worker:
+                worker.unreserve()
+            raise
+        if not created:
+            if reserved and worker:
+                worker.unreserve()
+            if record.input_hash != new.input_hash:
+                raise IdempotencyConflict(name, key or "", record.id)
+            return Run(self, record)
+        self.metrics.started(name)
+        if reserved and worker:
+            worker.dispatch(Claim(record, []))
+        elif worker is not None:
+            worker.wake()
+        return Run(self, record)
+
+    def get(self, run_id: str) -> Run:
+        """The run with this id. Raises RunNotFound."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        return Run(self, record)
+
+    def runs(
+        self, status: str | None = None, saga: str | None = None, limit: int = 100
+    ) -> list[Run]:
+        """Runs, newest first, optionally only those of one status and/or saga."""
+        return [Run(self, r) for r in self.store.list_runs(status=status, saga=saga, limit=limit)]
+
+    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send a signal to a run; it is kept until the run's `ctx.wait(name)` takes it.
+
+        Raises RunNotFound, InvalidRunState for a run that has ended, SerializationError for
+        a payload that is not JSON data.
+        """
+        text = serde.dumps(payload, f"the payload of signal {name!r}")
+        self.store.send_signal(run_id, name, text, time.time())
+        if self.worker is not None:
+            self.worker.wake()
+
+    def cancel(self, run_id: str) -> Run:
+        """Ask a run to stop: what it did is compensated and it ends `cancelled`.
+
+        A run already executing stops at its next step boundary. Raises RunNotFound, or
+        InvalidRunState for a run that has ended or passed its pivot.
+        """
+        record = self.store.request_cancel(run_id, time.time())
+        if self.worker is not None:
+            self.worker.wake()
+        return Run(self, record)
+
+    def redrive(self, run_id: str) -> Run:
+        """Resume a failed run exactly where it stopped: the compensation that gave up is
+        tried again and unwinding goes on; or the step that failed after the pivot runs again
+        and the saga continues. Raises RunNotFound, or InvalidRunState unless it failed."""
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise RunNotFound(run_id)
+        if record.status != "failed":
+            raise InvalidRunState(
+                f"run {run_id} is {record.status}: only failed runs can be redriven"
+            )
+        doc = json.loads(record.error) if record.error else {}
+        if doc.get("phase") == "compensation":
+            self.store.redrive(run_id, time.time(), "compensating", None)
+        else:
+            self.store.redrive(run_id, time.time(), "pending", doc.get("position"))
+        if self.worker is not None:
+            self.worker.wake()
+        return self.get(run_id)
+
+    # --- completion notifications --------------------------------------------------------------
+    def notify_finished(self, run_id: str) -> None:
+        """Wake `Run.result` callers in this process (a run of this process ended)."""
+        with self._finished:
+            self._finished_count += 1
+            self._finished.notify_all()
+
+    @property
+    def finished_count(self) -> int:
+        """How many runs this process has ended so far (for `wait_finished`)."""
+        return self._finished_count
+
+    def wait_finished(self, seen: int, timeout: float) -> None:
+        """Block until a run of this process ends after `finished_count` was `seen`, or
+        `timeout` seconds pass."""
+        with self._finished:
+            if self._finished_count == seen:
+                self._finished.wait(timeout)
+
+    # --- workers -------------------------------------------------------------------------------
+    def launch(self, concurrency: int | None = None) -> Worker:
+        """Start an in-process worker: runs of this store are executed by this process's
+        threads, and runs of dead workers are taken over. Idempotent."""
+        if self.worker is None:
+            worker = Worker(
+                self,
+                concurrency=concurrency or self.concurrency,
+                lease=self.lease,
+                poll_interval=self.poll_interval,
+            )
+            self.store  # noqa: B018 - open before threads start
+            worker.start()
+            self.worker = worker
+        return self.worker
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop the in-process worker: executing runs are handed back at their next step
+        boundary (and resume elsewhere or at the next launch)."""
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            worker.stop(timeout)
+
+    def close(self) -> None:
+        """Shut down the worker and close the store."""
+        self.shutdown()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> App:
+        self.launch()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # --- calling step bodies ---------------------------------------------------------------------
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="sagaway-async-steps", daemon=True
+                ).start()
+                self._loop = loop
+            return self._loop
+
+    def invoke(
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        args: tuple,
+        kwargs: dict,
+        timeout: float | None,
+        info: StepInfo,
+    ) -> Any:
+        """Call one try of a step or compensation body, with `current_step()` set.
+
+        Async bodies run on the App's event loop thread and are cancelled at the timeout.
+        Sync bodies with a timeout run in a thread of their own and are abandoned (Python
+        cannot stop a thread): the try counts as failed, the call may still finish.
+        """
+        started = time.perf_counter()
+        ok = False
+        try:
+            value = self._call(fn, is_async, args, kwargs, timeout, info)
+            ok = True
+            return value
+        finally:
+            self.metrics.step_finished(info.saga, info.step, time.perf_counter() - started, ok)
+
+    def _call(
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        args: tuple,
+        kwargs: dict,
+        timeout: float | None,
+        info: StepInfo,
+    ) -> Any:
+        what = "compensation of step" if info.compensating else "step"
+        late = f"{what} {info.step!r} did not finish within {timeout} s (try {info.attempt})"
+        if is_async:
+
+            async def body() -> Any:
+                STEP.set(info)
+                if timeout is None:
+                    return await fn(*args, **kwargs)
+                try:
+                    return await asyncio.wait_for(fn(*args, **kwargs), timeout)
+                except TimeoutError:
+                    raise StepTimeout(late) from None
+
+            return asyncio.run_coroutine_threadsafe(body(), self._event_loop()).result()
+        token = STEP.set(info)
+        try:
+            if timeout is None:
+                return fn(*args, **kwargs)
+            return _call_with_timeout(fn, args, kwargs, timeout, late)
+        finally:
+            STEP.reset(token)
+
+
+def _call_with_timeout(
+    fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float, message: str
+) -> Any:
+    outcome: list[Any] = []
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome.append((True, context.run(fn, *args, **kwargs)))
+        except BaseException as exc:
+            outcome.append((False, exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="sagaway-timed-step", daemon=True).start()
+    if not done.wait(timeout):
+        raise StepTimeout(message + "; the call was abandoned, not stopped")
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value

@@ -1,0 +1,86 @@
+"""What code inside a saga can see: the saga context `ctx` and `current_step()`."""
+
+from __future__ import annotations
+
+import uuid
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sagaway.engine.execution import RunExecution
+
+__all__ = ["EXECUTION", "STEP", "SagaContext", "StepInfo", "current_step"]
+
+# The run execution driving the current thread's saga, if any.
+EXECUTION: ContextVar[RunExecution | None] = ContextVar("sagaway_execution", default=None)
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """The step (or compensation) whose body is running.
+
+    `idempotency_key` is the same on every try, after a crash and on redrive: pass it to the
+    service you call so that the effect happens once.
+    """
+
+    run_id: str
+    saga: str
+    step: str
+    position: int
+    attempt: int
+    idempotency_key: str
+    compensating: bool = False
+
+
+STEP: ContextVar[StepInfo | None] = ContextVar("sagaway_step", default=None)
+
+
+def current_step() -> StepInfo:
+    """The step whose body is running. Raises RuntimeError outside a step body."""
+    info = STEP.get()
+    if info is None:
+        raise RuntimeError(
+            "current_step() is only available inside a step or compensation body that a saga "
+            "is running (not in saga code between steps, nor in a direct call of the function)"
+        )
+    return info
+
+
+_UUID_NAMESPACE = uuid.UUID("5a6a7761-7900-4000-8000-000000000000")
+
+
+class SagaContext:
+    """The first argument of every saga function: durable waits, timers and the run's
+    deterministic clock and ids. Everything here gives the same answer when a run replays."""
+
+    def __init__(self, execution: RunExecution) -> None:
+        self._execution = execution
+        self._uuids = 0
+
+    @property
+    def run_id(self) -> str:
+        """The id of the run."""
+        return self._execution.run.id
+
+    def wait(self, signal: str, timeout: float | None = None) -> Any:
+        """Wait durably for the next `signal` sent with `app.signal`; return its payload.
+
+        A signal sent before the saga reaches this wait is kept and returned at once. The run
+        holds no worker while it waits. Raises `WaitTimeout` after `timeout` seconds.
+        """
+        return self._execution.wait(signal, timeout)
+
+    def sleep(self, seconds: float) -> None:
+        """Pause the saga durably: a crash or restart does not reset the timer."""
+        self._execution.sleep(seconds)
+
+    def now(self) -> datetime:
+        """The current time (UTC), recorded on first execution and replayed after."""
+        return self._execution.now()
+
+    def uuid(self) -> uuid.UUID:
+        """A UUID unique to this run and call, identical on replay."""
+        self._uuids += 1
+        return uuid.uuid5(_UUID_NAMESPACE, f"{self.run_id}:{self._uuids}")

@@ -1,0 +1,121 @@
+"""Saga, step and compensation definitions: what the decorators build."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sagaway.engine.context import EXECUTION
+from sagaway.errors import ConfigurationError
+from sagaway.resilience.retry import Retry
+
+if TYPE_CHECKING:
+    from sagaway.engine.app import App
+
+__all__ = ["Compensation", "SagaDefinition", "StepDefinition"]
+
+
+def _accepts_result(fn: Callable[..., Any]) -> bool:
+    parameters = inspect.signature(fn).parameters.values()
+    return any(p.name == "result" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+@dataclass(frozen=True)
+class Compensation:
+    """How to undo a step: the function, its retry policy and per-try timeout."""
+
+    fn: Callable[..., Any]
+    retry: Retry
+    timeout: float | None
+    is_async: bool
+    takes_result: bool
+
+
+class StepDefinition:
+    """A step: inside a saga, calls are journaled, retried and compensated; called
+    outside a saga, it is the plain function."""
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[..., Any],
+        name: str,
+        retry: Retry,
+        timeout: float | None,
+        pivot: bool,
+    ) -> None:
+        functools.update_wrapper(self, fn)
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.pivot = pivot
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.undo: Compensation | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        execution = EXECUTION.get()
+        if execution is None:
+            return self.fn(*args, **kwargs)
+        return execution.call_step(self, args, kwargs)
+
+    def compensation(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Declare the function that undoes this step: `@step.compensation` or
+        `@step.compensation(retry=..., timeout=...)`.
+
+        It is called with the step's arguments, plus `result=` (the step's return value, or
+        None when the step failed or timed out) if it accepts a `result` parameter. It must
+        tolerate "nothing to undo". Returns the function unchanged.
+        """
+
+        def register(undo: Callable[..., Any]) -> Callable[..., Any]:
+            if self.undo is not None:
+                raise ConfigurationError(
+                    f"step {self.name!r} already has compensation {self.undo.fn.__qualname__}: "
+                    "a step has at most one"
+                )
+            self.undo = Compensation(
+                fn=undo,
+                retry=retry or self.app.compensation_retry,
+                timeout=timeout,
+                is_async=inspect.iscoroutinefunction(undo),
+                takes_result=_accepts_result(undo),
+            )
+            return undo
+
+        return register(fn) if fn is not None else register
+
+    def __repr__(self) -> str:
+        flags = " pivot" if self.pivot else ""
+        return f"<step {self.name}{flags}>"
+
+
+class SagaDefinition:
+    """A saga: a function `fn(ctx, *args, **kwargs)` whose steps sagaway journals."""
+
+    def __init__(self, app: App, fn: Callable[..., Any], name: str) -> None:
+        functools.update_wrapper(self, fn)
+        if inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(
+                f"saga {name!r} is an async function: write sagas as plain functions "
+                "(steps may be async; the saga calls them like plain functions)"
+            )
+        self.app = app
+        self.fn = fn
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<saga {self.name}>"

@@ -1,0 +1,559 @@
+"""Executing one claimed run: replay forward, unwind with compensations, record the end.
+
+A run executes in one worker thread from claim to its next rest: the end, a durable wait, or
+the loss of its lease. Forward, the saga function is called again from the top; each step,
+wait, sleep or clock reading takes the next journal position, and a position already in the
+journal returns what it recorded instead of running again. Writes are lazy but never late:
+a completed step's entry is held in memory until just before the next effect (the next
+step's body, a wait, the end), and that effect only starts once the write is durable. So a
+step's completion costs one write, and the last step shares its write with the run's end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sagaway.engine import serde
+from sagaway.engine.context import EXECUTION, SagaContext, StepInfo
+from sagaway.errors import (
+    LeaseLost,
+    NonDeterminismError,
+    SerializationError,
+    UnknownSaga,
+    WaitTimeout,
+)
+from sagaway.store.base import (
+    COMPENSATION,
+    FORWARD,
+    Checkpoint,
+    Claim,
+    EventRecord,
+    JournalEntry,
+    RunUpdate,
+)
+
+if TYPE_CHECKING:
+    from sagaway.engine.definitions import Compensation, StepDefinition
+    from sagaway.engine.worker import Worker
+
+__all__ = ["RunExecution"]
+
+log = logging.getLogger("sagaway")
+
+# Sleeps and waits this short are taken in the worker thread instead of parking the run.
+INLINE_SLEEP = 1.0
+
+
+class _Suspend(BaseException):
+    """The run rests until `wake_at` (or a signal): unwinds the saga function."""
+
+    def __init__(self, wake_at: float | None, wait: tuple[str, int, float | None] | None) -> None:
+        self.wake_at, self.wait = wake_at, wait
+
+
+class _Abandon(BaseException):
+    """Stop executing this run now: the lease was lost, or the worker is stopping."""
+
+    def __init__(self, release: bool) -> None:
+        self.release = release
+
+
+class _CancelRequested(BaseException):
+    """The run was asked to cancel: unwind."""
+
+
+class RunExecution:
+    """The state of one run while a worker executes it."""
+
+    def __init__(self, worker: Worker, claim: Claim) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self.store = worker.app.store
+        self.run = claim.run
+        self.epoch = claim.run.epoch
+        self.forward: dict[int, JournalEntry] = {}
+        self.undone: dict[int, JournalEntry] = {}
+        for entry in claim.journal:
+            (self.forward if entry.phase == FORWARD else self.undone)[entry.position] = entry
+        self.position = 0
+        self.cancel_requested = claim.run.cancel_requested
+        self.pivot_passed = claim.run.pivot_passed
+        self._pending: list[JournalEntry] = []
+        self._consumed: list[tuple[int, int]] = []
+        self._events: list[EventRecord] = []
+        self._pivot_reached = False
+        self._nondeterminism: NonDeterminismError | None = None
+        # (position, step) of each step failure raised into the saga, by id of the exception
+        self._failures: dict[int, tuple[int, str]] = {}
+
+    # --- entry point -----------------------------------------------------------------------
+    def execute(self) -> None:
+        """Run until the run ends, rests or is lost to this worker."""
+        try:
+            if self.run.status == "compensating":
+                self._unwind(resume=True)
+            elif self.cancel_requested and not self.pivot_passed:
+                self._unwind(error=None, cancelled=True)
+            else:
+                self._forward()
+        except _Abandon as stop:
+            if stop.release:
+                self._release()
+        except LeaseLost:
+            log.info("run %s: lease lost to another worker; stopped executing it", self.run.id)
+
+    # --- forward -----------------------------------------------------------------------------
+    def _forward(self) -> None:
+        saga = self.app.sagas.get(self.run.saga)
+        if saga is None:
+            error = UnknownSaga(
+                f"run {self.run.id} names saga {self.run.saga!r}, which this app does not "
+                f"define (it defines: {', '.join(sorted(self.app.sagas)) or 'none'}): deploy "
+                "the code that defines it, then `redrive` the run"
+            )
+            self._finish("failed", error=self._error_text(error, phase="forward"))
+            return
+        arguments = serde.loads(self.run.input)
+        token = EXECUTION.set(self)
+        try:
+            try:
+                value = saga.fn(SagaContext(self), *arguments["args"], **arguments["kwargs"])
+                if self._nondeterminism is not None:
+                    raise self._nondeterminism
+                self._check_replay_complete()
+                outcome: tuple[str, Any] = (
+                    "succeeded",
+                    serde.dumps(value, f"the return value of saga {saga.name!r}"),
+                )
+            except _Suspend as rest:
+                outcome = ("suspend", rest)
+            except _CancelRequested:
+                outcome = ("cancel", None)
+            except Exception as exc:
+                outcome = ("error", self._nondeterminism or exc)
+        finally:
+            EXECUTION.reset(token)
+        kind, value = outcome
+        if kind == "succeeded":
+            self._finish("succeeded", result=value)
+        elif kind == "suspend":
+            self._suspend(value)
+        elif kind == "cancel":
+            self._unwind(error=None, cancelled=True)
+        else:
+            self._forward_failed(value)
+
+    def _forward_failed(self, exc: BaseException) -> None:
+        position, step = self._failures.get(id(exc), (None, None))
+        doc = self._error_text(exc, phase="forward", position=position, step=step)
+        if isinstance(exc, NonDeterminismError) or self.pivot_passed:
+            reason = "non-determinism" if isinstance(exc, NonDeterminismError) else "after pivot"
+            self._events.append(self._event("escalation", reason=reason, step=step))
+            self._finish("failed", error=doc)
+        else:
+            self._unwind(error=doc)
+
+    def _check_replay_complete(self) -> None:
+        later = sorted(p for p in self.forward if p >= self.position)
+        if later:
+            entry = self.forward[later[0]]
+            raise NonDeterminismError(
+                f"run {self.run.id} of saga {self.run.saga!r}: the saga returned after "
+                f"{self.position} journal positions, but the journal records {entry.kind} "
+                f"{entry.name!r} at position {entry.position}: the saga's code changed while "
+                "this run was in flight. Restore the code it started with, or fix the run's "
+                "path and `redrive` it"
+            )
+
+    def _next(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
+        position = self.position
+        self.position += 1
+        entry = self.forward.get(position)
+        if entry is not None and (entry.kind != kind or entry.name != name):
+            self._nondeterminism = NonDeterminismError(
+                f"run {self.run.id} of saga {self.run.saga!r}: replay reached {kind} {name!r} at "
+                f"journal position {position}, but the journal records {entry.kind} "
+                f"{entry.name!r} there: the saga's code changed while this run was in flight. "
+                "Restore the code it started with, or fix it and `redrive` the run"
+            )
+            raise self._nondeterminism
+        return position, entry
+
+    def call_step(self, step: StepDefinition, args: tuple, kwargs: dict) -> Any:
+        """Run (or replay) one step call made by the saga function."""
+        position, entry = self._next("step", step.name)
+        if entry is not None:
+            if entry.status == "ok":
+                if step.pivot:
+                    self.pivot_passed = True
+                return serde.loads(entry.result or "null")
+            raise serde.rebuild_error(entry.error) or RuntimeError(entry.error)
+        self._before_effect()
+        args_text = None
+        if step.undo is not None:
+            args_text = serde.dumps(
+                {"args": list(args), "kwargs": kwargs}, f"the arguments of step {step.name!r}"
+            )
+        started = time.time()
+        ok, value, tries = self._attempt(
+            step.name, position, step.fn, step.is_async, args, kwargs, step.retry, step.timeout
+        )
+        if not ok:
+            self._failures[id(value)] = (position, step.name)
+            self._record(
+                JournalEntry(
+                    position,
+                    FORWARD,
+                    "step",
+                    step.name,
+                    "failed",
+                    args_text,
+                    None,
+                    self._error_text(value, phase="forward", position=position, step=step.name),
+                    tries,
+                    started,
+                    time.time(),
+                )
+            )
+            raise value
+        result_text, result = value
+        self._record(
+            JournalEntry(
+                position,
+                FORWARD,
+                "step",
+                step.name,
+                "ok",
+                args_text,
+                result_text,
+                None,
+                tries,
+                started,
+                time.time(),
+            )
+        )
+        if step.pivot:
+            self.pivot_passed = True
+            self._pivot_reached = True
+        return result
+
+    def _attempt(
+        self,
+        name: str,
+        position: int,
+        fn: Any,
+        is_async: bool,
+        args: tuple,
+        kwargs: dict,
+        retry: Any,
+        timeout: float | None,
+        compensating: bool = False,
+    ) -> tuple[bool, Any, int]:
+        """Call `fn` with retries. Returns (True, (json, value), tries) or (False, error, tries)."""
+        tries, delay = 0, None
+        suffix = "/undo" if compensating else ""
+        while True:
+            tries += 1
+            info = StepInfo(
+                run_id=self.run.id,
+                saga=self.run.saga,
+                step=name,
+                position=position,
+                attempt=tries,
+                idempotency_key=f"{self.run.id}/{position}{suffix}",
+                compensating=compensating,
+            )
+            try:
+                value = self.app.invoke(fn, is_async, args, kwargs, timeout, info)
+                text = serde.dumps(value, f"the result of step {name!r}")
+                return True, (text, serde.loads(text)), tries
+            except SerializationError as exc:
+                return False, exc, tries
+            except Exception as exc:
+                if not retry.allows(exc, tries):
+                    return False, exc, tries
+                delay = retry.delay(tries, delay)
+                self._events.append(
+                    self._event(
+                        "retry",
+                        step=name,
+                        position=position,
+                        attempt=tries,
+                        compensating=compensating,
+                        delay=round(delay, 4),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                )
+                self.app.metrics.retried(self.run.saga, name)
+                self._pause(delay)
+
+    def wait(self, signal: str, timeout: float | None) -> Any:
+        """ctx.wait: the payload of the next `signal`, durably."""
+        position, entry = self._next("wait", signal)
+        if entry is not None:
+            if entry.status == "ok":
+                return serde.loads(entry.result or "null")
+            raise WaitTimeout(signal, timeout)
+        if self.cancel_requested and not self.pivot_passed:
+            raise _CancelRequested()
+        found = self.store.pending_signal(self.run.id, signal, [sid for sid, _ in self._consumed])
+        now = time.time()
+        if found is not None:
+            self._consumed.append((found.id, position))
+            self._mark(position, "wait", signal, "ok", found.payload)
+            return serde.loads(found.payload)
+        run = self.run
+        if run.wait_position == position and run.wait_name == signal:
+            deadline = run.wait_deadline
+        else:
+            deadline = None if timeout is None else now + timeout
+        if deadline is not None and now >= deadline:
+            self._mark(position, "wait", signal, "timeout")
+            raise WaitTimeout(signal, timeout)
+        raise _Suspend(deadline, (signal, position, deadline))
+
+    def sleep(self, seconds: float) -> None:
+        """ctx.sleep: a durable timer."""
+        position, entry = self._next("sleep", "sleep")
+        if entry is not None:
+            wake_at = float(serde.loads(entry.result or "0"))
+        else:
+            now = time.time()
+            wake_at = now + max(0.0, float(seconds))
+            self._mark(position, "sleep", "sleep", "ok", repr(wake_at))
+        remaining = wake_at - time.time()
+        if remaining <= 0:
+            return
+        if remaining <= INLINE_SLEEP:
+            self._pause(remaining)
+            return
+        raise _Suspend(wake_at, None)
+
+    def now(self) -> datetime:
+        """ctx.now: the time, recorded once."""
+        position, entry = self._next("now", "now")
+        if entry is not None:
+            value = float(serde.loads(entry.result or "0"))
+        else:
+            value = time.time()
+            self._record(
+                JournalEntry(
+                    position, FORWARD, "now", "now", "ok", None, repr(value), None, 1, value, value
+                )
+            )
+        return datetime.fromtimestamp(value, UTC)
+
+    # --- unwinding ---------------------------------------------------------------------------
+    def _unwind(
+        self, error: str | None = None, cancelled: bool = False, resume: bool = False
+    ) -> None:
+        """Compensate, newest first, every recorded step (done or failed) that has a
+        compensation; end compensated/cancelled, or failed when a compensation gives up."""
+        cancelled = cancelled or self.cancel_requested
+        if resume:
+            doc = json.loads(self.run.error) if self.run.error else None
+            if doc and doc.get("phase") == "compensation":
+                doc = doc.get("original")
+            error = json.dumps(doc) if doc else None
+        else:
+            self._events.append(self._event("compensating", cancelled=cancelled))
+            self._flush(RunUpdate(status="compensating", error=error))
+        self.app.metrics.compensating(self.run.saga)
+        steps = sorted(
+            (e for e in self.forward.values() if e.kind == "step"),
+            key=lambda e: e.position,
+            reverse=True,
+        )
+        for entry in steps:
+            done = self.undone.get(entry.position)
+            if done is not None and done.status == "ok":
+                continue
+            step = self.app.steps.get(entry.name)
+            undo = step.undo if step is not None else None
+            if step is None or (undo is not None and entry.args is None):
+                problem = RuntimeError(
+                    f"cannot compensate step {entry.name!r} at position {entry.position}: "
+                    + (
+                        "this app no longer defines it"
+                        if step is None
+                        else "its arguments were not recorded (it had no compensation then)"
+                    )
+                    + "; fix the code or undo it by hand, then `redrive` the run"
+                )
+                self._compensation_failed(entry, problem, 0, error)
+                return
+            if undo is None:
+                continue
+            if not self._compensate(entry, undo, error):
+                return
+        self._finish("cancelled" if cancelled else "compensated", error=error)
+
+    def _compensate(self, entry: JournalEntry, undo: Compensation, error: str | None) -> bool:
+        self._before_effect(unwinding=True)
+        saved = serde.loads(entry.args or "{}")
+        kwargs = dict(saved.get("kwargs", {}))
+        if undo.takes_result:
+            kwargs["result"] = serde.loads(entry.result) if entry.status == "ok" else None
+        started = time.time()
+        ok, value, tries = self._attempt(
+            entry.name,
+            entry.position,
+            undo.fn,
+            undo.is_async,
+            tuple(saved.get("args", [])),
+            kwargs,
+            undo.retry,
+            undo.timeout,
+            compensating=True,
+        )
+        if not ok:
+            self._compensation_failed(entry, value, tries, error, started)
+            return False
+        self._record(
+            JournalEntry(
+                entry.position,
+                COMPENSATION,
+                "compensation",
+                entry.name,
+                "ok",
+                None,
+                value[0],
+                None,
+                tries,
+                started,
+                time.time(),
+            )
+        )
+        self.app.metrics.compensated_step(self.run.saga, entry.name)
+        return True
+
+    def _compensation_failed(
+        self,
+        entry: JournalEntry,
+        exc: BaseException,
+        tries: int,
+        original: str | None,
+        started: float | None = None,
+    ) -> None:
+        now = time.time()
+        doc = serde.error_doc(
+            exc,
+            phase="compensation",
+            position=entry.position,
+            step=entry.name,
+            original=json.loads(original) if original else None,
+        )
+        text = json.dumps(doc)
+        self._record(
+            JournalEntry(
+                entry.position,
+                COMPENSATION,
+                "compensation",
+                entry.name,
+                "failed",
+                None,
+                None,
+                text,
+                tries,
+                started or now,
+                now,
+            )
+        )
+        self._events.append(
+            self._event(
+                "escalation",
+                reason="compensation exhausted its retries",
+                step=entry.name,
+                position=entry.position,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        )
+        self._finish("failed", error=text)
+
+    # --- writes ------------------------------------------------------------------------------
+    def _record(self, entry: JournalEntry) -> None:
+        (self.forward if entry.phase == FORWARD else self.undone)[entry.position] = entry
+        self._pending.append(entry)
+
+    def _mark(
+        self, position: int, kind: str, name: str, status: str, result: str | None = None
+    ) -> None:
+        """Record an instantaneous forward entry (a wait's outcome, a timer, a clock reading)."""
+        now = time.time()
+        self._record(
+            JournalEntry(position, FORWARD, kind, name, status, None, result, None, 1, now, now)
+        )
+
+    def _event(self, kind: str, **data: Any) -> EventRecord:
+        return EventRecord(self.run.id, time.time(), kind, json.dumps(data))
+
+    def _error_text(self, exc: BaseException, **context: Any) -> str:
+        return json.dumps(serde.error_doc(exc, **context))
+
+    def _before_effect(self, unwinding: bool = False) -> None:
+        """Make everything recorded so far durable before an effect may happen."""
+        if self.worker.stopping.is_set():
+            raise _Abandon(release=True)
+        if self._pending or self._consumed or self._events or self._pivot_reached:
+            self._flush()
+        if self.cancel_requested and not unwinding:
+            if not self.pivot_passed:
+                raise _CancelRequested()
+            self._events.append(self._event("cancel_ignored", reason="run passed its pivot"))
+            self.cancel_requested = False
+            self._flush(RunUpdate(clear_cancel=True))
+
+    def _flush(self, update: RunUpdate | None = None) -> None:
+        now = time.time()
+        if self._pivot_reached:
+            update = update or RunUpdate()
+            update.pivot_passed = True
+        checkpoint = Checkpoint(
+            run_id=self.run.id,
+            epoch=self.epoch,
+            now=now,
+            lease_until=now + self.worker.lease,
+            entries=self._pending,
+            consumed=self._consumed,
+            events=self._events,
+            update=update,
+        )
+        try:
+            self.cancel_requested = self.store.checkpoint(checkpoint)
+        except LeaseLost:
+            raise _Abandon(release=False) from None
+        self._pending, self._consumed, self._events = [], [], []
+        self._pivot_reached = False
+
+    def _suspend(self, rest: _Suspend) -> None:
+        update = RunUpdate(
+            status="waiting",
+            due_at=rest.wake_at,
+            owner=None,
+            wait=rest.wait,
+            wake_on_signal=rest.wait[0] if rest.wait else None,
+        )
+        self._flush(update)
+        self.app.metrics.suspended(self.run.saga)
+
+    def _release(self) -> None:
+        try:
+            self._flush(RunUpdate(owner=None, due_at=time.time()))
+        except _Abandon:
+            pass
+
+    def _finish(self, status: str, result: str | None = None, error: str | None = None) -> None:
+        update = RunUpdate(
+            status=status, due_at=None, owner=None, result=result, error=error, wait=None
+        )
+        self._flush(update)
+        self.app.metrics.finished(self.run.saga, status, time.time() - self.run.created_at)
+        self.app.notify_finished(self.run.id)
+
+    def _pause(self, seconds: float) -> None:
+        if self.worker.stopping.wait(seconds):
+            raise _Abandon(release=True)

@@ -1,0 +1,140 @@
+"""`Run`: a handle on one saga run, and `Step`: one line of its journal."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sagaway.engine import serde
+from sagaway.errors import RunNotFound, SagaCancelled, SagaCompensated, SagaFailed
+from sagaway.store.base import COMPENSATION, TERMINAL, EventRecord, JournalEntry, RunRecord
+
+if TYPE_CHECKING:
+    from sagaway.engine.app import App
+
+__all__ = ["Run", "Step"]
+
+_OUTCOMES = {"compensated": SagaCompensated, "failed": SagaFailed, "cancelled": SagaCancelled}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One journal line: a step, wait, sleep or clock reading (phase "forward"), or the
+    compensation of the step at the same position (phase "compensation")."""
+
+    position: int
+    phase: str
+    kind: str
+    name: str
+    status: str
+    attempts: int
+    args: Any
+    result: Any
+    error: dict[str, Any] | None
+    started_at: float
+    finished_at: float
+
+    @classmethod
+    def from_entry(cls, entry: JournalEntry) -> Step:
+        """Decode a stored journal entry."""
+        return cls(
+            position=entry.position,
+            phase="compensation" if entry.phase == COMPENSATION else "forward",
+            kind=entry.kind,
+            name=entry.name,
+            status=entry.status,
+            attempts=entry.attempts,
+            args=serde.loads(entry.args) if entry.args else None,
+            result=serde.loads(entry.result) if entry.result else None,
+            error=json.loads(entry.error) if entry.error else None,
+            started_at=entry.started_at,
+            finished_at=entry.finished_at,
+        )
+
+
+class Run:
+    """A live handle on a run: `status`, `steps` and `events` read the store each time."""
+
+    def __init__(self, app: App, record: RunRecord) -> None:
+        self._app = app
+        self._record = record
+        self.id = record.id
+        self.saga = record.saga
+        self.key = record.key
+
+    def refresh(self) -> RunRecord:
+        """The run's current row (also cached as `record`)."""
+        record = self._app.store.get_run(self.id)
+        if record is None:
+            raise RunNotFound(self.id)
+        self._record = record
+        return record
+
+    @property
+    def record(self) -> RunRecord:
+        """The row as last read."""
+        return self._record
+
+    @property
+    def status(self) -> str:
+        """pending, running, waiting, compensating, succeeded, compensated, failed or
+        cancelled."""
+        return self.refresh().status
+
+    @property
+    def steps(self) -> list[Step]:
+        """The journal: forward entries by position, then compensations by position."""
+        return [Step.from_entry(e) for e in self._app.store.journal(self.id)]
+
+    @property
+    def events(self) -> list[EventRecord]:
+        """Retries, escalations, recoveries, cancel and redrive requests, oldest first."""
+        return self._app.store.events(run_id=self.id)
+
+    @property
+    def input(self) -> dict[str, Any]:
+        """The saga's arguments: {"args": [...], "kwargs": {...}}."""
+        return serde.loads(self._record.input)
+
+    @property
+    def error(self) -> BaseException | None:
+        """The error that decided the run's outcome, if any (see `SagaOutcome.error`)."""
+        record = self.refresh()
+        return serde.rebuild_error(record.error) if record.error else None
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run to end; return the saga's value.
+
+        Raises SagaCompensated, SagaFailed or SagaCancelled (each carrying the error as
+        `.error`), or TimeoutError if the run has not ended within `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            seen = self._app.finished_count
+            record = self.refresh()
+            if record.status in TERMINAL:
+                return self._outcome(record)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"run {self.id} is still {record.status} after {timeout} s "
+                    "(it goes on; call result() again to keep waiting)"
+                )
+            self._app.wait_finished(seen, 0.2 if remaining is None else min(0.2, remaining))
+
+    def _outcome(self, record: RunRecord) -> Any:
+        if record.status == "succeeded":
+            return serde.loads(record.result) if record.result else None
+        doc = json.loads(record.error) if record.error else None
+        error = serde.rebuild_error(doc)
+        detail = ""
+        if doc and doc.get("phase") == "compensation":
+            detail = f" (while compensating step {doc.get('step')!r}; redrive resumes there)"
+        elif record.status == "failed" and doc and doc.get("step"):
+            detail = f" (at step {doc.get('step')!r}; redrive resumes there)"
+        raise _OUTCOMES[record.status](record.id, error, detail)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} saga={self.saga} status={self._record.status}>"

@@ -1,0 +1,106 @@
+"""How values and errors are stored: JSON text, with errors that say what could not be stored.
+
+Every value a saga hands to sagaway (inputs, step arguments and results, signal payloads) is
+stored as JSON, and the saga always continues with the value read back from that JSON, so a
+replay sees exactly what the first execution saw (a tuple becomes a list the first time, not
+only after a crash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import traceback
+from typing import Any
+
+from sagaway.errors import RemoteError, SerializationError
+
+__all__ = ["dumps", "error_doc", "input_hash", "loads", "rebuild_error"]
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_CANONICAL = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True
+)
+loads = json.loads
+
+
+def dumps(value: Any, what: str, *, canonical: bool = False) -> str:
+    """`value` as JSON text; raises SerializationError naming `what` and the bad type."""
+    try:
+        return (_CANONICAL if canonical else _ENCODER).encode(value)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"{what} cannot be stored as JSON ({exc}): pass and return plain data — dict, list, "
+            "str, int, float, bool, None (e.g. dataclasses.asdict(obj), str(uuid), "
+            "datetime.isoformat())"
+        ) from None
+
+
+def input_hash(text: str) -> str:
+    """A digest identifying a saga input, used to detect idempotency-key reuse."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _plain(value: Any) -> Any:
+    try:
+        return json.loads(_ENCODER.encode(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def error_doc(exc: BaseException, **context: Any) -> dict[str, Any]:
+    """A JSON-ready description of `exc`: its class, message, constructor arguments (when
+    they are plain data), traceback, plus `context` (step, position, phase...)."""
+    cls = type(exc)
+    reduced = exc.__reduce__()
+    args = _plain(list(reduced[1])) if len(reduced) > 1 and reduced[1] is not None else None
+    state = _plain(reduced[2]) if len(reduced) > 2 and reduced[2] else None
+    doc: dict[str, Any] = {
+        "type": f"{cls.__module__}.{cls.__qualname__}",
+        "message": str(exc),
+        "args": args,
+        "state": state,
+        "traceback": "".join(traceback.format_exception(exc)).rstrip(),
+    }
+    doc.update(context)
+    return doc
+
+
+def _find_class(type_name: str) -> type[BaseException] | None:
+    module_name, _, qualname = type_name.rpartition(".")
+    # Only classes of modules this process already imported: reading a journal never imports.
+    module = sys.modules.get(module_name)
+    while module is None and "." in module_name:
+        module_name, _, outer = module_name.rpartition(".")
+        qualname = f"{outer}.{qualname}"
+        module = sys.modules.get(module_name)
+    obj: Any = module
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+def rebuild_error(doc: dict[str, Any] | str | None) -> BaseException | None:
+    """The exception described by `error_doc` output: an instance of the original class when
+    this process has it and it can be rebuilt from the recorded arguments, else a
+    `RemoteError` carrying the type name, message and traceback."""
+    if doc is None:
+        return None
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    assert isinstance(doc, dict)
+    cls = _find_class(doc.get("type", ""))
+    if cls is not None and doc.get("args") is not None:
+        try:
+            exc = cls(*doc["args"])
+            if isinstance(doc.get("state"), dict):
+                exc.__dict__.update(doc["state"])
+            return exc
+        except Exception:
+            pass
+    return RemoteError(
+        doc.get("type", "Exception"), doc.get("message", ""), doc.get("traceback", "")
+    )

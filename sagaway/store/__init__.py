@@ -1,0 +1,63 @@
+"""Persistence: one Store interface, a SQLite and a PostgreSQL backend.
+
+`open_store(url)` picks the backend from the URL: `sqlite:///relative.db`,
+`sqlite:////absolute/path.db` (or a bare file path), `postgresql://user@host/db`.
+SQLite options go in the query string: `sqlite:///shop.db?synchronous=NORMAL`.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qsl, urlsplit
+
+from sagaway.errors import ConfigurationError
+from sagaway.store.base import Store
+
+__all__ = ["DEFAULT_URL", "Store", "open_store", "resolve_url"]
+
+DEFAULT_URL = "sqlite:///sagaway.db"
+
+
+def resolve_url(url: str | None) -> str:
+    """The store URL to use: `url`, else $SAGAWAY_DB, else ./sagaway.db.
+
+    A bare path (no scheme) means a SQLite file.
+    """
+    url = url or os.environ.get("SAGAWAY_DB") or DEFAULT_URL
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    return url
+
+
+def open_store(url: str | None = None, *, create: bool = True, **options: object) -> Store:
+    """Open the store named by `url` (see `resolve_url`); `create=False` refuses to create a
+    new SQLite file. Extra options go to the backend."""
+    url = resolve_url(url)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "sqlite":
+        from sagaway.store.sqlite import SqliteStore
+
+        parts = urlsplit(url)
+        path = url[len("sqlite:///") :].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise ConfigurationError(
+                f"{url!r} names no file: write sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db"
+            )
+        query = dict(parse_qsl(parts.query))
+        unknown = set(query) - {"synchronous"}
+        if unknown:
+            raise ConfigurationError(
+                f"unknown SQLite option(s) {sorted(unknown)} in {url!r}: the only one is "
+                "synchronous=FULL|NORMAL|EXTRA"
+            )
+        if "synchronous" in query:
+            options.setdefault("synchronous", query["synchronous"])
+        return SqliteStore(path, create=create, **options)  # type: ignore[arg-type]
+    if scheme in ("postgres", "postgresql"):
+        from sagaway.store.postgres import PostgresStore
+
+        return PostgresStore(url, **options)  # type: ignore[arg-type]
+    raise ConfigurationError(
+        f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
+    )

@@ -1,0 +1,283 @@
+"""The Store interface: everything the engine persists, behind one backend-agnostic contract.
+
+The engine never writes SQL. It reads runs and journals, and changes state only through
+`Store` methods, each of which is atomic. Checkpoints are fenced: a write carries the lease
+epoch under which the run was claimed, and is refused with `LeaseLost` once another worker
+has claimed the run since. Backends batch concurrent writes into one transaction (group
+commit) and release each caller only after that transaction is durable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ACTIVE",
+    "KEEP",
+    "TERMINAL",
+    "Checkpoint",
+    "Claim",
+    "EventRecord",
+    "JournalEntry",
+    "NewRun",
+    "RunRecord",
+    "RunUpdate",
+    "SignalRecord",
+    "Store",
+]
+
+TERMINAL = frozenset({"succeeded", "compensated", "failed", "cancelled"})
+ACTIVE = frozenset({"running", "compensating"})
+STATUSES = (
+    "pending",
+    "running",
+    "waiting",
+    "compensating",
+    "succeeded",
+    "compensated",
+    "failed",
+    "cancelled",
+)
+
+FORWARD, COMPENSATION = 0, 1
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run's row: identity, input, status and the bookkeeping of leases and waits."""
+
+    id: str
+    saga: str
+    key: str | None
+    input: str
+    input_hash: str
+    status: str
+    created_at: float
+    updated_at: float
+    due_at: float | None = None
+    owner: str | None = None
+    epoch: int = 0
+    wait_name: str | None = None
+    wait_position: int | None = None
+    wait_deadline: float | None = None
+    pivot_passed: bool = False
+    cancel_requested: bool = False
+    result: str | None = None
+    error: str | None = None
+    recoveries: int = 0
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """What `start` inserts."""
+
+    id: str
+    saga: str
+    key: str | None
+    input: str
+    input_hash: str
+    now: float
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One recorded action of a run, keyed by (phase, position).
+
+    phase 0 holds the forward actions (kind `step`, `wait`, `sleep`, `now`); phase 1 holds
+    the compensation of the forward step at the same position. `status` is `ok`, `failed`
+    or (for waits) `timeout`. Payloads are JSON text.
+    """
+
+    position: int
+    phase: int
+    kind: str
+    name: str
+    status: str
+    args: str | None = None
+    result: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """Something worth telling a person: retries, escalations, recoveries, redrives."""
+
+    run_id: str
+    at: float
+    kind: str
+    data: str = "{}"
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class SignalRecord:
+    """A signal sent to a run, kept until a `wait` consumes it."""
+
+    id: int
+    run_id: str
+    name: str
+    payload: str
+    sent_at: float
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+"""Marks a `RunUpdate` field that the checkpoint leaves unchanged."""
+
+
+@dataclass
+class RunUpdate:
+    """Run columns a checkpoint changes; fields left as `KEEP` stay as they are, `None`
+    clears a column (e.g. `owner=None` releases the lease)."""
+
+    status: Any = KEEP
+    due_at: Any = KEEP
+    owner: Any = KEEP
+    result: Any = KEEP
+    error: Any = KEEP
+    wait: Any = KEEP  # (name, position, deadline), or None to clear
+    pivot_passed: bool = False
+    clear_cancel: bool = False
+    # When set, suspend only if no unconsumed signal of this name is waiting: otherwise make
+    # the run due at once (closes the race between a signal and a run going to sleep).
+    wake_on_signal: str | None = None
+
+
+@dataclass
+class Checkpoint:
+    """One fenced, atomic write for a run: journal entries, consumed signals, events and a
+    change of the run row. Refused with `LeaseLost` unless the run's epoch is `epoch`."""
+
+    run_id: str
+    epoch: int
+    now: float
+    lease_until: float | None
+    entries: list[JournalEntry] = field(default_factory=list)
+    consumed: list[tuple[int, int]] = field(default_factory=list)  # (signal id, position)
+    events: list[EventRecord] = field(default_factory=list)
+    update: RunUpdate | None = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run claimed by a worker, with its journal, ready to execute."""
+
+    run: RunRecord
+    journal: list[JournalEntry]
+    taken_over_from: str | None = None
+
+
+class Store(ABC):
+    """Persistence of runs, journals, signals and events. Thread-safe."""
+
+    url: str
+
+    # --- lifecycle -------------------------------------------------------------------
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and background resources."""
+
+    @property
+    @abstractmethod
+    def description(self) -> str:
+        """A short human description of the backend and its durability settings."""
+
+    # --- runs --------------------------------------------------------------------------
+    @abstractmethod
+    def create_run(
+        self, new: NewRun, owner: str | None = None, lease_until: float | None = None
+    ) -> tuple[RunRecord, bool]:
+        """Insert a run, or return the existing one with the same (saga, key).
+
+        Returns (record, created). With `owner`, the new run is inserted already claimed by
+        that worker (epoch 1), saving the separate claim write.
+        """
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run's current row, or None."""
+
+    @abstractmethod
+    def list_runs(
+        self, status: str | None = None, saga: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+
+    @abstractmethod
+    def count_runs(self) -> dict[str, int]:
+        """Number of runs per status."""
+
+    @abstractmethod
+    def journal(self, run_id: str) -> list[JournalEntry]:
+        """The run's journal ordered by (phase, position)."""
+
+    @abstractmethod
+    def events(
+        self, run_id: str | None = None, kind: str | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Recorded events, oldest first."""
+
+    @abstractmethod
+    def pending_signal(
+        self, run_id: str, name: str, skip: Sequence[int] = ()
+    ) -> SignalRecord | None:
+        """The oldest unconsumed signal of that name for the run, ignoring ids in `skip`."""
+
+    # --- workers -------------------------------------------------------------------------
+    @abstractmethod
+    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claim]:
+        """Lease up to `limit` due runs to `owner`, bumping each run's epoch."""
+
+    @abstractmethod
+    def checkpoint(self, cp: Checkpoint) -> bool:
+        """Apply the checkpoint atomically and durably; return the run's cancel flag.
+
+        Raises `LeaseLost` when the run's epoch is no longer `cp.epoch`.
+        """
+
+    @abstractmethod
+    def heartbeat(self, owner: str, now: float, lease_until: float) -> int:
+        """Extend the leases of every active run `owner` holds; return how many."""
+
+    @abstractmethod
+    def owners(self) -> list[str]:
+        """Owners currently holding leases on active runs."""
+
+    @abstractmethod
+    def expire_owner(self, owner: str, now: float) -> int:
+        """Make every active run of a dead owner due now; return how many."""
+
+    @abstractmethod
+    def next_due(self) -> float | None:
+        """The earliest `due_at` of any run, or None."""
+
+    # --- control ---------------------------------------------------------------------------
+    @abstractmethod
+    def send_signal(self, run_id: str, name: str, payload: str, now: float) -> SignalRecord:
+        """Keep a signal for the run and wake it if it waits. Raises RunNotFound."""
+
+    @abstractmethod
+    def request_cancel(self, run_id: str, now: float) -> RunRecord:
+        """Flag a non-terminal run for cancellation and make it due.
+
+        Raises RunNotFound, or InvalidRunState for a terminal run or one past its pivot.
+        """
+
+    @abstractmethod
+    def redrive(self, run_id: str, now: float, status: str, rerun_position: int | None) -> None:
+        """Move a failed run back to `status` and make it due; drop the failed forward
+        entry at `rerun_position` so it runs again. Raises InvalidRunState unless failed."""
+
+    @abstractmethod
+    def record_event(self, event: EventRecord) -> None:
+        """Append an event outside any checkpoint."""

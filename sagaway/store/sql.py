@@ -1,0 +1,519 @@
+"""The SQL both backends share: one implementation of the Store contract over DB-API.
+
+Backends (`sqlite.py`, `postgres.py`) supply connections, transactions, the placeholder
+style and the row-locking clause; every statement here is written once, with `?`
+placeholders, in the SQL subset SQLite and PostgreSQL agree on.
+
+Writes go through a `GroupCommit`: each work function below runs inside a transaction that
+may hold other callers' work too. A work function raises domain errors (LeaseLost,
+RunNotFound, InvalidRunState) only before it has written anything, so such an error never
+leaves half a write behind in the shared transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sagaway.errors import InvalidRunState, LeaseLost, RunNotFound, SagawayError
+from sagaway.store.base import (
+    KEEP,
+    Checkpoint,
+    Claim,
+    EventRecord,
+    JournalEntry,
+    NewRun,
+    RunRecord,
+    SignalRecord,
+    Store,
+)
+from sagaway.store.groupcommit import GroupCommit
+
+__all__ = ["Cursorish", "SqlStore"]
+
+RUN_COLUMNS = (
+    "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
+    "epoch, wait_name, wait_position, wait_deadline, pivot_passed, cancel_requested, result, "
+    "error, recoveries"
+)
+JOURNAL_COLUMNS = (
+    "position, phase, kind, name, status, args, result, error, attempts, started_at, finished_at"
+)
+_ACTIVE_SQL = "('running', 'compensating')"
+_TERMINAL_SQL = "('succeeded', 'compensated', 'failed', 'cancelled')"
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    values = list(row)
+    values[14] = bool(values[14])
+    values[15] = bool(values[15])
+    return RunRecord(*values)
+
+
+def _entry(row: Sequence[Any]) -> JournalEntry:
+    return JournalEntry(*row)
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+class Cursorish:
+    """The few DB-API calls the shared SQL uses, over one connection in a transaction."""
+
+    def __init__(self, connection: Any, convert: Callable[[str], str]) -> None:
+        self.connection = connection
+        self._convert = convert
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.connection.execute(self._convert(sql), params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.execute(sql, params).fetchall()
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            cursor = self.connection.cursor()
+            cursor.executemany(self._convert(sql), rows)
+
+
+class SqlStore(Store):
+    """Store contract over SQL; subclasses provide connections and dialect hooks."""
+
+    lock_clause = ""  # appended to the claim's SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)
+
+    def __init__(self) -> None:
+        self._group = GroupCommit(self._run_batch)
+        self._local = threading.local()
+
+    # --- backend hooks -------------------------------------------------------------------
+    @abstractmethod
+    def _convert(self, sql: str) -> str:
+        """Rewrite `?` placeholders into the driver's style."""
+
+    @abstractmethod
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        """Yield a connection inside a write transaction; commit on exit, roll back on error."""
+
+    @abstractmethod
+    @contextmanager
+    def _read_connection(self) -> Iterator[Any]:
+        """Yield a connection for reads (autocommit or a short transaction)."""
+
+    # --- plumbing ------------------------------------------------------------------------
+    def _run_batch(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
+        try:
+            with self._write_transaction() as conn:
+                cur = Cursorish(conn, self._convert)
+                return [self._attempt(work, cur) for work in works]
+        except _Retry:
+            pass
+        # One work hit a database error mid-way: run each alone so only it fails.
+        outcomes = []
+        for work in works:
+            try:
+                with self._write_transaction() as conn:
+                    outcomes.append((True, work(Cursorish(conn, self._convert))))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
+    @staticmethod
+    def _attempt(work: Callable[[Cursorish], Any], cur: Cursorish) -> tuple[bool, Any]:
+        try:
+            return True, work(cur)
+        except SagawayError as exc:  # raised before the work wrote anything
+            return False, exc
+        except Exception as exc:
+            raise _Retry from exc
+
+    def _write(self, work: Callable[[Cursorish], Any]) -> Any:
+        return self._group.submit(work)
+
+    def _read(self, work: Callable[[Cursorish], Any]) -> Any:
+        with self._read_connection() as conn:
+            return work(Cursorish(conn, self._convert))
+
+    @property
+    def commit_stats(self) -> tuple[int, int]:
+        """(transactions, writes) committed through group commit so far."""
+        return self._group.batches, self._group.writes
+
+    # --- runs ----------------------------------------------------------------------------
+    def create_run(
+        self, new: NewRun, owner: str | None = None, lease_until: float | None = None
+    ) -> tuple[RunRecord, bool]:
+        claimed = owner is not None
+
+        def work(cur: Cursorish) -> tuple[RunRecord, bool]:
+            row = cur.one(
+                f"INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
+                f"created_at, updated_at, due_at, owner, epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                f"ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
+                f"RETURNING {RUN_COLUMNS}",
+                (
+                    new.id,
+                    new.saga,
+                    new.key,
+                    new.input,
+                    new.input_hash,
+                    "running" if claimed else "pending",
+                    new.now,
+                    new.now,
+                    lease_until if claimed else new.now,
+                    owner,
+                    1 if claimed else 0,
+                ),
+            )
+            if row is not None:
+                return _run(row), True
+            existing = cur.one(
+                f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE saga = ? AND idem_key = ?",
+                (new.saga, new.key),
+            )
+            return _run(existing), False
+
+        return self._write(work)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        row = self._read(
+            lambda cur: cur.one(f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE id = ?", (run_id,))
+        )
+        return None if row is None else _run(row)
+
+    def list_runs(
+        self, status: str | None = None, saga: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if saga is not None:
+            where.append("saga = ?")
+            params.append(saga)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            lambda cur: cur.all(
+                f"SELECT {RUN_COLUMNS} FROM sagaway_runs {clause} "
+                f"ORDER BY created_at DESC, id DESC LIMIT ?",
+                (*params, limit),
+            )
+        )
+        return [_run(row) for row in rows]
+
+    def count_runs(self) -> dict[str, int]:
+        rows = self._read(
+            lambda cur: cur.all("SELECT status, COUNT(*) FROM sagaway_runs GROUP BY status")
+        )
+        return {status: int(count) for status, count in rows}
+
+    def journal(self, run_id: str) -> list[JournalEntry]:
+        rows = self._read(
+            lambda cur: cur.all(
+                f"SELECT {JOURNAL_COLUMNS} FROM sagaway_journal WHERE run_id = ? "
+                "ORDER BY phase, position",
+                (run_id,),
+            )
+        )
+        return [_entry(row) for row in rows]
+
+    def _journals(self, run_ids: list[str]) -> dict[str, list[JournalEntry]]:
+        found: dict[str, list[JournalEntry]] = {run_id: [] for run_id in run_ids}
+        rows = self._read(
+            lambda cur: cur.all(
+                f"SELECT run_id, {JOURNAL_COLUMNS} FROM sagaway_journal "
+                f"WHERE run_id IN ({_marks(run_ids)}) ORDER BY run_id, phase, position",
+                run_ids,
+            )
+        )
+        for row in rows:
+            found[row[0]].append(_entry(row[1:]))
+        return found
+
+    def events(
+        self, run_id: str | None = None, kind: str | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        where, params = [], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            lambda cur: cur.all(
+                f"SELECT run_id, at, kind, data, id FROM sagaway_events {clause} "
+                "ORDER BY id LIMIT ?",
+                (*params, limit),
+            )
+        )
+        return [EventRecord(*row) for row in rows]
+
+    def pending_signal(
+        self, run_id: str, name: str, skip: Sequence[int] = ()
+    ) -> SignalRecord | None:
+        exclude = f"AND id NOT IN ({_marks(skip)})" if skip else ""
+        row = self._read(
+            lambda cur: cur.one(
+                "SELECT id, run_id, name, payload, sent_at FROM sagaway_signals "
+                f"WHERE run_id = ? AND name = ? AND consumed_at IS NULL {exclude} "
+                "ORDER BY id LIMIT 1",
+                (run_id, name, *skip),
+            )
+        )
+        return None if row is None else SignalRecord(*row)
+
+    # --- workers -------------------------------------------------------------------------
+    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claim]:
+        def work(cur: Cursorish) -> list[tuple[RunRecord, str | None]]:
+            due = cur.all(
+                "SELECT id, owner FROM sagaway_runs WHERE due_at <= ? "
+                f"ORDER BY due_at LIMIT ? {self.lock_clause}",
+                (now, limit),
+            )
+            if not due:
+                return []
+            previous = {run_id: prior for run_id, prior in due}
+            ids = list(previous)
+            rows = cur.all(
+                "UPDATE sagaway_runs SET owner = ?, epoch = epoch + 1, due_at = ?, "
+                "updated_at = ?, status = CASE WHEN status IN ('pending', 'waiting') "
+                "THEN 'running' ELSE status END, recoveries = recoveries + "
+                "CASE WHEN owner IS NULL THEN 0 ELSE 1 END "
+                f"WHERE id IN ({_marks(ids)}) RETURNING {RUN_COLUMNS}",
+                (owner, lease_until, now, *ids),
+            )
+            cur.many(
+                "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                [
+                    (run_id, now, "recovered", json.dumps({"from": prior, "to": owner}))
+                    for run_id, prior in previous.items()
+                    if prior is not None
+                ],
+            )
+            return [(_run(row), previous[row[0]]) for row in rows]
+
+        claimed = self._write(work)
+        if not claimed:
+            return []
+        journals = self._journals([run.id for run, _ in claimed])
+        return [Claim(run, journals[run.id], prior) for run, prior in claimed]
+
+    def checkpoint(self, cp: Checkpoint) -> bool:
+        sets, params = ["updated_at = ?"], [cp.now]
+        update = cp.update
+        due = KEEP if update is None else update.due_at
+        if due is KEEP and cp.lease_until is not None:
+            due = cp.lease_until  # every write of a live worker renews its lease
+        if update is not None:
+            for column in ("status", "owner", "result", "error"):
+                value = getattr(update, column)
+                if value is not KEEP:
+                    sets.append(f"{column} = ?")
+                    params.append(value)
+            if update.wait is not KEEP:
+                name, position, deadline = update.wait or (None, None, None)
+                sets.append("wait_name = ?, wait_position = ?, wait_deadline = ?")
+                params += [name, position, deadline]
+            if update.pivot_passed:
+                sets.append("pivot_passed = 1")
+            if update.clear_cancel:
+                sets.append("cancel_requested = 0")
+        if due is not KEEP:
+            if update is not None and update.wake_on_signal is not None:
+                sets.append(
+                    "due_at = CASE WHEN EXISTS (SELECT 1 FROM sagaway_signals WHERE run_id = ? "
+                    "AND name = ? AND consumed_at IS NULL) THEN ? ELSE ? END"
+                )
+                params += [cp.run_id, update.wake_on_signal, cp.now, due]
+            else:
+                sets.append("due_at = ?")
+                params.append(due)
+        statement = (
+            f"UPDATE sagaway_runs SET {', '.join(sets)} WHERE id = ? AND epoch = ? "
+            "RETURNING cancel_requested"
+        )
+        params += [cp.run_id, cp.epoch]
+
+        def work(cur: Cursorish) -> bool:
+            row = cur.one(statement, params)
+            if row is None:
+                raise LeaseLost(
+                    f"run {cp.run_id}: lease epoch {cp.epoch} is no longer current; "
+                    "another worker took the run over"
+                )
+            cur.many(
+                f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, phase, position) "
+                "DO UPDATE SET kind = excluded.kind, name = excluded.name, "
+                "status = excluded.status, args = excluded.args, result = excluded.result, "
+                "error = excluded.error, attempts = excluded.attempts, "
+                "started_at = excluded.started_at, finished_at = excluded.finished_at",
+                [
+                    (
+                        cp.run_id,
+                        e.position,
+                        e.phase,
+                        e.kind,
+                        e.name,
+                        e.status,
+                        e.args,
+                        e.result,
+                        e.error,
+                        e.attempts,
+                        e.started_at,
+                        e.finished_at,
+                    )
+                    for e in cp.entries
+                ],
+            )
+            cur.many(
+                "UPDATE sagaway_signals SET consumed_at = ? WHERE id = ?",
+                [(position, signal_id) for signal_id, position in cp.consumed],
+            )
+            cur.many(
+                "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                [(e.run_id, e.at, e.kind, e.data) for e in cp.events],
+            )
+            return bool(row[0])
+
+        return self._write(work)
+
+    def heartbeat(self, owner: str, now: float, lease_until: float) -> int:
+        return self._write(
+            lambda cur: (
+                cur.execute(
+                    "UPDATE sagaway_runs SET due_at = ? "
+                    f"WHERE owner = ? AND status IN {_ACTIVE_SQL}",
+                    (lease_until, owner),
+                ).rowcount
+            )
+        )
+
+    def owners(self) -> list[str]:
+        rows = self._read(
+            lambda cur: cur.all(
+                "SELECT DISTINCT owner FROM sagaway_runs "
+                f"WHERE owner IS NOT NULL AND status IN {_ACTIVE_SQL}"
+            )
+        )
+        return [row[0] for row in rows]
+
+    def expire_owner(self, owner: str, now: float) -> int:
+        return self._write(
+            lambda cur: (
+                cur.execute(
+                    "UPDATE sagaway_runs SET due_at = ? "
+                    f"WHERE owner = ? AND status IN {_ACTIVE_SQL} AND due_at > ?",
+                    (now, owner, now),
+                ).rowcount
+            )
+        )
+
+    def next_due(self) -> float | None:
+        row = self._read(
+            lambda cur: cur.one("SELECT MIN(due_at) FROM sagaway_runs WHERE due_at IS NOT NULL")
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    # --- control -------------------------------------------------------------------------
+    @staticmethod
+    def _existing(cur: Cursorish, run_id: str) -> RunRecord:
+        row = cur.one(f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise RunNotFound(run_id)
+        return _run(row)
+
+    def send_signal(self, run_id: str, name: str, payload: str, now: float) -> SignalRecord:
+        def work(cur: Cursorish) -> SignalRecord:
+            run = self._existing(cur, run_id)
+            if run.status in ("succeeded", "compensated", "cancelled"):
+                raise InvalidRunState(
+                    f"run {run_id} has ended ({run.status}): signals are kept only for runs "
+                    "that can still wait for them"
+                )
+            row = cur.one(
+                "INSERT INTO sagaway_signals (run_id, name, payload, sent_at) "
+                "VALUES (?, ?, ?, ?) RETURNING id",
+                (run_id, name, payload, now),
+            )
+            cur.execute(
+                "UPDATE sagaway_runs SET due_at = ? "
+                "WHERE id = ? AND status = 'waiting' AND wait_name = ?",
+                (now, run_id, name),
+            )
+            return SignalRecord(row[0], run_id, name, payload, now)
+
+        return self._write(work)
+
+    def request_cancel(self, run_id: str, now: float) -> RunRecord:
+        def work(cur: Cursorish) -> RunRecord:
+            run = self._existing(cur, run_id)
+            if run.status in ("succeeded", "compensated", "failed", "cancelled"):
+                raise InvalidRunState(
+                    f"run {run_id} has already ended ({run.status}); there is nothing to cancel"
+                )
+            if run.pivot_passed:
+                raise InvalidRunState(
+                    f"run {run_id} has passed its pivot step: what it did can no longer be "
+                    "undone by compensation, so it cannot be cancelled"
+                )
+            row = cur.one(
+                "UPDATE sagaway_runs SET cancel_requested = 1, updated_at = ?, "
+                "due_at = CASE WHEN status IN ('pending', 'waiting') THEN ? ELSE due_at END "
+                f"WHERE id = ? RETURNING {RUN_COLUMNS}",
+                (now, now, run_id),
+            )
+            cur.execute(
+                "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                (run_id, now, "cancel_requested", "{}"),
+            )
+            return _run(row)
+
+        return self._write(work)
+
+    def redrive(self, run_id: str, now: float, status: str, rerun_position: int | None) -> None:
+        def work(cur: Cursorish) -> None:
+            run = self._existing(cur, run_id)
+            if run.status != "failed":
+                raise InvalidRunState(
+                    f"run {run_id} is {run.status}: only failed runs can be redriven"
+                )
+            cur.execute(
+                "UPDATE sagaway_runs SET status = ?, due_at = ?, owner = NULL, updated_at = ?, "
+                "error = CASE WHEN ? = 'compensating' THEN error ELSE NULL END WHERE id = ?",
+                (status, now, now, status, run_id),
+            )
+            if rerun_position is not None:
+                cur.execute(
+                    "DELETE FROM sagaway_journal WHERE run_id = ? AND phase = 0 AND position = ? "
+                    "AND status <> 'ok'",
+                    (run_id, rerun_position),
+                )
+            cur.execute(
+                "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                (run_id, now, "redriven", json.dumps({"status": status})),
+            )
+
+        self._write(work)
+
+    def record_event(self, event: EventRecord) -> None:
+        self._write(
+            lambda cur: cur.execute(
+                "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                (event.run_id, event.at, event.kind, event.data),
+            )
+        )
+
+
+class _Retry(Exception):
+    """A work function hit a database error inside a shared transaction."""

@@ -1,0 +1,174 @@
+"""The SQLite backend: the embedded default, one file, WAL, fsync'd commits by default.
+
+Durability is explicit: `synchronous=FULL` (default) makes every commit survive power
+loss; `NORMAL` (opt-in) survives a crash of the process but may lose the last commits on
+power loss, in exchange for commits that cost no fsync. Several processes may share one
+file: SQLite's write lock serialises their transactions, and leases keep any run executed
+by one worker at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sagaway.errors import ConfigurationError, SchemaVersionError, StoreUnavailable
+from sagaway.store import migrations
+from sagaway.store.sql import SqlStore
+
+__all__ = ["SqliteStore"]
+
+SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+class SqliteStore(SqlStore):
+    """A Store in one SQLite file, safe for many threads and many processes."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        create: bool = True,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        level = synchronous.upper()
+        if level not in SYNCHRONOUS:
+            raise ConfigurationError(
+                f"synchronous={synchronous!r} is not a durability level sagaway supports: "
+                f"use one of {', '.join(SYNCHRONOUS)}"
+            )
+        if not create and not os.path.exists(path):
+            raise StoreUnavailable(
+                f"no sagaway database at {path!r}: pass the right path (--db or $SAGAWAY_DB), "
+                "or start an App on it first to create it"
+            )
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self.synchronous = level
+        self._busy_timeout = busy_timeout
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._reads_done = threading.Condition(self._readers_lock)
+        self._reading = 0
+        self._closed = False
+        try:
+            self._writer = self._connect()
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(
+                f"cannot open {path!r} as a sagaway SQLite database: {exc}"
+            ) from exc
+        super().__init__()
+
+    @property
+    def description(self) -> str:
+        return (
+            f"SQLite {sqlite3.sqlite_version} at {self.path} (WAL, synchronous={self.synchronous})"
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        return conn
+
+    def _migrate(self) -> None:
+        latest = migrations.latest("sqlite")
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS sagaway_meta "
+                "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            row = conn.execute(
+                "SELECT value FROM sagaway_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            current = int(row[0]) if row else 0
+            if current > latest:
+                raise SchemaVersionError(
+                    f"{self.path!r} has sagaway schema version {current}, but this sagaway knows "
+                    f"versions up to {latest}: upgrade sagaway to open it "
+                    "(it was written by a newer release)"
+                )
+            for version, sql in migrations.migrations("sqlite"):
+                if version > current:
+                    for statement in migrations.statements(sql):
+                        conn.execute(statement)
+            conn.execute(
+                "INSERT INTO sagaway_meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(max(current, latest)),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the file."""
+        row = self._writer.execute(
+            "SELECT value FROM sagaway_meta WHERE key = 'schema_version'"
+        ).fetchone()
+        return int(row[0])
+
+    def _convert(self, sql: str) -> str:
+        return sql
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def _read_connection(self) -> Iterator[Any]:
+        with self._readers_lock:
+            if self._closed:
+                raise StoreUnavailable(f"the store on {self.path!r} is closed")
+            self._reading += 1
+        try:
+            conn = getattr(self._local, "reader", None)
+            if conn is None:
+                conn = self._connect()
+                self._local.reader = conn
+                with self._readers_lock:
+                    self._readers.append(conn)
+            yield conn
+        finally:
+            with self._readers_lock:
+                self._reading -= 1
+                self._reads_done.notify_all()
+
+    def close(self) -> None:
+        """Wait for reads and writes under way, then close every connection."""
+        with self._readers_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._reads_done.wait_for(lambda: self._reading == 0, 10.0)
+            readers, self._readers = self._readers, []
+        self._group.close()
+        for conn in readers:
+            conn.close()
+        self._writer.close()
