@@ -240,3 +240,30 @@ def test_duplicate_step_names_are_rejected_with_the_fix(app):
         @app.step(name="charge")
         def other():
             pass
+
+
+def test_permanent_wrapping_an_error_records_the_wrapped_error(app):
+    class OutOfStock(Exception):
+        pass
+
+    @app.step
+    def wrapped():
+        raise Permanent(OutOfStock("no mugs"))
+
+    @app.step
+    def chained():
+        try:
+            raise OutOfStock("no tees")
+        except OutOfStock as exc:
+            raise Permanent("gave up") from exc
+
+    @app.saga()
+    def saga_(ctx, which):
+        {"wrapped": wrapped, "chained": chained}[which]()
+
+    with app:
+        for which, message in (("wrapped", "no mugs"), ("chained", "no tees")):
+            with pytest.raises(SagaCompensated) as caught:
+                app.start(saga_, which).result(timeout=10)
+            assert type(caught.value.error).__name__ in ("OutOfStock", "RemoteError")
+            assert message in str(caught.value.error)

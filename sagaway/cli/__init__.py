@@ -17,6 +17,7 @@ from collections.abc import Sequence
 _GROUPS: tuple[str, ...] = (
     "sagaway.cli.runs",
     "sagaway.cli.worker",
+    "sagaway.cli.demo",
 )
 
 

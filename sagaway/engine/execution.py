@@ -26,6 +26,7 @@ from sagaway.errors import (
     UnknownSaga,
     WaitTimeout,
 )
+from sagaway.resilience.retry import Permanent
 from sagaway.store.base import (
     COMPENSATION,
     FORWARD,
@@ -46,6 +47,17 @@ log = logging.getLogger("sagaway")
 
 # Sleeps and waits this short are taken in the worker thread instead of parking the run.
 INLINE_SLEEP = 1.0
+
+
+def unwrap_permanent(error: BaseException) -> BaseException:
+    """The error a `Permanent` stands for: `Permanent(error)` or `raise Permanent() from
+    error` records `error`; a bare `Permanent("reason")` records itself."""
+    if isinstance(error, Permanent):
+        if error.args and isinstance(error.args[0], BaseException):
+            return error.args[0]
+        if error.__cause__ is not None:
+            return error.__cause__
+    return error
 
 
 class _Suspend(BaseException):
@@ -170,6 +182,8 @@ class RunExecution:
             )
 
     def _next(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
+        if self._nondeterminism is not None:
+            raise self._nondeterminism  # the first divergence is the one to report
         position = self.position
         self.position += 1
         entry = self.forward.get(position)
@@ -275,7 +289,7 @@ class RunExecution:
                 return False, exc, tries
             except Exception as exc:
                 if not retry.allows(exc, tries):
-                    return False, exc, tries
+                    return False, unwrap_permanent(exc), tries
                 delay = retry.delay(tries, delay)
                 self._events.append(
                     self._event(

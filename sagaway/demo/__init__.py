@@ -1,0 +1,1 @@
+"""The runnable demonstration used by `make demo`: a shop checkout under load and faults."""

@@ -1,0 +1,85 @@
+"""Real worker processes for crash tests."""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """`sagaway worker tests.apps.crashable:app` in a child process."""
+
+    def __init__(self, url: str, log: Path, lease: float = 30.0, concurrency: int = 8) -> None:
+        env = dict(os.environ)
+        env.update(
+            SAGAWAY_DB=url,
+            SAGAWAY_TEST_LOG=str(log),
+            SAGAWAY_TEST_LEASE=str(lease),
+            PYTHONPATH=str(ROOT),
+        )
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "sagaway.cli", "worker", "tests.apps.crashable:app",
+                "--concurrency", str(concurrency),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+        self.output = ""
+        self._ready()
+
+    def _ready(self, timeout: float = 30.0) -> None:
+        """Wait until the worker says it started (it logs one line, then little else)."""
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.process.stdout], [], [], 0.1)
+            if readable:
+                line = self.process.stdout.readline().decode()
+                self.output += line
+                if " started: " in line:
+                    return
+                if not line and self.process.poll() is not None:
+                    break
+        raise RuntimeError(f"worker did not start: {self.output}")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no handing back of leases."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def stop(self) -> str:
+        """SIGTERM and wait; return what the worker printed."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        out = self.process.stdout.read().decode() if self.process.stdout else ""
+        return self.output + out
+
+
+def body_counts(log: Path) -> collections.Counter:
+    """How often each (body, order) ran, from the log the test app writes."""
+    counts: collections.Counter = collections.Counter()
+    if log.exists():
+        for line in log.read_text().splitlines():
+            name, order, _pid = line.split()
+            counts[(name, order)] += 1
+    return counts
