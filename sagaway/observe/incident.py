@@ -169,10 +169,15 @@ class IncidentTracker:
         """Record the state of the evaluation at `at`; return the notifications to send."""
         previous = self.state
         changed = state != previous
-        self._changes.append(changed)
+        quiet_start = (
+            changed
+            and not self._changed_ever
+            and previous == AlarmState.INSUFFICIENT_DATA
+            and state == AlarmState.OK
+        )
+        self._changes.append(changed and not quiet_start)  # starting up is not flapping
         self._stable = 1 if changed else self._stable + 1
         self.state = state
-        first_change = changed and not self._changed_ever
         self._changed_ever |= changed
         if state == AlarmState.ALARM and self.incident_started is None:
             self.incident_started = at
@@ -185,7 +190,7 @@ class IncidentTracker:
                 at=at,
                 previous=previous,
                 incident_started=self.incident_started,
-                reason=reason,
+                reason=extra.pop("reason", reason),
                 details=details or {},
                 **extra,
             )
@@ -211,8 +216,8 @@ class IncidentTracker:
                 )
             ]
         if changed:
-            if first_change and previous == AlarmState.INSUFFICIENT_DATA and state == AlarmState.OK:
-                return []  # the quiet start: nothing has happened
+            if quiet_start:
+                return []  # nothing has happened yet
             return self._announce(note, at, settled=False)
         if (
             state == AlarmState.ALARM
