@@ -327,3 +327,13 @@ def test_compiled_json_matcher_agrees_with_reference(expression, line):
     fast = pattern.match(line)
     slow = pattern.reference(line)
     assert (fast is None) == (slow is None), (pattern.text, line)
+
+
+def test_pre_check_skipped_for_mostly_matching_lines_gives_the_same_answers():
+    pattern = FilterPattern("{ $.status >= 500 }")
+    mostly_matching = [json.dumps({"status": 500 + i % 3}) for i in range(3000)]
+    assert all(pattern.matches(line) for line in mostly_matching)
+    # The pre-check is now being skipped; answers must not change.
+    mixed = [json.dumps({"status": s}) for s in (200, 503, "x", None, 499.9, 500.0)]
+    assert [pattern.matches(line) for line in mixed] == [False, True, False, False, False, True]
+    assert not pattern.matches('{"status": -}') and not pattern.matches("plain text")

@@ -358,22 +358,79 @@ def _precheck(expr: Expr) -> Check | None:
     return _leaf_check(expr)
 
 
+def _compile_expr(expr: Expr) -> Callable[[dict], bool]:
+    """`expr` as nested closures over a parsed document; the same answers as `_eval_json`."""
+    if isinstance(expr, Logical):
+        left, right = _compile_expr(expr.left), _compile_expr(expr.right)
+        if expr.op == "and":
+            return lambda doc: left(doc) and right(doc)
+        return lambda doc: left(doc) or right(doc)
+    if not isinstance(expr, Comparison):
+        return lambda doc: _eval_json(expr, doc)
+    selector = expr.target
+    assert isinstance(selector, Selector)
+    if len(selector.path) == 1 and isinstance(selector.path[0], str):
+        key = selector.path[0]
+
+        def get(doc: dict) -> Any:
+            return doc.get(key, _MISSING)
+
+    else:
+
+        def get(doc: dict) -> Any:
+            return resolve(doc, selector)
+
+    want = expr.value
+    if isinstance(want, NumberValue) and expr.op in _ORDERINGS:
+        compare, bound = _ORDERINGS[expr.op], want.number
+
+        def ordering(doc: dict) -> bool:
+            value = get(doc)
+            kind = type(value)
+            return (kind is int or kind is float) and compare(value, bound)
+
+        return ordering
+
+    def comparison(doc: dict) -> bool:
+        value = get(doc)
+        return value is not _MISSING and _compare_json(expr, value)
+
+    return comparison
+
+
+# The pre-check is skipped for a while when it lets most lines through (it would only cost
+# time); it is sampled again afterwards, as the mix of lines changes.
+_SAMPLE, _SKIP = 1024, 16384
+
+
 def _json_matcher(pattern: JsonPattern) -> Callable[[str], Match | None]:
     """JSON pattern with a rejecting pre-check; counts lines that failed to parse."""
-    expr = pattern.expr
-    check = _precheck(expr)
+    evaluate = _compile_expr(pattern.expr)
+    check = _precheck(pattern.expr)
     loads = json.loads
     unparsable = [0]
+    # sampled lines, lines the pre-check let through, lines left to skip the pre-check
+    window = [0, 0, 0]
 
     def match(line: str) -> Match | None:
-        if check is not None and not check(line) and "\\" not in line:
-            return None
+        if check is not None:
+            if window[2]:
+                window[2] -= 1
+            else:
+                window[0] += 1
+                if window[0] >= _SAMPLE:
+                    if window[1] * 2 > window[0]:
+                        window[2] = _SKIP
+                    window[0] = window[1] = 0
+                if not check(line) and "\\" not in line:
+                    return None
+                window[1] += 1
         try:
             document = loads(line)
         except ValueError:
             unparsable[0] += 1
             return None
-        if isinstance(document, dict) and _eval_json(expr, document):
+        if type(document) is dict and evaluate(document):
             return Match(document=document)
         return None
 

@@ -117,7 +117,7 @@ class Notification:
         elif self.kind == "OK" and self.duration is not None:
             head = f"[OK] {self.alarm} recovered"
         text = f"{head}: {self.reason}" if self.reason else head
-        if self.duration is not None:
+        if self.duration is not None and (self.duration or self.kind != "ALARM"):
             verb = "lasted" if self.kind == "OK" else "ongoing for"
             text += f" (incident {verb} {format_duration(self.duration)})"
         return text

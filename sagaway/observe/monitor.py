@@ -85,7 +85,8 @@ def _reason(alarm: MetricAlarm, points: list[float | None], state: AlarmState) -
         return f"not enough data for {alarm.describe()} [{shown}]"
     return (
         f"{breaching} of the last {len(recent)} datapoints {alarm.comparison} "
-        f"{alarm.threshold:g} ({alarm.describe()}) [{shown}]"
+        f"{alarm.threshold:g} (needs {alarm.datapoints_to_alarm} of "
+        f"{alarm.evaluation_periods}) [{shown}]"
     )
 
 
