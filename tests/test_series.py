@@ -60,3 +60,13 @@ def test_merge_folds_preaggregated_rows():
     b = s.get(60)
     assert (b.count, b.total, b.minimum, b.maximum) == (10, 2.5, 0.1, 0.9)
     assert math.isclose(s.datapoints(120, 1, "avg")[0], 0.25)
+
+
+def test_drop_before_forgets_old_periods_only():
+    s = Series(60)
+    for minute in range(5):
+        s.add(minute * 60 + 1, 1)
+    assert s.drop_before(120) == 2
+    assert s.first() == 120 and len(s) == 3
+    assert s.sum_between(0, 600) == 3
+    assert s.drop_before(0) == 0

@@ -18,6 +18,7 @@ _GROUPS: tuple[str, ...] = (
     "sagaway.cli.runs",
     "sagaway.cli.worker",
     "sagaway.cli.demo",
+    "sagaway.cli.alarms",
 )
 
 

@@ -162,6 +162,15 @@ class Series:
             bucket.samples.extend(samples)
         self._index = None
 
+    def drop_before(self, timestamp: float) -> int:
+        """Forget the buckets of periods that start before `timestamp`; return how many."""
+        old = [start for start in self._buckets if start < timestamp]
+        for start in old:
+            del self._buckets[start]
+        if old:
+            self._index = None
+        return len(old)
+
     def get(self, timestamp: float) -> Bucket | None:
         """The bucket of the period containing `timestamp`, or None if nothing was seen."""
         return self._buckets.get(self.bucket_start(timestamp))

@@ -1,0 +1,224 @@
+"""The monitor: log lines in, alarm states and notifications out, one period at a time.
+
+`Monitor.feed(line)` dates a line, runs every metric filter over it and adds the observations
+to the metric's `Series` (one per metric and period). `Monitor.evaluate_until(t)` evaluates
+every period that ended at or before `t`: each metric alarm at its own period boundaries,
+then the composites, then the incident trackers, whose notifications go to the dispatcher.
+The same code serves `sagaway alarms replay` (time comes from the log) and `watch` (time
+comes from the clock).
+
+Nothing is dropped silently: undated lines are counted and handed to `on_reject`, lines
+that arrive for a period already evaluated are counted as late (and still used by later
+evaluations), and lines older than what is kept are counted and handed to `on_reject`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sagaway.observe.alarm_config import AlarmConfig
+from sagaway.observe.alarms import AlarmState, MetricAlarm
+from sagaway.observe.dispatch import Dispatcher
+from sagaway.observe.incident import IncidentTracker, Notification, NotifyPolicy, iso_time
+from sagaway.observe.series import Series
+
+__all__ = ["LineStats", "Monitor", "Transition"]
+
+
+@dataclass
+class LineStats:
+    """What happened to the lines read so far."""
+
+    read: int = 0
+    dated: int = 0
+    dated_by_arrival: int = 0
+    undated: int = 0
+    late: int = 0
+    too_old: int = 0
+    first: float | None = None
+    last: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready counts."""
+        return {
+            "read": self.read,
+            "dated": self.dated,
+            "dated_by_arrival": self.dated_by_arrival,
+            "undated": self.undated,
+            "late": self.late,
+            "too_old": self.too_old,
+        }
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of an alarm's state (the first evaluation counts as one)."""
+
+    at: float
+    alarm: str
+    state: AlarmState
+    previous: AlarmState
+    reason: str
+    datapoints: list[float | None] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "timestamp": iso_time(self.at),
+            "at": self.at,
+            "alarm": self.alarm,
+            "state": self.state.value,
+            "previous_state": self.previous.value,
+            "reason": self.reason,
+            "datapoints": self.datapoints,
+        }
+
+
+def _reason(alarm: MetricAlarm, points: list[float | None], state: AlarmState) -> str:
+    recent = [p for p in points if p is not None][-alarm.evaluation_periods :]
+    shown = ", ".join("-" if p is None else f"{p:g}" for p in points)
+    breaching = sum(1 for p in recent if alarm.breaches(p))
+    if state == AlarmState.INSUFFICIENT_DATA:
+        return f"not enough data for {alarm.describe()} [{shown}]"
+    return (
+        f"{breaching} of the last {len(recent)} datapoints {alarm.comparison} "
+        f"{alarm.threshold:g} (needs {alarm.datapoints_to_alarm} of "
+        f"{alarm.evaluation_periods}) [{shown}]"
+    )
+
+
+class Monitor:
+    """Runs a whole `AlarmConfig`; see the module docstring.
+
+    `dispatcher` may be None (evaluate and record, notify nobody). `on_reject(line, why)`
+    receives each line set aside. `keep_periods` bounds memory in long runs: buckets older
+    than that many periods of the longest-looking alarm are dropped.
+    """
+
+    def __init__(
+        self,
+        config: AlarmConfig,
+        dispatcher: Dispatcher | None = None,
+        on_reject: Callable[[str, str], None] | None = None,
+        keep_periods: int | None = None,
+    ) -> None:
+        self.config = config
+        self.dispatcher = dispatcher
+        self.on_reject = on_reject
+        self.stats = LineStats()
+        self.states: dict[str, AlarmState] = {}
+        self.transitions: list[Transition] = []
+        self.notifications: list[Notification] = []
+        alarms = config.alarm_set.alarms
+        periods = [int(a.period) for a in alarms.values()] + [config.period]
+        self.tick = math.gcd(*periods)
+        self._series: dict[str, list[tuple[Series, MetricAlarm]]] = {}
+        for alarm in alarms.values():
+            keep = alarm.statistic.startswith("p")
+            series = Series(alarm.period, keep_samples=keep)
+            self._series.setdefault(alarm.metric or "", []).append((series, alarm))
+        self._filters = [(f, self._series.get(name, [])) for name, f in config.filters.items()]
+        self._trackers: dict[str, IncidentTracker] = {}
+        for name in config.alarm_set.names:
+            period = alarms[name].period if name in alarms else config.period
+            policy = config.policies.get(name, NotifyPolicy())
+            self._trackers[name] = IncidentTracker(name, period, policy)
+            self.states[name] = AlarmState.INSUFFICIENT_DATA
+        longest = max(
+            [a.period * (a.evaluation_range or 1) for a in alarms.values()] or [config.period]
+        )
+        self._retention = longest + (keep_periods or 2) * max(periods)
+        self._reported: set[str] = set()
+        self.next_tick: float | None = None
+        self.evaluated_until: float | None = None
+
+    def start_at(self, timestamp: float) -> None:
+        """Make the first evaluation the end of the period containing `timestamp`."""
+        self.next_tick = (math.floor(timestamp / self.tick) + 1) * self.tick
+
+    def feed(self, line: str, arrival: float | None = None) -> None:
+        """Take one log line; `arrival` (watching live) dates lines that carry no time."""
+        stats = self.stats
+        stats.read += 1
+        at = self.config.timestamps.read(line)
+        if at is None:
+            if arrival is None:
+                stats.undated += 1
+                if self.on_reject:
+                    self.on_reject(line, "no readable timestamp")
+                return
+            at = arrival
+            stats.dated_by_arrival += 1
+        else:
+            stats.dated += 1
+        if self.evaluated_until is not None and at < self.evaluated_until:
+            if at < self.evaluated_until - self._retention:
+                stats.too_old += 1
+                if self.on_reject:
+                    self.on_reject(line, f"older than the {self._retention:g}s kept")
+                return
+            stats.late += 1
+        if stats.first is None or at < stats.first:
+            stats.first = at
+        if stats.last is None or at > stats.last:
+            stats.last = at
+        for metric_filter, targets in self._filters:
+            value = metric_filter.observe(line)
+            if value is not None:
+                for series, _ in targets:
+                    series.add(at, value)
+
+    def evaluate_until(self, now: float) -> list[Transition]:
+        """Evaluate every period that ended at or before `now`; return the transitions."""
+        if self.next_tick is None:
+            if self.stats.first is None:
+                return []
+            self.start_at(self.stats.first)
+        changes: list[Transition] = []
+        while self.next_tick is not None and self.next_tick <= now:
+            changes += self._evaluate(self.next_tick)
+            self.evaluated_until = self.next_tick
+            self.next_tick += self.tick
+        return changes
+
+    def _evaluate(self, at: float) -> list[Transition]:
+        config = self.config
+        changes: list[Transition] = []
+        fresh: dict[str, AlarmState] = {}
+        reasons: dict[str, tuple[str, list[float | None] | None]] = {}
+        for targets in self._series.values():
+            for series, alarm in targets:
+                if round(at) % int(alarm.period):
+                    continue
+                points = series.datapoints(at, alarm.evaluation_range or 1, alarm.statistic)
+                state = alarm.evaluate(points, previous=self.states[alarm.name])
+                fresh[alarm.name] = state
+                reasons[alarm.name] = (_reason(alarm, points, state), points)
+                series.drop_before(at - self._retention)
+        merged = config.alarm_set.evaluate({**self.states, **fresh}, at=at)
+        for name in config.alarm_set.names:
+            if name in config.alarm_set.alarms and name not in fresh:
+                continue
+            state = merged[name]
+            reason, points = reasons.get(name, ("", None))
+            if name in config.alarm_set.composites:
+                composite = config.alarm_set.composites[name]
+                reason = f"rule {composite.rule!r} is {'true' if state == 'ALARM' else 'false'}"
+            elif name in config.alarm_set.sources:
+                reason = "reported by the source"
+            previous = self.states[name]
+            if state != previous or name not in self._reported:
+                self._reported.add(name)
+                change = Transition(at, name, state, previous, reason, points)
+                changes.append(change)
+                self.transitions.append(change)
+            self.states[name] = state
+            details = {"datapoints": points} if points is not None else {}
+            for note in self._trackers[name].update(state, at, reason, details):
+                self.notifications.append(note)
+                if self.dispatcher is not None:
+                    self.dispatcher.submit(note, config.notify.get(name, ()))
+        return changes
