@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from servers import WebhookServer
+
+from tests.servers import WebhookServer
 
 T0 = 1_714_564_800  # 2024-05-01T12:00:00Z, a minute boundary
 

@@ -1,8 +1,6 @@
 import json
 import logging
 
-from servers import SmtpSink, WebhookServer, closed_port
-
 from sagaway.observe import AlarmState
 from sagaway.observe.dispatch import Dispatcher, redact
 from sagaway.observe.incident import Notification
@@ -14,6 +12,7 @@ from sagaway.observe.notify import (
     safe_url,
 )
 from sagaway.resilience import Retry
+from tests.servers import SmtpSink, WebhookServer, closed_port
 
 FAST = Retry(attempts=3, base=0.01, cap=0.02)
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
