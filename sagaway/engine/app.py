@@ -34,6 +34,12 @@ __all__ = ["App", "StepTimeout"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Completion(threading.Event):
+    """Set when a run executing in this process stops; `outcome` says how it ended."""
+
+    outcome: tuple[str, str | None, str | None] | None = None
+
+
 class StepTimeout(TimeoutError):
     """A step or compensation try did not finish within its `timeout`."""
 
@@ -79,8 +85,8 @@ class App:
         self.sagas: dict[str, SagaDefinition] = {}
         self.steps: dict[str, StepDefinition] = {}
         self.worker: Worker | None = None
-        self._finished = threading.Condition()
-        self._finished_count = 0
+        self._local: dict[str, Completion] = {}
+        self._local_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
 
@@ -272,23 +278,26 @@ class App:
         return self.get(run_id)
 
     # --- completion notifications --------------------------------------------------------------
-    def notify_finished(self, run_id: str) -> None:
-        """Wake `Run.result` callers in this process (a run of this process ended)."""
-        with self._finished:
-            self._finished_count += 1
-            self._finished.notify_all()
+    def executing(self, run_id: str) -> Completion:
+        """Register a run this process's worker is about to execute; `Run.result` callers
+        here wait on the returned completion instead of polling the store."""
+        completion = Completion()
+        with self._local_lock:
+            self._local[run_id] = completion
+        return completion
 
-    @property
-    def finished_count(self) -> int:
-        """How many runs this process has ended so far (for `wait_finished`)."""
-        return self._finished_count
+    def executed(self, run_id: str, completion: Completion, outcome: tuple | None) -> None:
+        """The execution of a run stopped: with `outcome` (status, result, error) if the run
+        ended, None if it rests or was handed over (waiters go back to the store)."""
+        with self._local_lock:
+            if self._local.get(run_id) is completion:
+                del self._local[run_id]
+        completion.outcome = outcome
+        completion.set()
 
-    def wait_finished(self, seen: int, timeout: float) -> None:
-        """Block until a run of this process ends after `finished_count` was `seen`, or
-        `timeout` seconds pass."""
-        with self._finished:
-            if self._finished_count == seen:
-                self._finished.wait(timeout)
+    def local_completion(self, run_id: str) -> Completion | None:
+        """The completion of the run if this process is executing it now."""
+        return self._local.get(run_id)
 
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:

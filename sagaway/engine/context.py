@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from contextvars import ContextVar
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from sagaway.engine.execution import RunExecution
@@ -17,8 +16,7 @@ __all__ = ["EXECUTION", "STEP", "SagaContext", "StepInfo", "current_step"]
 EXECUTION: ContextVar[RunExecution | None] = ContextVar("sagaway_execution", default=None)
 
 
-@dataclass(frozen=True)
-class StepInfo:
+class StepInfo(NamedTuple):
     """The step (or compensation) whose body is running.
 
     `idempotency_key` is the same on every try, after a crash and on redrive: pass it to the

@@ -38,6 +38,7 @@ from sagaway.store.base import (
 )
 
 if TYPE_CHECKING:
+    from sagaway.engine.app import Completion
     from sagaway.engine.definitions import Compensation, StepDefinition
     from sagaway.engine.worker import Worker
 
@@ -101,10 +102,11 @@ class RunExecution:
         self._nondeterminism: NonDeterminismError | None = None
         # (position, step) of each step failure raised into the saga, by id of the exception
         self._failures: dict[int, tuple[int, str]] = {}
+        self._outcome: tuple[str, str | None, str | None] | None = None
 
     # --- entry point -----------------------------------------------------------------------
-    def execute(self) -> None:
-        """Run until the run ends, rests or is lost to this worker."""
+    def execute(self, completion: Completion) -> None:
+        """Run until the run ends, rests or is lost to this worker; then set `completion`."""
         try:
             if self.run.status == "compensating":
                 self._unwind(resume=True)
@@ -117,6 +119,8 @@ class RunExecution:
                 self._release()
         except LeaseLost:
             log.info("run %s: lease lost to another worker; stopped executing it", self.run.id)
+        finally:
+            self.app.executed(self.run.id, completion, self._outcome)
 
     # --- forward -----------------------------------------------------------------------------
     def _forward(self) -> None:
@@ -284,7 +288,9 @@ class RunExecution:
             try:
                 value = self.app.invoke(fn, is_async, args, kwargs, timeout, info)
                 text = serde.dumps(value, f"the result of step {name!r}")
-                return True, (text, serde.loads(text)), tries
+                if type(value) not in serde.SCALARS:  # JSON gives scalars back unchanged
+                    value = serde.loads(text)
+                return True, (text, value), tries
             except SerializationError as exc:
                 return False, exc, tries
             except Exception as exc:
@@ -565,8 +571,8 @@ class RunExecution:
             status=status, due_at=None, owner=None, result=result, error=error, wait=None
         )
         self._flush(update)
+        self._outcome = (status, result, error)
         self.app.metrics.finished(self.run.saga, status, time.time() - self.run.created_at)
-        self.app.notify_finished(self.run.id)
 
     def _pause(self, seconds: float) -> None:
         if self.worker.stopping.wait(seconds):

@@ -111,30 +111,40 @@ class Run:
         `.error`), or TimeoutError if the run has not ended within `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        poll = 0.01  # runs executed by other processes are seen by polling, up to every 0.2 s
         while True:
-            seen = self._app.finished_count
-            record = self.refresh()
-            if record.status in TERMINAL:
-                return self._outcome(record)
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            local = self._app.local_completion(self.id)
+            if local is not None:
+                if local.wait(remaining) and local.outcome is not None:
+                    return self._outcome(*local.outcome)
+            else:
+                record = self.refresh()
+                if record.status in TERMINAL:
+                    return self._outcome(record.status, record.result, record.error)
+                if remaining is None or remaining > 0:
+                    time.sleep(poll if remaining is None else min(poll, remaining))
+                    poll = min(0.2, poll * 2)
+            if deadline is not None and time.monotonic() >= deadline:
+                status = self.refresh().status
+                if status in TERMINAL:
+                    continue
                 raise TimeoutError(
-                    f"run {self.id} is still {record.status} after {timeout} s "
+                    f"run {self.id} is still {status} after {timeout} s "
                     "(it goes on; call result() again to keep waiting)"
                 )
-            self._app.wait_finished(seen, 0.2 if remaining is None else min(0.2, remaining))
 
-    def _outcome(self, record: RunRecord) -> Any:
-        if record.status == "succeeded":
-            return serde.loads(record.result) if record.result else None
-        doc = json.loads(record.error) if record.error else None
+    def _outcome(self, status: str, result: str | None, error_text: str | None) -> Any:
+        if status == "succeeded":
+            return serde.loads(result) if result else None
+        doc = json.loads(error_text) if error_text else None
         error = serde.rebuild_error(doc)
         detail = ""
         if doc and doc.get("phase") == "compensation":
             detail = f" (while compensating step {doc.get('step')!r}; redrive resumes there)"
-        elif record.status == "failed" and doc and doc.get("step"):
+        elif status == "failed" and doc and doc.get("step"):
             detail = f" (at step {doc.get('step')!r}; redrive resumes there)"
-        raise _OUTCOMES[record.status](record.id, error, detail)
+        raise _OUTCOMES[status](self.id, error, detail)
 
     def __repr__(self) -> str:
         return f"<Run {self.id} saga={self.saga} status={self._record.status}>"

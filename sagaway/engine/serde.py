@@ -16,13 +16,15 @@ from typing import Any
 
 from sagaway.errors import RemoteError, SerializationError
 
-__all__ = ["dumps", "error_doc", "input_hash", "loads", "rebuild_error"]
+__all__ = ["SCALARS", "dumps", "error_doc", "input_hash", "loads", "rebuild_error"]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _CANONICAL = json.JSONEncoder(
     separators=(",", ":"), ensure_ascii=False, allow_nan=False, sort_keys=True
 )
 loads = json.loads
+# Types whose values JSON gives back exactly as they went in.
+SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def dumps(value: Any, what: str, *, canonical: bool = False) -> str:

@@ -24,7 +24,7 @@ from sagaway.engine.execution import RunExecution
 from sagaway.store.base import Claim
 
 if TYPE_CHECKING:
-    from sagaway.engine.app import App
+    from sagaway.engine.app import App, Completion
 
 __all__ = ["Worker", "owner_is_dead"]
 
@@ -103,7 +103,8 @@ class Worker:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._active = 0
-        self._queue: queue.SimpleQueue[Claim | None] = queue.SimpleQueue()
+        self._backlog = False
+        self._queue: queue.SimpleQueue[tuple[Claim, Completion] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self.executed = 0
         self.recovered = 0
@@ -154,7 +155,7 @@ class Worker:
 
     def dispatch(self, claim: Claim) -> None:
         """Execute a run already claimed for this worker, in a reserved slot."""
-        self._queue.put(claim)
+        self._queue.put((claim, self.app.executing(claim.run.id)))
 
     def wake(self) -> None:
         """Look for due runs now (a run was started, signalled or redriven)."""
@@ -163,17 +164,20 @@ class Worker:
     def _done(self) -> None:
         with self._idle:
             self._active -= 1
-            self._idle.notify_all()
-        self._wake.set()
+            if self.stopping.is_set():
+                self._idle.notify_all()
+        if self._backlog:
+            self._wake.set()  # due runs were left waiting for a slot
 
     # --- threads -----------------------------------------------------------------------------
     def _execute_loop(self) -> None:
         while True:
-            claim = self._queue.get()
-            if claim is None:
+            job = self._queue.get()
+            if job is None:
                 return
+            claim, completion = job
             try:
-                RunExecution(self, claim).execute()
+                RunExecution(self, claim).execute(completion)
                 self.executed += 1
             except Exception:
                 log.exception("run %s: unexpected error in the engine", claim.run.id)
@@ -184,29 +188,28 @@ class Worker:
         store = self.app.store
         while not self.stopping.is_set():
             self._wake.clear()
+            timeout = self.poll_interval
             try:
-                with self._lock:
-                    free = self.concurrency - self._active
-                    self._active += free  # hold the slots while claiming
-                claims: list[Claim] = []
-                try:
-                    if free > 0:
-                        now = time.time()
-                        claims = store.claim(self.owner, free, now, now + self.lease)
-                finally:
-                    with self._idle:
-                        self._active -= free - len(claims)
-                for claim in claims:
-                    if claim.taken_over_from is not None:
-                        self.recovered += 1
-                    self._queue.put(claim)
-                if free > 0 and len(claims) == free:
-                    continue  # there may be more due runs
-                timeout = self.poll_interval
-                if free > len(claims):
-                    due = store.next_due()
-                    if due is not None:
-                        timeout = min(timeout, max(0.0, due - time.time()))
+                free = self.concurrency - self._active
+                self._backlog = free <= 0
+                due = store.next_due() if free > 0 else None
+                now = time.time()
+                if due is not None and due <= now:
+                    # Slots are not held while claiming, so a run started in this process
+                    # meanwhile still gets one; the pool may briefly run a few over.
+                    claims = store.claim(self.owner, free, now, now + self.lease)
+                    with self._lock:
+                        self._active += len(claims)
+                    for claim in claims:
+                        if claim.taken_over_from is not None:
+                            self.recovered += 1
+                        self.dispatch(claim)
+                    if len(claims) == free:
+                        self._backlog = True
+                    if claims:
+                        continue  # there may be more due runs
+                elif due is not None:
+                    timeout = min(timeout, due - now)
             except Exception:
                 log.exception("sagaway scheduler: claiming runs failed; retrying")
                 timeout = 1.0

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "ACTIVE",
@@ -82,8 +82,7 @@ class NewRun:
     now: float
 
 
-@dataclass(frozen=True)
-class JournalEntry:
+class JournalEntry(NamedTuple):
     """One recorded action of a run, keyed by (phase, position).
 
     phase 0 holds the forward actions (kind `step`, `wait`, `sleep`, `now`); phase 1 holds

@@ -20,13 +20,14 @@ Work = Callable[[Any], Any]
 
 
 class _Item:
-    __slots__ = ("done", "error", "event", "lead", "value", "work")
+    __slots__ = ("error", "gate", "lead", "value", "work")
 
     def __init__(self, work: Work) -> None:
         self.work = work
-        self.event = threading.Event()
+        # A lock taken at birth and released by the leader: the cheapest wake-up there is.
+        self.gate = threading.Lock()
+        self.gate.acquire()
         self.lead = False
-        self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
 
@@ -61,13 +62,12 @@ class GroupCommit(Generic[C]):
             self._queue.append(item)
             lead = not self._busy
             self._busy = True
-        if not lead:
-            item.event.wait()
-            if item.lead:
-                item.event.clear()
-                self._lead()
-        else:
+        if lead:
             self._lead()
+        else:
+            item.gate.acquire()  # released when our write committed, or when we must lead
+            if item.lead:
+                self._lead()
         if item.error is not None:
             raise item.error
         return item.value
@@ -86,18 +86,19 @@ class GroupCommit(Generic[C]):
             successor = self._queue[0] if self._queue else None
             if successor is None:
                 self._busy = False
-                self._idle.notify_all()
+                if self._closed:
+                    self._idle.notify_all()
             else:
                 successor.lead = True
         for item, (ok, value) in zip(batch, outcomes, strict=True):
-            item.done = True
             if ok:
                 item.value = value
             else:
                 item.error = value
-            item.event.set()
+            if not item.lead:
+                item.gate.release()
         if successor is not None:
-            successor.event.set()
+            successor.gate.release()
 
     def close(self, timeout: float = 10.0) -> None:
         """Refuse new writes and wait (up to `timeout` s) for the ones under way."""

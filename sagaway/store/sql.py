@@ -28,6 +28,7 @@ from sagaway.store.base import (
     JournalEntry,
     NewRun,
     RunRecord,
+    RunUpdate,
     SignalRecord,
     Store,
 )
@@ -42,6 +43,14 @@ RUN_COLUMNS = (
 )
 JOURNAL_COLUMNS = (
     "position, phase, kind, name, status, args, result, error, attempts, started_at, finished_at"
+)
+_JOURNAL_UPSERT = (
+    f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, phase, position) "
+    "DO UPDATE SET kind = excluded.kind, name = excluded.name, "
+    "status = excluded.status, args = excluded.args, result = excluded.result, "
+    "error = excluded.error, attempts = excluded.attempts, "
+    "started_at = excluded.started_at, finished_at = excluded.finished_at"
 )
 _ACTIVE_SQL = "('running', 'compensating')"
 _TERMINAL_SQL = "('succeeded', 'compensated', 'failed', 'cancelled')"
@@ -88,6 +97,9 @@ class SqlStore(Store):
     """Store contract over SQL; subclasses provide connections and dialect hooks."""
 
     lock_clause = ""  # appended to the claim's SELECT (PostgreSQL: FOR UPDATE SKIP LOCKED)
+    # Reads a run's fence inside a write transaction. SQLite's write transactions exclude
+    # each other; PostgreSQL adds FOR SHARE so that no claim can commit before we do.
+    _fence_sql = "SELECT epoch, cancel_requested FROM sagaway_runs WHERE id = ?"
 
     def __init__(self) -> None:
         self._group = GroupCommit(self._run_batch)
@@ -308,28 +320,26 @@ class SqlStore(Store):
         journals = self._journals([run.id for run, _ in claimed])
         return [Claim(run, journals[run.id], prior) for run, prior in claimed]
 
-    def checkpoint(self, cp: Checkpoint) -> bool:
+    def _run_update(self, cp: Checkpoint, update: RunUpdate) -> tuple[str, list[Any]]:
         sets, params = ["updated_at = ?"], [cp.now]
-        update = cp.update
-        due = KEEP if update is None else update.due_at
+        for column in ("status", "owner", "result", "error"):
+            value = getattr(update, column)
+            if value is not KEEP:
+                sets.append(f"{column} = ?")
+                params.append(value)
+        if update.wait is not KEEP:
+            name, position, deadline = update.wait or (None, None, None)
+            sets.append("wait_name = ?, wait_position = ?, wait_deadline = ?")
+            params += [name, position, deadline]
+        if update.pivot_passed:
+            sets.append("pivot_passed = 1")
+        if update.clear_cancel:
+            sets.append("cancel_requested = 0")
+        due = update.due_at
         if due is KEEP and cp.lease_until is not None:
-            due = cp.lease_until  # every write of a live worker renews its lease
-        if update is not None:
-            for column in ("status", "owner", "result", "error"):
-                value = getattr(update, column)
-                if value is not KEEP:
-                    sets.append(f"{column} = ?")
-                    params.append(value)
-            if update.wait is not KEEP:
-                name, position, deadline = update.wait or (None, None, None)
-                sets.append("wait_name = ?, wait_position = ?, wait_deadline = ?")
-                params += [name, position, deadline]
-            if update.pivot_passed:
-                sets.append("pivot_passed = 1")
-            if update.clear_cancel:
-                sets.append("cancel_requested = 0")
+            due = cp.lease_until
         if due is not KEEP:
-            if update is not None and update.wake_on_signal is not None:
+            if update.wake_on_signal is not None:
                 sets.append(
                     "due_at = CASE WHEN EXISTS (SELECT 1 FROM sagaway_signals WHERE run_id = ? "
                     "AND name = ? AND consumed_at IS NULL) THEN ? ELSE ? END"
@@ -338,53 +348,43 @@ class SqlStore(Store):
             else:
                 sets.append("due_at = ?")
                 params.append(due)
-        statement = (
-            f"UPDATE sagaway_runs SET {', '.join(sets)} WHERE id = ? AND epoch = ? "
-            "RETURNING cancel_requested"
-        )
         params += [cp.run_id, cp.epoch]
+        return (
+            f"UPDATE sagaway_runs SET {', '.join(sets)} WHERE id = ? AND epoch = ? "
+            "RETURNING epoch, cancel_requested",
+            params,
+        )
+
+    def checkpoint(self, cp: Checkpoint) -> bool:
+        if cp.update is None:
+            # Most checkpoints only add journal lines: read the fence, write one page.
+            fence, params = self._fence_sql, [cp.run_id]
+        else:
+            fence, params = self._run_update(cp, cp.update)
+        run_id, epoch = cp.run_id, cp.epoch
+        entries = [(run_id, *entry) for entry in cp.entries]
+        consumed = [(position, signal_id) for signal_id, position in cp.consumed]
+        events = [(e.run_id, e.at, e.kind, e.data) for e in cp.events]
 
         def work(cur: Cursorish) -> bool:
-            row = cur.one(statement, params)
-            if row is None:
+            row = cur.one(fence, params)
+            if row is None or row[0] != epoch:
                 raise LeaseLost(
-                    f"run {cp.run_id}: lease epoch {cp.epoch} is no longer current; "
+                    f"run {run_id}: lease epoch {epoch} is no longer current; "
                     "another worker took the run over"
                 )
-            cur.many(
-                f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, phase, position) "
-                "DO UPDATE SET kind = excluded.kind, name = excluded.name, "
-                "status = excluded.status, args = excluded.args, result = excluded.result, "
-                "error = excluded.error, attempts = excluded.attempts, "
-                "started_at = excluded.started_at, finished_at = excluded.finished_at",
-                [
-                    (
-                        cp.run_id,
-                        e.position,
-                        e.phase,
-                        e.kind,
-                        e.name,
-                        e.status,
-                        e.args,
-                        e.result,
-                        e.error,
-                        e.attempts,
-                        e.started_at,
-                        e.finished_at,
-                    )
-                    for e in cp.entries
-                ],
-            )
-            cur.many(
-                "UPDATE sagaway_signals SET consumed_at = ? WHERE id = ?",
-                [(position, signal_id) for signal_id, position in cp.consumed],
-            )
-            cur.many(
-                "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
-                [(e.run_id, e.at, e.kind, e.data) for e in cp.events],
-            )
-            return bool(row[0])
+            if len(entries) == 1:
+                cur.execute(_JOURNAL_UPSERT, entries[0])
+            else:
+                cur.many(_JOURNAL_UPSERT, entries)
+            if consumed:
+                cur.many("UPDATE sagaway_signals SET consumed_at = ? WHERE id = ?", consumed)
+            if events:
+                cur.many(
+                    "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
+                    events,
+                )
+            return bool(row[1])
 
         return self._write(work)
 

@@ -64,6 +64,14 @@ class SqliteStore(SqlStore):
                 f"cannot open {path!r} as a sagaway SQLite database: {exc}"
             ) from exc
         super().__init__()
+        # Checkpoint the WAL from a thread of its own, so that no commit pays for copying
+        # pages into the database file (and its fsync) on the hot path.
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="sagaway-wal-checkpoint", daemon=True
+        )
+        self._checkpoint_stop = threading.Event()
+        self._checkpointer.start()
 
     @property
     def description(self) -> str:
@@ -114,6 +122,18 @@ class SqliteStore(SqlStore):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _checkpoint_loop(self, every: float = 0.5) -> None:
+        conn = self._connect()
+        try:
+            while not self._checkpoint_stop.wait(every):
+                # PASSIVE never blocks writers; once it has copied every frame, the next
+                # commit starts the WAL over from its beginning, so the file does not grow.
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass
+        finally:
+            conn.close()
 
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
@@ -169,6 +189,8 @@ class SqliteStore(SqlStore):
             self._reads_done.wait_for(lambda: self._reading == 0, 10.0)
             readers, self._readers = self._readers, []
         self._group.close()
+        self._checkpoint_stop.set()
+        self._checkpointer.join(5)
         for conn in readers:
             conn.close()
         self._writer.close()
