@@ -453,3 +453,23 @@ def test_concurrent_failures_open_the_breaker_exactly_once():
     assert len(opened) == 1
     assert breaker.state == "open"
     assert breaker.metrics().not_permitted >= 8 * 100 - 50 - 8  # the rest were refused
+
+
+def test_refusals_pickle_with_their_attributes():
+    import pickle
+
+    from sagaway.resilience import BulkheadFull, RateLimited
+
+    errors = [
+        BreakerOpen(name="payments", state="open", retry_after=2.5, retry_at=99.0, reason="r"),
+        RateLimited(name="quota", tokens=2, retry_after=0.5, max_wait=0.1),
+        BulkheadFull(name="db-pool", max_concurrent=4, waited=0.2),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert copy.__dict__ == error.__dict__
+        assert str(copy) == str(error)
+    assert str(errors[0]) == (
+        "circuit breaker 'payments' is open (r): call not permitted, next trial in 2.500s"
+    )

@@ -347,12 +347,13 @@ class CircuitBreaker(Guard):
                 else:  # forced open has no end: suggest asking again after open_for
                     wait = self.open_for
                 refusal = (state, max(0.0, wait))
-        self._emit(fired)
+        if fired:
+            self._emit(fired)
         if refusal is not None:
             state, wait = refusal
             raise BreakerOpen(
                 name=self.name,
-                state=state.value,
+                state=state,
                 retry_after=wait,
                 retry_at=self._wall_clock() + wait,
                 reason=self._open_reason,
@@ -402,21 +403,25 @@ class CircuitBreaker(Guard):
 
     def _record(self, generation: int, code: int | None, now: float) -> None:
         """Count one outcome (None: not counted) of a call admitted under `generation`."""
-        fired: list[tuple[BreakerTransition, bool]] = []
         lock = self._lock
         lock.acquire()
         try:
             if generation != self._generation:
-                pass  # admitted in an earlier state, or disabled: its outcome is stale
-            elif self._state is _CLOSED:
-                if code is not None and self._window.record(code, now):
-                    self._trip(now, fired)
-            elif self._state is _HALF_OPEN:
+                return  # admitted in an earlier state, or disabled: its outcome is stale
+            state = self._state
+            if state is _CLOSED:
+                if code is None or not self._window.record(code, now):
+                    return
+                fired: list[tuple[BreakerTransition, bool]] = []
+                self._trip(now, fired)
+            elif state is _HALF_OPEN:
+                fired = []
                 self._record_trial(code, now, fired)
+            else:
+                return
         finally:
             lock.release()
-        if fired:
-            self._emit(fired)
+        self._emit(fired)
 
     def _trip(self, now: float, fired: list) -> None:
         counts = self._window.counts(now)

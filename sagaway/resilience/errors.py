@@ -17,12 +17,25 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[ResilienceError], args: tuple, state: dict) -> ResilienceError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
 class ResilienceError(Exception):
-    """Base of every error a resilience primitive raises; `name` is the primitive's name."""
+    """Base of every error a resilience primitive raises; `name` is the primitive's name.
+
+    Errors pickle and unpickle with all their attributes (to cross process boundaries).
+    """
 
     def __init__(self, message: str, *, name: str) -> None:
         super().__init__(message)
         self.name = name
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
 
 
 class Rejected(ResilienceError):
@@ -40,24 +53,31 @@ class Rejected(ResilienceError):
 class BreakerOpen(Rejected):
     """A circuit breaker refused the call.
 
-    `state` is the breaker's state at refusal ("open", "half_open" with every trial slot
-    taken, or "forced_open"). `retry_after` is the seconds until the breaker will next
-    admit a trial call; `retry_at` is the same moment as wall-clock seconds since the
-    epoch (`time.time()` scale), suitable for parking work durably.
+    `state` is the breaker's state at refusal (a `BreakerState`, which is a str):
+    "open", "half_open" with every trial slot taken, or "forced_open". `retry_after` is
+    the seconds until the breaker will next admit a trial call; `retry_at` is the same
+    moment as wall-clock seconds since the epoch (`time.time()` scale), suitable for
+    parking work durably. `reason` says why the breaker opened.
     """
 
     def __init__(
         self, *, name: str, state: str, retry_after: float, retry_at: float, reason: str = ""
     ) -> None:
-        detail = f" ({reason})" if reason else ""
-        super().__init__(
-            f"circuit breaker {name!r} is {state}{detail}: call not permitted, "
-            f"next trial in {retry_after:.3f}s",
-            name=name,
-            retry_after=retry_after,
-        )
+        # Refusing must stay cheap while a breaker is open under load: the message is
+        # formatted only if someone reads it.
+        Exception.__init__(self, name, state)
+        self.name = name
+        self.retry_after = retry_after
         self.state = state
         self.retry_at = retry_at
+        self.reason = reason
+
+    def __str__(self) -> str:
+        detail = f" ({self.reason})" if self.reason else ""
+        return (
+            f"circuit breaker {self.name!r} is {self.state}{detail}: call not permitted, "
+            f"next trial in {self.retry_after:.3f}s"
+        )
 
 
 class BulkheadFull(Rejected):

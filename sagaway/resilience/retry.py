@@ -145,7 +145,8 @@ class Retry(Guard):
                 previous = self.delay(tries, previous)
                 wait = self._wait_after(error, previous)
                 log.debug("try %d of %r failed (%r); retrying in %.3fs", tries, fn, error, wait)
-                time.sleep(wait)
+                if wait > 0:
+                    time.sleep(wait)
                 continue
             self.record_success()
             return result

@@ -87,7 +87,11 @@ class OutcomeWindow:
         """Add one outcome (a combination of FAILED and SLOW bits) observed at `now`.
 
         Returns True when, with it, at least `min_calls` calls are in the window and the
-        failure rate or the slow-call rate reaches its threshold.
+        failure rate or the slow-call rate reaches its threshold. Once it returned True,
+        `clear()` the window before recording more (the breaker opens, and clears the
+        window when it closes again): windows rely on it to answer "still below" without
+        dividing when a success, or an outcome replacing an equal one, cannot have
+        raised a rate.
         """
         raise NotImplementedError
 
@@ -122,15 +126,23 @@ class _CountRing(OutcomeWindow):
         pos = self._pos
         if self.calls == self.size:
             old = ring[pos]
-            if old:
+            if old != code:
+                ring[pos] = code
                 if old & FAILED:
                     self.failures -= 1
                 if old & SLOW:
                     self.slow -= 1
+                if code & FAILED:
+                    self.failures += 1
+                if code & SLOW:
+                    self.slow += 1
+            elif pos + 1 < self.size:
+                # Same outcome in as out: the counts are unchanged, so still below.
+                self._pos = pos + 1
+                return False
         else:
             self.calls += 1
-        ring[pos] = code
-        if code:
+            ring[pos] = code
             if code & FAILED:
                 self.failures += 1
             if code & SLOW:
@@ -138,6 +150,8 @@ class _CountRing(OutcomeWindow):
         pos += 1
         self._pos = 0 if pos == self.size else pos
         calls = self.calls
+        if not code and calls > self.min_calls:
+            return False  # a success only lowers rates that were already below
         return calls >= self.min_calls and (
             self.failures / calls >= self.failure_rate or self.slow / calls >= self.slow_call_rate
         )
@@ -152,7 +166,7 @@ class _CountRing(OutcomeWindow):
 
 
 class _SecondBuckets(OutcomeWindow):
-    __slots__ = ("_calls", "_failures", "_head", "_slow", "seconds")
+    __slots__ = ("_calls", "_failures", "_head", "_settled", "_slow", "seconds")
 
     def __init__(
         self, seconds: int, min_calls: int, failure_rate: float, slow_call_rate: float
@@ -163,6 +177,9 @@ class _SecondBuckets(OutcomeWindow):
         self._failures = [0] * seconds
         self._slow = [0] * seconds
         self._head: int | None = None  # the newest second the buckets describe
+        # True while only record() changed the counts since a check found them below the
+        # thresholds; expiring seconds (which may drop successes) make it False.
+        self._settled = True
 
     def _advance(self, second: int) -> None:
         head = self._head
@@ -178,6 +195,7 @@ class _SecondBuckets(OutcomeWindow):
                 self.failures -= failures[i]
                 self.slow -= slow[i]
                 calls[i] = failures[i] = slow[i] = 0
+                self._settled = False
         self._head = second
 
     def record(self, code: int, now: float) -> bool:
@@ -194,6 +212,9 @@ class _SecondBuckets(OutcomeWindow):
             if code & SLOW:
                 self._slow[i] += 1
                 self.slow += 1
+        elif self._settled and self.calls > self.min_calls:
+            return False  # a success only lowers rates that were already below
+        self._settled = True
         return self._exceeded()
 
     def counts(self, now: float) -> WindowCounts:
@@ -204,4 +225,5 @@ class _SecondBuckets(OutcomeWindow):
         n = self.seconds
         self._calls, self._failures, self._slow = [0] * n, [0] * n, [0] * n
         self._head = None
+        self._settled = True
         self.calls = self.failures = self.slow = 0
