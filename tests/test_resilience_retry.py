@@ -9,6 +9,7 @@ import time
 import pytest
 
 from sagaway.resilience import (
+    BreakerOpen,
     ManualClock,
     Permanent,
     RateLimited,
@@ -133,6 +134,20 @@ def test_waits_at_least_the_retry_after_of_a_refusal():
 
     assert Retry(attempts=2, base=0).call(limited) == "ok"
     assert tries[1] - tries[0] >= 0.045
+
+
+def test_gives_up_at_once_when_a_refusal_asks_to_wait_longer_than_cap():
+    tries = []
+
+    def behind_open_breaker() -> str:
+        tries.append(1)
+        raise BreakerOpen(name="payments", state="open", retry_after=30.0, retry_at=0.0)
+
+    started = time.monotonic()
+    with pytest.raises(BreakerOpen):
+        Retry(attempts=5, cap=10.0).call(behind_open_breaker)
+    assert time.monotonic() - started < 1.0
+    assert tries == [1]
 
 
 # ------------------------------------------------------------------- the budget

@@ -52,7 +52,8 @@ class Retry(Guard):
 
     Used on its own (`@retry`, `retry.call(fn, ...)`), a policy sleeps between tries
     (`asyncio.sleep` for coroutines), waiting at least the `retry_after` of a `Rejected`
-    error (an open breaker, a rate limit), and re-raises the last error when it stops.
+    error (a rate limit, a half-open breaker) but giving up at once when that is more
+    than `cap` (an open breaker), and re-raises the last error when it stops.
     """
 
     attempts: int | None = 3
@@ -124,6 +125,15 @@ class Retry(Guard):
             return min(self.cap, draw(self.base, max(self.base, last * 3)))
         return ceiling
 
+    def _gives_up_on(self, error: BaseException) -> bool:
+        # A refusal that says "come back later than cap" (an open breaker) ends the
+        # call now: blocking that long inside one call would hide the outage.
+        return (
+            isinstance(error, Rejected)
+            and error.retry_after is not None
+            and error.retry_after > self.cap
+        )
+
     @staticmethod
     def _wait_after(error: BaseException, delay: float) -> float:
         # A refusal that says when to come back is worth honouring: retrying an open
@@ -140,7 +150,7 @@ class Retry(Guard):
             try:
                 result = fn(*args, **kwargs)
             except BaseException as error:
-                if not self.allows(error, tries):
+                if self._gives_up_on(error) or not self.allows(error, tries):
                     raise
                 previous = self.delay(tries, previous)
                 wait = self._wait_after(error, previous)
@@ -159,7 +169,7 @@ class Retry(Guard):
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as error:
-                if not self.allows(error, tries):
+                if self._gives_up_on(error) or not self.allows(error, tries):
                     raise
                 previous = self.delay(tries, previous)
                 wait = self._wait_after(error, previous)
