@@ -340,6 +340,52 @@ def test_permit_is_a_context_manager_and_reports_once():
         permit.record_failure(Down("x"))
 
 
+def test_breaker_guards_blocks_in_threads_and_tasks_independently():
+    clock = ManualClock()
+    breaker = make(clock, window=1000, min_calls=1000)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def worker(fails: bool) -> None:
+        barrier.wait()
+        try:
+            for _ in range(50):
+                try:
+                    with breaker:
+                        if fails:
+                            raise Down("x")
+                except Down:
+                    pass
+        except BaseException as error:  # surfaced below: a thread must not fail silently
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i % 2 == 0,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+    async def task(fails: bool) -> None:
+        try:
+            async with breaker:
+                await asyncio.sleep(0.001)  # the blocks of 20 tasks interleave
+                if fails:
+                    raise Down("x")
+        except Down:
+            pass
+
+    async def scenario() -> None:
+        await asyncio.gather(*(task(i % 2 == 0) for i in range(20)))
+
+    asyncio.run(scenario())
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failures) == (220, 110)
+    breaker.force_open()
+    with pytest.raises(BreakerOpen), breaker:
+        pytest.fail("the block must not run")
+
+
 def test_outcome_of_a_call_admitted_before_a_transition_is_not_counted_after_it():
     clock = ManualClock()
     breaker = make(clock, half_open_calls=1)

@@ -17,11 +17,17 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from threading import Lock
 from typing import Any, TypeVar
 
 from sagaway.resilience._guard import Guard
-from sagaway.resilience.breaker_state import BreakerMetrics, BreakerState, BreakerTransition
+from sagaway.resilience.breaker_state import (
+    BreakerMetrics,
+    BreakerPermit,
+    BreakerState,
+    BreakerTransition,
+)
 from sagaway.resilience.clock import Clock
 from sagaway.resilience.errors import BreakerOpen
 from sagaway.resilience.shared import BreakerStateStore, SharedBreakerState
@@ -62,64 +68,6 @@ def _error_filter(value: ErrorFilter, what: str) -> Callable[[BaseException], bo
     )
 
 
-class BreakerPermit:
-    """Permission for one call, from `CircuitBreaker.acquire()`: report its outcome once.
-
-    `record_success` / `record_failure` take the call's duration in seconds (measured from
-    `acquire()` when omitted); `record_failure` classifies the error with the breaker's
-    `record` and `ignore` filters. `release()` reports nothing (an abandoned call) and
-    frees a half-open trial slot. As a context manager the permit reports the block's
-    outcome. Reporting twice raises RuntimeError. A permit never reported holds its
-    half-open trial slot until `half_open_timeout`.
-    """
-
-    __slots__ = ("_breaker", "_done", "_generation", "_start")
-
-    def __init__(self, breaker: CircuitBreaker, generation: int, start: float) -> None:
-        self._breaker = breaker
-        self._generation = generation
-        self._start = start
-        self._done = False
-
-    def _finish(self) -> float:
-        if self._done:
-            raise RuntimeError(
-                f"this permit of circuit breaker {self._breaker.name!r} was already reported; "
-                "acquire() a new permit for each call"
-            )
-        self._done = True
-        return self._breaker._clock()
-
-    def record_success(self, duration: float | None = None) -> None:
-        """Report that the call succeeded (it still counts as slow if `duration` is)."""
-        now = self._finish()
-        breaker = self._breaker
-        elapsed = now - self._start if duration is None else duration
-        breaker._record(self._generation, SLOW if elapsed >= breaker.slow_call_duration else 0, now)
-
-    def record_failure(self, error: BaseException, duration: float | None = None) -> None:
-        """Report that the call raised `error` (counted as the breaker's filters say)."""
-        now = self._finish()
-        elapsed = now - self._start if duration is None else duration
-        self._breaker._record(self._generation, self._breaker._classify(error, elapsed), now)
-
-    def release(self) -> None:
-        """Report no outcome: the call is not counted and a half-open trial slot is freed."""
-        now = self._finish()
-        self._breaker._record(self._generation, None, now)
-
-    def __enter__(self) -> BreakerPermit:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        if self._done:
-            return
-        if exc is None:
-            self.record_success()
-        else:
-            self.record_failure(exc)
-
-
 class CircuitBreaker(Guard):
     """Fails calls fast while a dependency is failing or slow; thread-safe, sync and async.
 
@@ -144,6 +92,10 @@ class CircuitBreaker(Guard):
 
     `clock` (monotonic seconds) times windows and periods; `wall_clock` stamps events,
     `BreakerOpen.retry_at` and shared state.
+
+    Use it as a decorator, through `.call(fn, ...)`, around a block (`with breaker:` /
+    `async with breaker:`, which raise `BreakerOpen` on entry and record the block's
+    outcome), or with `acquire()` and a `BreakerPermit` for calls timed elsewhere.
     """
 
     def __init__(
@@ -238,6 +190,10 @@ class CircuitBreaker(Guard):
         self._not_permitted = 0
         self._shared_version = 0
         self._shared_next_read = float("-inf")
+        # Permits of `with breaker:` blocks, per thread and per asyncio task.
+        self._active: ContextVar[tuple[BreakerPermit, ...]] = ContextVar(
+            f"breaker {name} permits", default=()
+        )
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self._state.value!r})"
@@ -359,6 +315,24 @@ class CircuitBreaker(Guard):
                 reason=self._open_reason,
             )
         return generation
+
+    # ----------------------------------------------------------------- blocks
+
+    def __enter__(self) -> BreakerPermit:
+        permit = self.acquire()
+        self._active.set((*self._active.get(), permit))
+        return permit
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        *outer, permit = self._active.get()
+        self._active.set(tuple(outer))
+        permit.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> BreakerPermit:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
 
     # ----------------------------------------------------------------- calls
 
