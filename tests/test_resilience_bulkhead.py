@@ -108,7 +108,7 @@ def test_full_bulkhead_refuses_at_once_without_calling():
         started = time.monotonic()
         with pytest.raises(BulkheadFull) as refused:
             bulkhead.call(called.append, 1)
-        assert time.monotonic() - started < 0.05
+        assert time.monotonic() - started < 0.5  # no waiting (max_wait=0)
     assert called == []
     assert refused.value.max_concurrent == 1
     assert refused.value.retry_after is None

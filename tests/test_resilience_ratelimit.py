@@ -76,7 +76,7 @@ def test_acquire_refuses_at_once_when_the_wait_would_exceed_timeout():
     started = time.monotonic()
     with pytest.raises(RateLimited) as refused:
         limiter.acquire()
-    assert time.monotonic() - started < 0.1
+    assert time.monotonic() - started < 1.0  # did not sleep the 10 s
     assert refused.value.retry_after == pytest.approx(10.0, abs=0.1)
     assert limiter.try_acquire() > 9.0  # the refusal reserved nothing
 
@@ -112,7 +112,7 @@ def test_async_wait_does_not_block_the_event_loop():
     async def ticker() -> None:
         for _ in range(4):
             order.append("tick")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0)  # only runs if the waiting charge yields the loop
 
     async def scenario() -> None:
         await charge()
