@@ -17,6 +17,7 @@ from sagaway.engine.context import STEP, StepInfo
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.engine.run import Run
+from sagaway.engine.shared import StoreBreakerStates, StoreRateLimits
 from sagaway.engine.worker import Worker
 from sagaway.errors import (
     ConfigurationError,
@@ -25,6 +26,9 @@ from sagaway.errors import (
     RunNotFound,
     UnknownSaga,
 )
+from sagaway.resilience.breaker import CircuitBreaker
+from sagaway.resilience.bulkhead import Bulkhead
+from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.store import open_store, resolve_url
 from sagaway.store.base import Claim, NewRun, Store
@@ -102,6 +106,10 @@ class App:
         retry: Retry | None = None,
         timeout: float | None = None,
         pivot: bool = False,
+        breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
+        rate_limit: RateLimiter | None = None,
+        deadline: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -112,6 +120,10 @@ class App:
         retry: Retry | None = None,
         timeout: float | None = None,
         pivot: bool = False,
+        breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
+        rate_limit: RateLimiter | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Declare a step: `@app.step` or `@app.step(retry=..., timeout=..., pivot=True)`.
 
@@ -120,6 +132,14 @@ class App:
         `pivot=True` marks the point of no return: once it succeeded, later failures are
         retried and escalated, never compensated. The step's name (default: the function's
         name) identifies it in journals and must be unique in the App.
+
+        `breaker`, `rate_limit` and `bulkhead` guard every try: while the breaker is open,
+        the limiter has no token or the bulkhead no slot, the run *parks* durably (no try is
+        spent, no worker thread is held for long) until a trial or a token is due. A
+        `Rejected` refusal raised inside the body (a breaker the step uses itself) parks the
+        same way. `deadline` bounds the parking in seconds; past it the step fails with the
+        refusal, and the saga compensates as for any failure. Without a deadline a run parks
+        for as long as the refusal lasts.
         """
 
         def declare(fn: Callable[..., Any]) -> StepDefinition:
@@ -131,10 +151,22 @@ class App:
                     f"({existing.__module__}.{existing.__qualname__}): "
                     "give one of them another name with @app.step(name=...)"
                 )
-            if timeout is not None and timeout <= 0:
-                raise ConfigurationError(f"step {step_name!r}: timeout must be positive seconds")
+            for label, value in (("timeout", timeout), ("deadline", deadline)):
+                if value is not None and value <= 0:
+                    raise ConfigurationError(
+                        f"step {step_name!r}: {label} must be positive seconds, got {value!r}"
+                    )
             definition = StepDefinition(
-                self, fn, step_name, retry or self.default_retry, timeout, pivot
+                self,
+                fn,
+                step_name,
+                retry or self.default_retry,
+                timeout,
+                pivot,
+                breaker=breaker,
+                bulkhead=bulkhead,
+                rate_limit=rate_limit,
+                deadline=deadline,
             )
             self.steps[step_name] = definition
             return definition
@@ -171,6 +203,18 @@ class App:
                 if self._store is None:
                     self._store = open_store(self.url)
         return self._store
+
+    @property
+    def shared_breakers(self) -> StoreBreakerStates:
+        """Breaker states shared through the store: `CircuitBreaker(name,
+        shared=app.shared_breakers)` opens (and closes) for every worker process at once."""
+        return StoreBreakerStates(self)
+
+    @property
+    def shared_rate_limits(self) -> StoreRateLimits:
+        """Token buckets kept in the store: `RateLimiter(name, rate, per,
+        state=app.shared_rate_limits)` enforces one quota across all worker processes."""
+        return StoreRateLimits(self)
 
     # --- runs --------------------------------------------------------------------------------
     def _saga_name(self, saga: SagaDefinition | str) -> str:

@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from sagaway.engine.context import EXECUTION
 from sagaway.errors import ConfigurationError
+from sagaway.resilience.breaker import CircuitBreaker
+from sagaway.resilience.bulkhead import Bulkhead
+from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 
 if TYPE_CHECKING:
@@ -46,6 +49,10 @@ class StepDefinition:
         retry: Retry,
         timeout: float | None,
         pivot: bool,
+        breaker: CircuitBreaker | None = None,
+        bulkhead: Bulkhead | None = None,
+        rate_limit: RateLimiter | None = None,
+        deadline: float | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
         self.app = app
@@ -54,6 +61,11 @@ class StepDefinition:
         self.retry = retry
         self.timeout = timeout
         self.pivot = pivot
+        self.breaker = breaker
+        self.bulkhead = bulkhead
+        self.rate_limit = rate_limit
+        self.deadline = deadline
+        self.guarded = breaker is not None or bulkhead is not None or rate_limit is not None
         self.is_async = inspect.iscoroutinefunction(fn)
         self.undo: Compensation | None = None
 

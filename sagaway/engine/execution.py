@@ -26,6 +26,8 @@ from sagaway.errors import (
     UnknownSaga,
     WaitTimeout,
 )
+from sagaway.resilience.breaker import BreakerPermit
+from sagaway.resilience.errors import RateLimited, Rejected
 from sagaway.resilience.retry import Permanent
 from sagaway.store.base import (
     COMPENSATION,
@@ -48,6 +50,8 @@ log = logging.getLogger("sagaway")
 
 # Sleeps and waits this short are taken in the worker thread instead of parking the run.
 INLINE_SLEEP = 1.0
+# A run parked by a step's breaker, rate limit or bulkhead rests on a wait of this name.
+PARK_PREFIX = "park:"
 
 
 def unwrap_permanent(error: BaseException) -> BaseException:
@@ -62,10 +66,24 @@ def unwrap_permanent(error: BaseException) -> BaseException:
 
 
 class _Suspend(BaseException):
-    """The run rests until `wake_at` (or a signal): unwinds the saga function."""
+    """The run rests until `wake_at` (or, with `signal`, until the awaited signal):
+    unwinds the saga function."""
 
-    def __init__(self, wake_at: float | None, wait: tuple[str, int, float | None] | None) -> None:
-        self.wake_at, self.wait = wake_at, wait
+    def __init__(
+        self,
+        wake_at: float | None,
+        wait: tuple[str, int, float | None] | None,
+        signal: bool = True,
+    ) -> None:
+        self.wake_at, self.wait, self.signal = wake_at, wait, signal
+
+
+class _Refused(Exception):
+    """A step stayed refused by its breaker, rate limit or bulkhead past its deadline."""
+
+    def __init__(self, error: Rejected) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Abandon(BaseException):
@@ -103,6 +121,7 @@ class RunExecution:
         # (position, step) of each step failure raised into the saga, by id of the exception
         self._failures: dict[int, tuple[int, str]] = {}
         self._outcome: tuple[str, str | None, str | None] | None = None
+        self._parked: tuple[int, float | None] | None = None  # (position, deadline)
 
     # --- entry point -----------------------------------------------------------------------
     def execute(self, completion: Completion) -> None:
@@ -218,7 +237,15 @@ class RunExecution:
             )
         started = time.time()
         ok, value, tries = self._attempt(
-            step.name, position, step.fn, step.is_async, args, kwargs, step.retry, step.timeout
+            step.name,
+            position,
+            step.fn,
+            step.is_async,
+            args,
+            kwargs,
+            step.retry,
+            step.timeout,
+            guards=step,
         )
         if not ok:
             self._failures[id(value)] = (position, step.name)
@@ -270,11 +297,20 @@ class RunExecution:
         retry: Any,
         timeout: float | None,
         compensating: bool = False,
+        guards: StepDefinition | None = None,
     ) -> tuple[bool, Any, int]:
-        """Call `fn` with retries. Returns (True, (json, value), tries) or (False, error, tries)."""
+        """Call `fn` with retries, through the step's breaker, rate limit and bulkhead (parking
+        while they refuse). Returns (True, (json, value), tries) or (False, error, tries)."""
         tries, delay = 0, None
         suffix = "/undo" if compensating else ""
+        guarded = guards is not None and guards.guarded
         while True:
+            permit = None
+            if guarded:
+                try:
+                    permit = self._admit(guards, position)  # type: ignore[arg-type]
+                except _Refused as refused:
+                    return False, refused.error, tries
             tries += 1
             info = StepInfo(
                 run_id=self.run.id,
@@ -285,16 +321,21 @@ class RunExecution:
                 idempotency_key=f"{self.run.id}/{position}{suffix}",
                 compensating=compensating,
             )
+            started = time.monotonic()
             try:
                 value = self.app.invoke(fn, is_async, args, kwargs, timeout, info)
-                text = serde.dumps(value, f"the result of step {name!r}")
-                if type(value) not in serde.SCALARS:  # JSON gives scalars back unchanged
-                    value = serde.loads(text)
-                return True, (text, value), tries
-            except SerializationError as exc:
-                return False, exc, tries
             except Exception as exc:
-                if not retry.allows(exc, tries):
+                if permit is not None:
+                    permit.record_failure(exc, time.monotonic() - started)
+                if guards is not None and isinstance(exc, Rejected) and exc.retry_after:
+                    # A breaker or limiter inside the step refused: park, do not burn a try.
+                    tries -= 1
+                    try:
+                        self._park(guards, position, exc)
+                    except _Refused as refused:
+                        return False, refused.error, tries
+                    continue
+                if isinstance(exc, SerializationError) or not retry.allows(exc, tries):
                     return False, unwrap_permanent(exc), tries
                 delay = retry.delay(tries, delay)
                 self._events.append(
@@ -310,6 +351,75 @@ class RunExecution:
                 )
                 self.app.metrics.retried(self.run.saga, name)
                 self._pause(delay)
+                continue
+            finally:
+                if guarded and guards.bulkhead is not None:  # type: ignore[union-attr]
+                    guards.bulkhead.release()  # type: ignore[union-attr]
+            if permit is not None:
+                permit.record_success(time.monotonic() - started)
+            retry.record_success()
+            try:
+                text = serde.dumps(value, f"the result of step {name!r}")
+            except SerializationError as exc:
+                return False, exc, tries
+            if type(value) not in serde.SCALARS:  # JSON gives scalars back unchanged
+                value = serde.loads(text)
+            return True, (text, value), tries
+
+    def _admit(self, step: StepDefinition, position: int) -> BreakerPermit | None:
+        """Pass the step's breaker, rate limit and bulkhead, parking the run while one of
+        them refuses. Returns the breaker's permit; the bulkhead slot is held on return.
+        Raises _Refused once the step's `deadline` has passed."""
+        while True:
+            permit = None
+            try:
+                if step.breaker is not None:
+                    permit = step.breaker.acquire()
+                if step.rate_limit is not None:
+                    wait = step.rate_limit.try_acquire()
+                    if wait > 0:
+                        raise RateLimited(
+                            name=step.rate_limit.name, tokens=1, retry_after=wait, max_wait=0.0
+                        )
+                if step.bulkhead is not None:
+                    step.bulkhead.acquire(timeout=INLINE_SLEEP)
+                return permit
+            except Rejected as refusal:
+                if permit is not None:
+                    permit.release()
+                self._park(step, position, refusal)
+
+    def _park(self, step: StepDefinition, position: int, refusal: Rejected) -> None:
+        """Wait durably for a refusal to lift, within the step's `deadline`: inline when
+        that is soon, else by resting the run until then. Raises _Refused past the deadline."""
+        now = time.time()
+        marker = f"{PARK_PREFIX}{step.name}"
+        if self._parked is not None and self._parked[0] == position:
+            deadline = self._parked[1]
+        elif self.run.wait_name == marker and self.run.wait_position == position:
+            deadline = self.run.wait_deadline  # parked before a rest: the deadline holds
+        else:
+            deadline = None if step.deadline is None else now + step.deadline
+            self._events.append(
+                self._event(
+                    "parked",
+                    step=step.name,
+                    position=position,
+                    reason=f"{type(refusal).__name__}: {refusal}",
+                    deadline=deadline,
+                )
+            )
+            self.app.metrics.parked(self.run.saga, step.name)
+        self._parked = (position, deadline)
+        if deadline is not None and now >= deadline:
+            raise _Refused(refusal)
+        until = now + (refusal.retry_after if refusal.retry_after is not None else 0.5)
+        if deadline is not None:
+            until = min(until, deadline)
+        if until - now <= INLINE_SLEEP:
+            self._pause(max(0.0, until - now))
+            return
+        raise _Suspend(until, (marker, position, deadline), signal=False)
 
     def wait(self, signal: str, timeout: float | None) -> Any:
         """ctx.wait: the payload of the next `signal`, durably."""
@@ -555,7 +665,7 @@ class RunExecution:
             due_at=rest.wake_at,
             owner=None,
             wait=rest.wait,
-            wake_on_signal=rest.wait[0] if rest.wait else None,
+            wake_on_signal=rest.wait[0] if rest.wait and rest.signal else None,
         )
         self._flush(update)
         self.app.metrics.suspended(self.run.saga)

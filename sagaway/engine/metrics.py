@@ -31,5 +31,8 @@ class EngineMetrics:
     def escalated(self, saga: str, step: str | None) -> None:
         """A run needs a person (a compensation or post-pivot step gave up)."""
 
+    def parked(self, saga: str, step: str) -> None:
+        """A step was refused by its breaker, rate limit or bulkhead and its run parked."""
+
     def suspended(self, saga: str) -> None:
         """A run parked until a signal or a timer."""

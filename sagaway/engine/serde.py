@@ -52,17 +52,19 @@ def _plain(value: Any) -> Any:
 
 
 def error_doc(exc: BaseException, **context: Any) -> dict[str, Any]:
-    """A JSON-ready description of `exc`: its class, message, constructor arguments (when
-    they are plain data), traceback, plus `context` (step, position, phase...)."""
+    """A JSON-ready description of `exc`: its class, message, `args` and attributes (those
+    that are plain data), traceback, plus `context` (step, position, phase...)."""
     cls = type(exc)
-    reduced = exc.__reduce__()
-    args = _plain(list(reduced[1])) if len(reduced) > 1 and reduced[1] is not None else None
-    state = _plain(reduced[2]) if len(reduced) > 2 and reduced[2] else None
+    state = {}
+    for key, value in getattr(exc, "__dict__", {}).items():
+        plain = _plain(value)
+        if plain is not None or value is None:
+            state[key] = plain
     doc: dict[str, Any] = {
         "type": f"{cls.__module__}.{cls.__qualname__}",
         "message": str(exc),
-        "args": args,
-        "state": state,
+        "args": _plain(list(exc.args)),
+        "state": state or None,
         "traceback": "".join(traceback.format_exception(exc)).rstrip(),
     }
     doc.update(context)
@@ -97,9 +99,12 @@ def rebuild_error(doc: dict[str, Any] | str | None) -> BaseException | None:
     cls = _find_class(doc.get("type", ""))
     if cls is not None and doc.get("args") is not None:
         try:
-            exc = cls(*doc["args"])
+            # As unpickling does: no constructor call, the recorded args and attributes.
+            exc = cls.__new__(cls, *doc["args"])
+            exc.args = tuple(doc["args"])
             if isinstance(doc.get("state"), dict):
                 exc.__dict__.update(doc["state"])
+            str(exc)  # a class whose message needs what was not recorded is not rebuilt
             return exc
         except Exception:
             pass

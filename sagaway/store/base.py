@@ -280,3 +280,31 @@ class Store(ABC):
     @abstractmethod
     def record_event(self, event: EventRecord) -> None:
         """Append an event outside any checkpoint."""
+
+    # --- state shared by all workers -------------------------------------------------------
+    @abstractmethod
+    def read_shared(self, kind: str, name: str) -> tuple | None:
+        """The stored row of a shared breaker (`kind` "breaker": state, until, version) or
+        token bucket (`kind` "limiter": tokens, stamp), or None."""
+
+    @abstractmethod
+    def publish_breaker(
+        self, name: str, state: str, until: float, expected_version: int
+    ) -> tuple[str, float, int]:
+        """Compare-and-set a breaker's shared state; return what is stored afterwards."""
+
+    @abstractmethod
+    def update_bucket(self, name: str, change: Any) -> Any:
+        """Atomically read a token bucket's (tokens, stamp) — None if never used — call
+        `change(level) -> (new_level, value)`, store `new_level`, and return `value`."""
+
+    # --- metrics ----------------------------------------------------------------------------
+    @abstractmethod
+    def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
+        """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
+
+    @abstractmethod
+    def metric_rows(
+        self, name: str | None = None, since_minute: int = 0
+    ) -> list[tuple[str, str, int, int, float, float, float]]:
+        """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""

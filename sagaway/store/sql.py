@@ -53,6 +53,10 @@ _JOURNAL_UPSERT = (
     "started_at = excluded.started_at, finished_at = excluded.finished_at"
 )
 _ACTIVE_SQL = "('running', 'compensating')"
+_SHARED = {
+    "breaker": ("sagaway_breakers", "state, until, version"),
+    "limiter": ("sagaway_limiters", "tokens, stamp"),
+}
 _TERMINAL_SQL = "('succeeded', 'compensated', 'failed', 'cancelled')"
 
 
@@ -100,6 +104,7 @@ class SqlStore(Store):
     # Reads a run's fence inside a write transaction. SQLite's write transactions exclude
     # each other; PostgreSQL adds FOR SHARE so that no claim can commit before we do.
     _fence_sql = "SELECT epoch, cancel_requested FROM sagaway_runs WHERE id = ?"
+    row_lock = ""  # locks a row read inside a write transaction (PostgreSQL: FOR UPDATE)
 
     def __init__(self) -> None:
         self._group = GroupCommit(self._run_batch)
@@ -513,6 +518,94 @@ class SqlStore(Store):
                 (event.run_id, event.at, event.kind, event.data),
             )
         )
+
+    # --- state shared by all workers -------------------------------------------------------
+    def read_shared(self, kind: str, name: str) -> tuple | None:
+        table, columns = _SHARED[kind]
+        row = self._read(
+            lambda cur: cur.one(f"SELECT {columns} FROM {table} WHERE name = ?", (name,))
+        )
+        if row is None or row[0] is None:
+            return None
+        return tuple(row)
+
+    def publish_breaker(
+        self, name: str, state: str, until: float, expected_version: int
+    ) -> tuple[str, float, int]:
+        def work(cur: Cursorish) -> tuple[str, float, int]:
+            if expected_version == 0:
+                cur.execute(
+                    "INSERT INTO sagaway_breakers (name, state, until, version) "
+                    "VALUES (?, ?, ?, 1) ON CONFLICT (name) DO NOTHING",
+                    (name, state, until),
+                )
+            else:
+                cur.execute(
+                    "UPDATE sagaway_breakers SET state = ?, until = ?, version = version + 1 "
+                    "WHERE name = ? AND version = ?",
+                    (state, until, name, expected_version),
+                )
+            row = cur.one(
+                "SELECT state, until, version FROM sagaway_breakers WHERE name = ?", (name,)
+            )
+            return (row[0], float(row[1]), int(row[2]))
+
+        return self._write(work)
+
+    def update_bucket(self, name: str, change: Any) -> Any:
+        def work(cur: Cursorish) -> Any:
+            cur.execute(
+                "INSERT INTO sagaway_limiters (name, tokens, stamp) VALUES (?, NULL, NULL) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name,),
+            )
+            row = cur.one(
+                f"SELECT tokens, stamp FROM sagaway_limiters WHERE name = ?{self.row_lock}",
+                (name,),
+            )
+            level = None if row[0] is None else (float(row[0]), float(row[1]))
+            new_level, value = change(level)
+            cur.execute(
+                "UPDATE sagaway_limiters SET tokens = ?, stamp = ? WHERE name = ?",
+                (new_level[0], new_level[1], name),
+            )
+            return value
+
+        return self._write(work)
+
+    # --- metrics ----------------------------------------------------------------------------
+    def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
+        if not rows:
+            return
+        self._write(
+            lambda cur: cur.many(
+                "INSERT INTO sagaway_metrics (name, labels, minute, count, total, low, high) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name, labels, minute) DO UPDATE SET "
+                "count = sagaway_metrics.count + excluded.count, "
+                "total = sagaway_metrics.total + excluded.total, "
+                "low = CASE WHEN excluded.low < sagaway_metrics.low "
+                "THEN excluded.low ELSE sagaway_metrics.low END, "
+                "high = CASE WHEN excluded.high > sagaway_metrics.high "
+                "THEN excluded.high ELSE sagaway_metrics.high END",
+                list(rows),
+            )
+        )
+
+    def metric_rows(
+        self, name: str | None = None, since_minute: int = 0
+    ) -> list[tuple[str, str, int, int, float, float, float]]:
+        clause, params = "minute >= ?", [since_minute]
+        if name is not None:
+            clause += " AND name = ?"
+            params.append(name)
+        rows = self._read(
+            lambda cur: cur.all(
+                "SELECT name, labels, minute, count, total, low, high FROM sagaway_metrics "
+                f"WHERE {clause} ORDER BY minute, name, labels",
+                params,
+            )
+        )
+        return [tuple(row) for row in rows]
 
 
 class _Retry(Exception):
