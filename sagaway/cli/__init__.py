@@ -19,6 +19,7 @@ _GROUPS: tuple[str, ...] = (
     "sagaway.cli.worker",
     "sagaway.cli.demo",
     "sagaway.cli.alarms",
+    "sagaway.cli.metrics",
 )
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar, overload
 from sagaway.engine import serde
 from sagaway.engine.context import STEP, StepInfo
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
-from sagaway.engine.metrics import EngineMetrics
+from sagaway.engine.metrics import EngineMetrics, MetricsFanout, MinuteRecorder
 from sagaway.engine.run import Run
 from sagaway.engine.shared import StoreBreakerStates, StoreRateLimits
 from sagaway.engine.worker import Worker
@@ -76,6 +76,7 @@ class App:
         retry: Retry | None = None,
         compensation_retry: Retry | None = None,
         metrics: EngineMetrics | None = None,
+        record_metrics: bool = True,
     ) -> None:
         self.url = store.url if store is not None else resolve_url(url)
         self._store = store
@@ -85,7 +86,19 @@ class App:
         self.poll_interval = poll_interval
         self.default_retry = retry or Retry(attempts=3, base=0.1, cap=2.0)
         self.compensation_retry = compensation_retry or Retry(attempts=10, base=0.2, cap=5.0)
-        self.metrics = metrics or EngineMetrics()
+        # The engine's own metrics go to the store as per-minute buckets (read them with
+        # `sagaway metrics`); `metrics` adds an observer of the caller's, e.g. Prometheus.
+        self.recorder = (
+            MinuteRecorder(lambda rows: self.store.add_metrics(rows), sample=self._gauges)
+            if record_metrics
+            else None
+        )
+        observers = [m for m in (self.recorder, metrics) if m is not None]
+        self.metrics: EngineMetrics = EngineMetrics()
+        if len(observers) == 1:
+            self.metrics = observers[0]
+        elif observers:
+            self.metrics = MetricsFanout(observers)
         self.sagas: dict[str, SagaDefinition] = {}
         self.steps: dict[str, StepDefinition] = {}
         self.worker: Worker | None = None
@@ -169,6 +182,12 @@ class App:
                 deadline=deadline,
             )
             self.steps[step_name] = definition
+            if breaker is not None:
+                breaker.add_listener(
+                    lambda t: self.metrics.breaker_transition(
+                        t.breaker, str(t.from_state), str(t.to_state)
+                    )
+                )
             return definition
 
         return declare(fn) if fn is not None else declare
@@ -366,9 +385,22 @@ class App:
         if worker is not None:
             worker.stop(timeout)
 
+    def _gauges(self) -> list[tuple[str, str, float]]:
+        """Queue depth and age, sampled with each metrics flush by a process running a worker."""
+        if self.worker is None:
+            return []
+        now = time.time()
+        depth, oldest = self.store.queue_stats(now)
+        return [
+            ("queue_depth", "", float(depth)),
+            ("queue_age_seconds", "", 0.0 if oldest is None else max(0.0, now - oldest)),
+        ]
+
     def close(self) -> None:
-        """Shut down the worker and close the store."""
+        """Shut down the worker, write the last metrics and close the store."""
         self.shutdown()
+        if self.recorder is not None and self._store is not None:
+            self.recorder.close()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop = None
@@ -416,7 +448,8 @@ class App:
             ok = True
             return value
         finally:
-            self.metrics.step_finished(info.saga, info.step, time.perf_counter() - started, ok)
+            step = f"{info.step}/undo" if info.compensating else info.step
+            self.metrics.step_finished(info.saga, step, time.perf_counter() - started, ok)
 
     def _call(
         self,

@@ -188,6 +188,7 @@ class RunExecution:
         if isinstance(exc, NonDeterminismError) or self.pivot_passed:
             reason = "non-determinism" if isinstance(exc, NonDeterminismError) else "after pivot"
             self._events.append(self._event("escalation", reason=reason, step=step))
+            self.app.metrics.escalated(self.run.saga, step)
             self._finish("failed", error=doc)
         else:
             self._unwind(error=doc)
@@ -593,6 +594,7 @@ class RunExecution:
                 now,
             )
         )
+        self.app.metrics.escalated(self.run.saga, entry.name)
         self._events.append(
             self._event(
                 "escalation",

@@ -257,6 +257,10 @@ class Store(ABC):
         """Make every active run of a dead owner due now; return how many."""
 
     @abstractmethod
+    def queue_stats(self, now: float) -> tuple[int, float | None]:
+        """How many runs are due now, and the earliest `due_at` among them (None if none)."""
+
+    @abstractmethod
     def next_due(self) -> float | None:
         """The earliest `due_at` of any run, or None."""
 
@@ -302,6 +306,10 @@ class Store(ABC):
     @abstractmethod
     def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
         """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
+
+    @abstractmethod
+    def metric_totals(self) -> list[tuple[str, str, int, float]]:
+        """(name, labels, count, sum) over every stored bucket."""
 
     @abstractmethod
     def metric_rows(

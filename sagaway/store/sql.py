@@ -424,6 +424,14 @@ class SqlStore(Store):
             )
         )
 
+    def queue_stats(self, now: float) -> tuple[int, float | None]:
+        row = self._read(
+            lambda cur: cur.one(
+                "SELECT COUNT(*), MIN(due_at) FROM sagaway_runs WHERE due_at <= ?", (now,)
+            )
+        )
+        return int(row[0]), None if row[1] is None else float(row[1])
+
     def next_due(self) -> float | None:
         row = self._read(
             lambda cur: cur.one("SELECT MIN(due_at) FROM sagaway_runs WHERE due_at IS NOT NULL")
@@ -590,6 +598,15 @@ class SqlStore(Store):
                 list(rows),
             )
         )
+
+    def metric_totals(self) -> list[tuple[str, str, int, float]]:
+        rows = self._read(
+            lambda cur: cur.all(
+                "SELECT name, labels, SUM(count), SUM(total) FROM sagaway_metrics "
+                "GROUP BY name, labels ORDER BY name, labels"
+            )
+        )
+        return [(row[0], row[1], int(row[2]), float(row[3])) for row in rows]
 
     def metric_rows(
         self, name: str | None = None, since_minute: int = 0

@@ -1,0 +1,99 @@
+"""The engine's own metrics: per-minute buckets in the store, Prometheus exposition."""
+
+import socket
+import urllib.request
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from sagaway import Permanent, SagaCompensated
+from sagaway.engine.metrics import MinuteRecorder
+from sagaway.observe.engine_metrics import StoreCollector, metric_series, serve_metrics
+
+
+def run_some(app):
+    @app.step
+    def reserve(n):
+        return n
+
+    @reserve.compensation
+    def release(n):
+        pass
+
+    @app.step
+    def charge(n):
+        if n % 3 == 0:
+            raise Permanent("declined")
+        return n
+
+    @app.saga()
+    def checkout(ctx, n):
+        reserve(n)
+        return charge(n)
+
+    with app:
+        for n in range(6):
+            run = app.start(checkout, n)
+            try:
+                run.result(timeout=10)
+            except SagaCompensated:
+                pass
+    app.recorder.flush()
+
+
+def test_runs_steps_and_compensations_are_recorded_per_minute_in_the_store(app):
+    run_some(app)
+    finished = metric_series(app.store, "runs_finished")
+    assert sum(b.count for _, b in finished) == 6
+    compensated = metric_series(app.store, "runs_finished", {"status": "compensated"})
+    assert sum(b.count for _, b in compensated) == 2
+    steps = metric_series(app.store, "step_seconds", {"step": "charge"})
+    assert sum(b.count for _, b in steps) == 6
+    assert sum(b.count for _, b in metric_series(app.store, "compensations")) == 2
+    with pytest.raises(ValueError, match="unknown engine metric 'nope'"):
+        metric_series(app.store, "nope")
+
+
+def test_prometheus_exposition_sums_every_process_and_reads_gauges_live(app):
+    run_some(app)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(app.store))
+    text = generate_latest(registry).decode()
+    assert 'sagaway_runs_finished_total{saga="checkout",status="compensated"} 2.0' in text
+    assert 'sagaway_runs_finished_total{saga="checkout",status="succeeded"} 4.0' in text
+    assert 'sagaway_step_seconds_count{saga="checkout",step="charge"} 6.0' in text
+    assert 'sagaway_step_seconds_bucket{le="+Inf",saga="checkout",step="reserve"} 6.0' in text
+    assert 'sagaway_runs{status="compensated"} 2.0' in text
+    assert "sagaway_queue_depth 0.0" in text
+
+
+def test_metrics_serve_answers_on_127_0_0_1(app):
+    run_some(app)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = serve_metrics(app.store, "127.0.0.1", port)
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
+    finally:
+        server.shutdown()
+    assert b"sagaway_runs_started_total" in body
+
+
+def test_a_failed_write_keeps_the_buckets_for_the_next_flush():
+    written, fail = [], [True]
+
+    def write(rows):
+        if fail[0]:
+            fail[0] = False
+            raise OSError("disk full")
+        written.extend(rows)
+
+    recorder = MinuteRecorder(write, flush_every=3600)
+    recorder.started("checkout")
+    recorder.started("checkout")
+    recorder.flush()
+    assert written == []
+    recorder.started("checkout")
+    recorder.close()
+    assert [(name, count) for name, _labels, _m, count, *_ in written] == [("runs_started", 3)]
