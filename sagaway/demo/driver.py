@@ -38,8 +38,8 @@ class Scenario:
     customers: int = 300
     seed: int = 7
     arrivals_over: float = 10.0  # seconds over which customers arrive
-    outage: tuple[float, float] = (3.0, 6.0)  # payment provider down, seconds after start
-    kill_at: float = 5.0  # SIGKILL the worker, seconds after start
+    outage: tuple[float, float] = (2.5, 5.5)  # payment provider down, seconds after start
+    kill_at: float = 7.0  # SIGKILL the worker, seconds after start
     duplicate_rate: float = 0.15
     abandon_rate: float = 0.1
     mail_failure: float = 0.3
@@ -243,11 +243,62 @@ def run_demo(
     except subprocess.TimeoutExpired:
         worker.kill()
     elapsed = time.time() - t0
-    return _report(console, where, app, tally, shop.CATALOG, elapsed, kills)
+    return _report(console, where, app, tally, shop.CATALOG, elapsed, kills, t0)
+
+
+def _monitoring(console: Console, app: Any, t0: float) -> None:
+    """State monitoring of the payment outage, at one-second periods: how many checkouts
+    were parked at the charge step (waiting for the provider), sampled every second, through
+    a metric alarm that notifies when the outage is noticed, reminds while it lasts, and
+    says how long it lasted once it is over."""
+    from sagaway.observe import AlarmState, MetricAlarm, Series
+    from sagaway.observe.incident import IncidentTracker, NotifyPolicy
+
+    parked_since: dict[str, float] = {}
+    for event in app.store.events(kind="parked", limit=1_000_000):
+        if json.loads(event.data).get("step") == "charge":
+            parked_since.setdefault(event.run_id, event.at)
+    spans = []
+    for run_id, since in parked_since.items():
+        charged = [e.finished_at for e in app.store.journal(run_id) if e.name == "charge"]
+        spans.append((since, charged[0] if charged else app.store.get_run(run_id).updated_at))
+    end = max((until for _, until in spans), default=t0)
+    waiting = Series(1.0)
+    for second in range(int(t0), int(end) + 4):
+        waiting.add(second, sum(1 for since, until in spans if since <= second + 0.5 < until))
+    alarm = MetricAlarm(
+        "payments-degraded",
+        threshold=5,
+        evaluation_periods=2,
+        datapoints_to_alarm=2,
+        treat_missing="notBreaching",
+        period=1.0,
+        statistic="max",
+    )
+    tracker = IncidentTracker(alarm.name, period=1.0, policy=NotifyPolicy(renotify_every=2))
+    state = AlarmState.INSUFFICIENT_DATA
+    lines = []
+    for second in range(int(t0) + 1, int(end) + 5):
+        points = waiting.datapoints(second, alarm.evaluation_range or 4, "max")
+        state = alarm.evaluate(points, previous=state)
+        for note in tracker.update(state, float(second)):
+            lines.append(f"  {second - t0:5.1f} s  {note.summary}")
+    console.print(
+        f"[bold]state monitoring[/bold]: alarm payments-degraded on checkouts parked at the "
+        f"charge step ({alarm.describe()}):"
+    )
+    console.print("\n".join(lines) if lines else "  no notification")
 
 
 def _report(
-    console: Console, where: Path, app: Any, tally: Tally, catalog: dict, elapsed: float, kills: int
+    console: Console,
+    where: Path,
+    app: Any,
+    tally: Tally,
+    catalog: dict,
+    elapsed: float,
+    kills: int,
+    t0: float,
 ) -> int:
     counts = app.store.count_runs()
     events: dict[str, int] = {}
@@ -279,11 +330,12 @@ def _report(
     seen.add_column("count", justify="right")
     for step, n in sorted(retried.items()):
         seen.add_row(f"retries of {step}", str(n))
-    for kind in ("compensating", "escalation", "recovered", "cancel_requested", "redriven"):
+    for kind in ("parked", "compensating", "escalation", "recovered", "redriven"):
         if events.get(kind):
             seen.add_row(kind, str(events[kind]))
     console.print(seen)
 
+    _monitoring(console, app, t0)
     checks = _checks(where, app, tally, catalog)
     verdict = Table(title="invariants")
     verdict.add_column("invariant")

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from sagaway import App, Permanent, Retry, current_step
+from sagaway.resilience import CircuitBreaker
 
 CATALOG = {"mug": 130, "tee": 300, "cap": 300}  # sku -> units in stock at the start
 PRICES = {"mug": 12_00, "tee": 25_00, "cap": 18_00}
@@ -97,6 +98,7 @@ def _payment_down() -> bool:
 
 app = App(
     os.environ.get("SAGAWAY_DB"),
+    concurrency=64,
     retry=Retry(attempts=4, base=0.05, cap=0.5),
     compensation_retry=Retry(attempts=10, base=0.05, cap=0.5),
 )
@@ -105,7 +107,7 @@ app = App(
 @app.step
 def reserve_stock(cart_id: str, items: dict[str, int]) -> dict:
     """Hold the cart's items; out of stock is permanent (no retry helps)."""
-    time.sleep(0.002)
+    time.sleep(0.02)  # the stock service
 
     def work(conn: sqlite3.Connection) -> dict:
         held = conn.execute(
@@ -144,11 +146,18 @@ def release_stock(cart_id: str, items: dict[str, int], result: dict | None = Non
     _transaction(work)
 
 
-@app.step(pivot=True, timeout=2.0)
+# While the provider fails, the breaker opens and checkouts park at this step instead of
+# failing: they complete when it recovers, or compensate if it stays down past the deadline.
+payments = CircuitBreaker(
+    "payments", failure_rate=0.5, min_calls=6, window=20, open_for=1.0, half_open_calls=2
+)
+
+
+@app.step(pivot=True, timeout=2.0, breaker=payments, deadline=20.0)
 def charge(cart_id: str, amount: int) -> dict:
     """Charge the customer, idempotently per saga step. The point of no return."""
     key = current_step().idempotency_key
-    time.sleep(0.01)
+    time.sleep(0.25)  # the payment provider takes its time
     if _payment_down():
         raise PaymentUnavailable("payment provider unavailable (HTTP 503)")
 
@@ -185,7 +194,7 @@ def refund(cart_id: str, amount: int, result: dict | None = None) -> None:
 @app.step(retry=Retry(attempts=12, base=0.02, cap=0.3))
 def send_mail(email: str, cart_id: str) -> None:
     """Send the confirmation; the relay is flaky, so this is retried (never compensated)."""
-    time.sleep(0.003)
+    time.sleep(0.05)  # the mail relay
     if _chance("SAGAWAY_DEMO_MAIL_FAILURE"):
         raise MailBounced("421 try again later")
     _transaction(

@@ -122,6 +122,7 @@ class RunExecution:
         self._failures: dict[int, tuple[int, str]] = {}
         self._outcome: tuple[str, str | None, str | None] | None = None
         self._parked: tuple[int, float | None] | None = None  # (position, deadline)
+        self._parked_inline = 0.0  # seconds this execution waited out refusals in-thread
 
     # --- entry point -----------------------------------------------------------------------
     def execute(self, completion: Completion) -> None:
@@ -411,13 +412,17 @@ class RunExecution:
                 )
             )
             self.app.metrics.parked(self.run.saga, step.name)
+            self._flush()  # a park is worth knowing about even if this worker dies now
         self._parked = (position, deadline)
         if deadline is not None and now >= deadline:
             raise _Refused(refusal)
         until = now + (refusal.retry_after if refusal.retry_after is not None else 0.5)
         if deadline is not None:
             until = min(until, deadline)
-        if until - now <= INLINE_SLEEP:
+        # Short refusals are waited out in this thread, but only for INLINE_SLEEP in all:
+        # a longer outage rests the run, so that parked runs do not hold the workers.
+        if self._parked_inline + (until - now) <= INLINE_SLEEP:
+            self._parked_inline += max(0.0, until - now)
             self._pause(max(0.0, until - now))
             return
         raise _Suspend(until, (marker, position, deadline), signal=False)
