@@ -82,6 +82,15 @@ def open_app(url: str | None) -> Any:
     return App(store=store)
 
 
+def _console() -> Any:
+    """A rich console; when piped, wide enough that ids and times are not wrapped."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
@@ -106,7 +115,6 @@ def _steer(args: argparse.Namespace, action: Any) -> Any:
 
 
 def list_runs(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     records = _steer(
@@ -137,12 +145,11 @@ def list_runs(args: argparse.Namespace) -> int:
         table.add_row(
             r.id, r.saga, r.key or "-", r.status, _when(r.created_at), _when(r.updated_at)
         )
-    Console().print(table)
+    _console().print(table)
     return 0
 
 
 def show_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     def gather(app: Any) -> tuple[Any, Any, Any]:
@@ -171,7 +178,7 @@ def show_run(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    console = Console()
+    console = _console()
     console.print(
         f"[bold]run {record.id}[/bold]  saga [bold]{record.saga}[/bold]  "
         f"status [bold]{record.status}[/bold]"

@@ -1,0 +1,113 @@
+"""The `sagaway` command: runs list/show/signal/cancel/redrive, worker, metrics; its errors."""
+
+import json
+
+import pytest
+
+from sagaway import Permanent
+from sagaway.cli import main
+from tests.conftest import wait_status
+
+
+@pytest.fixture
+def shop(make_app, tmp_path):
+    app = make_app()
+
+    @app.step
+    def reserve(order):
+        return f"hold-{order}"
+
+    @reserve.compensation
+    def release(order):
+        pass
+
+    @app.step
+    def charge(order):
+        if order == "bad":
+            raise Permanent("card declined")
+        return f"charge-{order}"
+
+    @app.saga()
+    def checkout(ctx, order):
+        reserve(order)
+        ctx.wait("confirmed")
+        return charge(order)
+
+    return app, checkout
+
+
+def cli(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_runs_list_and_show_print_the_journal(shop, capsys):
+    app, checkout = shop
+    with app:
+        good = app.start(checkout, "o1", key="cart-1")
+        wait_status(good, "waiting")
+        code, out, _ = cli(capsys, "runs", "list", "--db", app.url)
+        assert code == 0 and good.id in out and "waiting" in out
+        code, out, _ = cli(capsys, "runs", "signal", good.id, "confirmed", "{}", "--db", app.url)
+        assert code == 0 and "sent signal 'confirmed'" in out
+        good.result(timeout=10)
+    code, out, _ = cli(capsys, "runs", "show", good.id, "--db", app.url)
+    assert code == 0
+    assert "succeeded" in out and "reserve" in out and "charge-o1" in out
+    code, out, _ = cli(capsys, "runs", "show", good.id, "--db", app.url, "--json")
+    shown = json.loads(out)
+    assert [s["name"] for s in shown["steps"]] == ["reserve", "confirmed", "charge"]
+    code, out, _ = cli(capsys, "runs", "list", "--status", "succeeded", "--json", "--db", app.url)
+    assert [r["id"] for r in json.loads(out)] == [good.id]
+
+
+def test_cancel_and_redrive_from_the_command_line(shop, capsys):
+    app, checkout = shop
+    with app:
+        run = app.start(checkout, "o2")
+        wait_status(run, "waiting")
+        code, out, _ = cli(capsys, "runs", "cancel", run.id, "--db", app.url)
+        assert code == 0 and "cancel requested" in out
+        wait_status(run, "cancelled")
+    code, _, err = cli(capsys, "runs", "redrive", run.id, "--db", app.url)
+    assert code == 2 and "only failed runs can be redriven" in err
+
+
+def test_unknown_ids_bad_json_and_missing_databases_get_one_line_errors(shop, capsys, tmp_path):
+    app, checkout = shop
+    run = app.start(checkout, "o3")
+    code, _, err = cli(capsys, "runs", "show", "nope", "--db", app.url)
+    assert code == 2 and err.strip() == (
+        "sagaway: error: no run with id 'nope' in this store (list runs with `runs list`)"
+    )
+    code, _, err = cli(capsys, "runs", "signal", run.id, "confirmed", "{oops", "--db", app.url)
+    assert code == 2 and "the payload is not valid JSON" in err and "column 2" in err
+    assert app.store.pending_signal(run.id, "confirmed") is None  # nothing was stored
+    missing = tmp_path / "missing.db"
+    code, _, err = cli(capsys, "runs", "list", "--db", str(missing))
+    assert code == 2 and "no sagaway database at" in err
+    assert not missing.exists()  # looking does not create a database
+
+
+def test_worker_and_metrics_errors_name_the_fix(capsys):
+    code, _, err = cli(capsys, "worker", "no_such_module:app")
+    assert code == 2 and "cannot import 'no_such_module'" in err
+    code, _, err = cli(capsys, "worker", "json")
+    assert code == 2 and "is not MODULE:ATTR" in err
+    code, _, err = cli(capsys, "worker", "json:dumps")
+    assert code == 2 and "is not a sagaway App" in err
+    code, _, err = cli(capsys, "metrics", "series", "runs_started", "--where", "status")
+    assert code == 2 and "is not LABEL=VALUE" in err
+
+
+def test_metrics_series_prints_minutes(shop, capsys):
+    app, checkout = shop
+    with app:
+        run = app.start(checkout, "o4")
+        app.signal(run.id, "confirmed")
+        run.result(timeout=10)
+    app.recorder.flush()
+    code, out, _ = cli(capsys, "metrics", "series", "runs_finished", "--db", app.url, "--json")
+    points = [p for p in json.loads(out) if p["value"] is not None]
+    assert code == 0 and sum(p["value"] for p in points) == 1
