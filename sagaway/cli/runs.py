@@ -152,6 +152,8 @@ def list_runs(args: argparse.Namespace) -> int:
 def show_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from sagaway.engine.execution import PARK_PREFIX
+
     def gather(app: Any) -> tuple[Any, Any, Any]:
         run = app.get(args.run_id)
         return run.refresh(), run.steps, run.events
@@ -197,9 +199,18 @@ def show_run(args: argparse.Namespace) -> int:
             f"{error.get('type')}: {error.get('message')}[/red]"
         )
     if record.status == "waiting" and record.wait_name:
-        console.print(
-            f"waiting for signal {record.wait_name!r} until {_when(record.wait_deadline)}"
-        )
+        if record.wait_name.startswith(PARK_PREFIX):
+            step = record.wait_name.removeprefix(PARK_PREFIX)
+            console.print(
+                f"parked at step {step!r} (its breaker, rate limit or bulkhead refused) until "
+                f"{_when(record.due_at)}, deadline {_when(record.wait_deadline)}"
+            )
+        else:
+            console.print(
+                f"waiting for signal {record.wait_name!r} until {_when(record.wait_deadline)}"
+            )
+    elif record.status == "waiting" and record.due_at:
+        console.print(f"sleeping until {_when(record.due_at)}")
     table = Table(title="journal")
     for column in ("pos", "phase", "kind", "name", "status", "tries", "ms", "result / error"):
         table.add_column(column)
