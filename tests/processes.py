@@ -80,6 +80,6 @@ def body_counts(log: Path) -> collections.Counter:
     counts: collections.Counter = collections.Counter()
     if log.exists():
         for line in log.read_text().splitlines():
-            name, order, _pid = line.split()
+            name, order, _pid, _key = line.split()
             counts[(name, order)] += 1
     return counts

@@ -48,6 +48,9 @@ def test_sigkill_mid_step_reruns_only_the_interrupted_step(store_url, log):
     counts = body_counts(log)
     assert counts[("reserve", "o1")] == 1  # recorded: never again
     assert counts[("charge", "o1")] == 2  # interrupted: again
+    charges = [line.split() for line in log.read_text().splitlines() if line.startswith("charge")]
+    assert charges[0][2] != charges[1][2]  # two processes ...
+    assert charges[0][3] == charges[1][3] == f"{run.id}/1"  # ... one idempotency key
     assert counts[("ship", "o1")] == 1
     assert run.refresh().recoveries == 1
     assert [e.kind for e in run.events].count("recovered") == 1

@@ -267,3 +267,42 @@ def test_permanent_wrapping_an_error_records_the_wrapped_error(app):
                 app.start(saga_, which).result(timeout=10)
             assert type(caught.value.error).__name__ in ("OutOfStock", "RemoteError")
             assert message in str(caught.value.error)
+
+
+def test_a_run_goes_through_the_statuses_of_the_contract(app):
+    import threading
+
+    from tests.conftest import wait_status
+
+    gate, undo_gate = threading.Event(), threading.Event()
+
+    @app.step
+    def slow():
+        gate.wait(10)
+
+    @slow.compensation
+    def undo_slow():
+        undo_gate.wait(10)
+
+    @app.saga()
+    def saga_(ctx, fail):
+        ctx.wait("go")
+        slow()
+        if fail:
+            raise ValueError("no")
+        return "done"
+
+    ok, bad = app.start(saga_, False), app.start(saga_, True)
+    assert ok.status == bad.status == "pending"  # no worker yet
+    with app:
+        assert wait_status(ok, "waiting") == wait_status(bad, "waiting") == "waiting"
+        app.signal(ok.id, "go")
+        app.signal(bad.id, "go")
+        assert wait_status(ok, "running") == wait_status(bad, "running") == "running"
+        gate.set()
+        assert ok.result(timeout=10) == "done" and ok.status == "succeeded"
+        assert wait_status(bad, "compensating") == "compensating"
+        undo_gate.set()
+        with pytest.raises(SagaCompensated):
+            bad.result(timeout=10)
+    assert bad.status == "compensated"

@@ -1,7 +1,8 @@
 """A checkout saga for tests that kill worker processes.
 
-Every step and compensation body appends a line `<name> <order> <pid>` to the file named by
-$SAGAWAY_TEST_LOG, so a test can count how often each body ran across processes. A body
+Every step and compensation body appends a line `<name> <order> <pid> <idempotency key>` to
+the file named by $SAGAWAY_TEST_LOG, so a test can count how often each body ran across
+processes and under which key. A body
 hangs while the file `<log>.hang-<name>` exists (so a test can SIGKILL a worker inside it),
 and `charge` fails for good while `<log>.fail-charge` exists.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 
-from sagaway import App, Permanent, Retry
+from sagaway import App, Permanent, Retry, current_step
 
 
 def build(url: str, log: str, lease: float = 30.0) -> App:
@@ -24,8 +25,9 @@ def build(url: str, log: str, lease: float = 30.0) -> App:
     )
 
     def note(name: str, order: str) -> None:
+        key = current_step().idempotency_key
         with open(log, "a") as f:
-            f.write(f"{name} {order} {os.getpid()}\n")
+            f.write(f"{name} {order} {os.getpid()} {key}\n")
         while os.path.exists(f"{log}.hang-{name}"):
             time.sleep(0.01)
 
