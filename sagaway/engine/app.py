@@ -39,9 +39,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Completion(threading.Event):
-    """Set when a run executing in this process stops; `outcome` says how it ended."""
+    """A run dispatched to this process's worker: `take()` hands its execution to exactly
+    one thread; set when the execution stops, with `outcome` saying how the run ended."""
 
     outcome: tuple[str, str | None, str | None] | None = None
+    claim: Any = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._taken = threading.Lock()
+
+    def take(self) -> bool:
+        """True for the first caller only."""
+        return self._taken.acquire(blocking=False)
 
 
 class StepTimeout(TimeoutError):

@@ -116,6 +116,9 @@ class Run:
             remaining = None if deadline is None else deadline - time.monotonic()
             local = self._app.local_completion(self.id)
             if local is not None:
+                worker = self._app.worker
+                if timeout is None and worker is not None:
+                    worker.execute_here(local)  # if no worker thread has started it yet
                 if local.wait(remaining) and local.outcome is not None:
                     return self._outcome(*local.outcome)
             else:

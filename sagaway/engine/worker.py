@@ -104,7 +104,7 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         self._active = 0
         self._backlog = False
-        self._queue: queue.SimpleQueue[tuple[Claim, Completion] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self.executed = 0
         self.recovered = 0
@@ -155,7 +155,27 @@ class Worker:
 
     def dispatch(self, claim: Claim) -> None:
         """Execute a run already claimed for this worker, in a reserved slot."""
-        self._queue.put((claim, self.app.executing(claim.run.id)))
+        completion = self.app.executing(claim.run.id)
+        completion.claim = claim
+        self._queue.put(completion)
+
+    def execute_here(self, completion: Completion) -> bool:
+        """Execute a dispatched run in the calling thread if no worker thread has taken it
+        yet (a caller about to wait for its result saves two thread hand-offs)."""
+        if self.stopping.is_set() or not completion.take():
+            return False
+        self._execute(completion)
+        return True
+
+    def _execute(self, completion: Completion) -> None:
+        claim = completion.claim
+        try:
+            RunExecution(self, claim).execute(completion)
+            self.executed += 1
+        except Exception:
+            log.exception("run %s: unexpected error in the engine", claim.run.id)
+        finally:
+            self._done()
 
     def wake(self) -> None:
         """Look for due runs now (a run was started, signalled or redriven)."""
@@ -172,17 +192,11 @@ class Worker:
     # --- threads -----------------------------------------------------------------------------
     def _execute_loop(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is None:
+            completion = self._queue.get()
+            if completion is None:
                 return
-            claim, completion = job
-            try:
-                RunExecution(self, claim).execute(completion)
-                self.executed += 1
-            except Exception:
-                log.exception("run %s: unexpected error in the engine", claim.run.id)
-            finally:
-                self._done()
+            if completion.take():  # else the caller of Run.result took it
+                self._execute(completion)
 
     def _schedule_loop(self) -> None:
         store = self.app.store
