@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 # Command-group modules, in the order `--help` lists them.
-_GROUPS: tuple[str, ...] = ()
+_GROUPS: tuple[str, ...] = ("sagaway.cli.slo",)
 
 
 class CliError(Exception):
