@@ -122,6 +122,11 @@ def _burn(series: Series, start: float, end: float, budget: float) -> tuple[floa
     return series.sum_between(start, end) / total / budget, total
 
 
+def _reaches(rate: float, threshold: float) -> bool:
+    """rate >= threshold, forgiving binary rounding (864 bad of 60000 at 99.9% is 14.4)."""
+    return rate >= threshold * (1 - 1e-9)
+
+
 def evaluate_slo(slo: SloDefinition, series: Series, at: float, *, points: int = 400) -> SloResult:
     """Evaluate `slo` at `at` (seconds since the epoch) from its one-minute request series.
 
@@ -133,6 +138,7 @@ def evaluate_slo(slo: SloDefinition, series: Series, at: float, *, points: int =
     bad = int(series.sum_between(start, end))
     allowed = total * budget
     consumed = bad / allowed if allowed > 0 else 0.0
+    # allowed is recomputed from the rounded budget so that consumed == the window burn rate
     windows = list(BURN_WINDOWS)
     for rule in slo.alerts:
         for label in (rule.long, rule.short):
@@ -157,7 +163,11 @@ def evaluate_slo(slo: SloDefinition, series: Series, at: float, *, points: int =
                 long_burn_rate=long_rate,
                 short_burn_rate=short_rate,
                 low_traffic=quiet,
-                firing=(not quiet and long_rate >= rule.threshold and short_rate >= rule.threshold),
+                firing=(
+                    not quiet
+                    and _reaches(long_rate, rule.threshold)
+                    and _reaches(short_rate, rule.threshold)
+                ),
             )
         )
     result = SloResult(

@@ -146,8 +146,8 @@ class SloDefinition:
 
     @property
     def budget(self) -> float:
-        """The allowed fraction of bad requests, 1 - objective."""
-        return 1.0 - self.objective
+        """The allowed fraction of bad requests, 1 - objective (0.999 -> exactly 0.001)."""
+        return round(1.0 - self.objective, 12)
 
 
 @dataclass(frozen=True)
