@@ -25,7 +25,9 @@ from datetime import UTC, datetime, timedelta
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 LB = "app/shop-prod/50dc6c495c0c9188"
-TARGET_GROUP = f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/shop-web/73e2d6bc24d8a067"
+TARGET_GROUP = (
+    f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:targetgroup/shop-web/73e2d6bc24d8a067"
+)
 CERT = f"arn:aws:acm:{REGION}:{ACCOUNT}:certificate/12345678-1234-1234-1234-123456789012"
 HOSTS = (("shop.example.com", 0.85), ("static.example.com", 0.15))
 # (method, path, weight, median latency in seconds)
@@ -75,7 +77,8 @@ class Incident:
         unknown = set(fields) - {"at", "for", "errors", "latency", "path"}
         if unknown or "at" not in fields or "for" not in fields:
             raise ValueError(
-                f"bad incident {text!r}: use at=ISO8601,for=DURATION[,errors=F][,latency=S][,path=P]"
+                f"bad incident {text!r}: use "
+                "at=ISO8601,for=DURATION[,errors=F][,latency=S][,path=P]"
             )
         return cls(
             start=parse_time(fields["at"]),
@@ -128,9 +131,8 @@ class LogWriter:
 
     def _route(self) -> tuple[str, str, str, float]:
         x = self.rnd.random()
-        for edge, (method, path, _, median) in self.route_cdf:
-            if x <= edge:
-                break
+        route = next((r for edge, r in self.route_cdf if x <= edge), self.route_cdf[-1][1])
+        method, path, _, median = route
         host = HOSTS[0][0] if path.startswith("/api") or path == "/" else HOSTS[1][0]
         if "{id}" in path:
             path = path.replace("{id}", str(self.rnd.randrange(1, 50000)))
@@ -154,9 +156,8 @@ class LogWriter:
         method, host, path, median = self._route()
         errors, extra = 0.0004, 0.0
         for incident in self.incidents:
-            if (
-                incident.start <= when < incident.start + incident.duration
-                and path.startswith(incident.path)
+            if incident.start <= when < incident.start + incident.duration and path.startswith(
+                incident.path
             ):
                 errors = max(errors, incident.errors)
                 extra += incident.latency
@@ -240,16 +241,17 @@ def generate(
             if not entries:
                 continue
             name = (
-                f"{ACCOUNT}_elasticloadbalancing_{REGION}_{LB.replace('/', '.')[4:]}_"
+                f"{ACCOUNT}_elasticloadbalancing_{REGION}_{LB.replace('/', '.')}_"
                 f"{end.strftime('%Y%m%dT%H%MZ')}_{ip}_{writer.rnd.getrandbits(32):08x}.log"
             )
             path = os.path.join(folder, name)
             body = ("\n".join(entries) + "\n").encode()
             if compress:
                 path += ".gz"
-                with open(path, "wb") as raw, gzip.GzipFile(
-                    fileobj=raw, mode="wb", compresslevel=6, mtime=0
-                ) as fh:
+                with (
+                    open(path, "wb") as raw,
+                    gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, mtime=0) as fh,
+                ):
                     fh.write(body)
             else:
                 with open(path, "wb") as fh:
@@ -273,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=5_000_000)
     parser.add_argument("--start", default="2024-05-01T00:00:00Z")
     parser.add_argument("--days", type=float, default=2.0)
-    parser.add_argument("--nodes", type=int, default=3, help="load balancer nodes (files per 5 min)")
+    parser.add_argument(
+        "--nodes", type=int, default=3, help="load balancer nodes (files per 5 min)"
+    )
     parser.add_argument("--plain", action="store_true", help="write .log instead of .log.gz")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--incident", action="append", default=[], type=Incident.parse)

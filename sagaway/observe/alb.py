@@ -87,7 +87,7 @@ RULES = (
     "time is ISO 8601 UTC with microseconds (2024-05-01T12:00:00.123456Z)",
     "the three processing times are numbers (-1 when the load balancer could not dispatch)",
     "elb_status_code is an HTTP status (100-599); target_status_code is one or '-'",
-    'the quoted request is followed by the quoted user agent (`" "`)',
+    'the quoted request (no double quote inside) is followed by the quoted user agent (`" "`)',
     "user_agent is followed by ssl_cipher, ssl_protocol, target_group_arn and the quoted trace_id",
 )
 # The structural check after the request, as an SQL LIKE pattern (`%` is any text); the Python
@@ -234,8 +234,8 @@ def parse_line(line: str) -> AlbEntry:
     times = [_seconds(FIELDS[i], head[i]) for i in (5, 6, 7)]
     elb_status = _status("elb_status_code", head[8], dash=False)
     target_status = _status("target_status_code", head[9], dash=True)
-    request_end = line.find('" "', quote + 1)
-    if request_end < 0:
+    request_end = line.find('"', quote + 1)
+    if request_end < 0 or line[request_end : request_end + 3] != '" "':
         raise MalformedLine('the quoted request is not followed by the quoted user agent (`" "`)')
     if not _like_tail(line):
         raise MalformedLine(

@@ -51,7 +51,8 @@ typed AS (
     TRY_CAST(h[7] AS DOUBLE) AS target_processing_time,
     TRY_CAST(h[8] AS DOUBLE) AS response_processing_time,
     TRY_CAST(h[9] AS INTEGER) AS elb_status,
-    TRY_CAST(h[10] AS INTEGER) AS target_status
+    TRY_CAST(h[10] AS INTEGER) AS target_status,
+    split_part(line, '"', 2) AS request
   FROM split),
 checked AS (
   SELECT *, coalesce(
@@ -61,11 +62,11 @@ checked AS (
     AND isfinite(response_processing_time)
     AND elb_status BETWEEN 100 AND 599
     AND (h[10] = '-' OR target_status BETWEEN 100 AND 599)
+    AND substr(line, q + length(request) + 1, 3) = '" "'
     AND line LIKE '{tail}', false) AS ok
   FROM typed),
 rows AS (
   SELECT *,
-    split_part(line, '"', 2) AS request,
     split_part(request, ' ', 1) AS method,
     split_part(request, ' ', 2) AS url,
     contains(url, '://') AS absolute,

@@ -138,7 +138,6 @@ def evaluate_slo(slo: SloDefinition, series: Series, at: float, *, points: int =
     bad = int(series.sum_between(start, end))
     allowed = total * budget
     consumed = bad / allowed if allowed > 0 else 0.0
-    # allowed is recomputed from the rounded budget so that consumed == the window burn rate
     windows = list(BURN_WINDOWS)
     for rule in slo.alerts:
         for label in (rule.long, rule.short):
