@@ -135,7 +135,7 @@ def evaluate_slo(slo: SloDefinition, series: Series, at: float, *, points: int =
     start, end, period_end = _window_bounds(slo, at)
     budget = slo.budget
     total = series.count_between(start, end)
-    bad = int(series.sum_between(start, end))
+    bad = round(series.sum_between(start, end))
     allowed = total * budget
     consumed = bad / allowed if allowed > 0 else 0.0
     windows = list(BURN_WINDOWS)
@@ -266,9 +266,10 @@ def counter_for(slo: SloDefinition) -> Counter:
                 terms.append(f"elb_status = {int(status)}")
         bad = " OR ".join(terms)
     else:
+        # Rounded to the microsecond: the log has milliseconds, and 0.1 + 0.1 + 0.1 is not 0.3.
         bad = (
-            "greatest(request_processing_time, 0) + greatest(target_processing_time, 0)"
-            f" + greatest(response_processing_time, 0) > {indicator.threshold!r}"
+            "round(greatest(request_processing_time, 0) + greatest(target_processing_time, 0)"
+            f" + greatest(response_processing_time, 0), 6) > {indicator.threshold!r}"
         )
     return Counter(
         name=slo.name,
