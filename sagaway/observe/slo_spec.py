@@ -232,7 +232,7 @@ def _window(lines: _Lines, value: Any, path: tuple[Any, ...]) -> Window:
         raise lines.error(path, f"{exc}; or use a calendar window: month, week") from None
     if seconds < 3600:
         raise lines.error(path, f"window {value!r} is too short for an SLO: use 1h or more")
-    return Window(label=format_duration(seconds), seconds=seconds)
+    return Window(label=str(value).strip(), seconds=seconds)
 
 
 def _objective(lines: _Lines, value: Any, path: tuple[Any, ...]) -> float:
