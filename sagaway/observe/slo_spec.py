@@ -58,15 +58,6 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def format_duration(seconds: float) -> str:
-    """The shortest exact spelling of `seconds` in w, d, h, m or s (604800 -> '1w')."""
-    for unit in ("w", "d", "h", "m", "s"):
-        size = _UNITS[unit]
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
-
-
 @dataclass(frozen=True)
 class Window:
     """The compliance window: rolling (`seconds` long, ending at the evaluation time) or
