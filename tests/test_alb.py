@@ -269,3 +269,34 @@ def test_directories_are_searched_in_the_aws_layout(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no access log files"):
         find_log_files([tmp_path / "empty"])
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.binary(max_size=300)
+        | st.sampled_from([MODERN, AWS_HTTP, ELB_503]).map(str.encode)
+        | st.sampled_from([MODERN, AWS_HTTP]).flatmap(
+            lambda base: st.tuples(st.integers(0, len(base)), st.binary(max_size=8)).map(
+                lambda cut: base.encode()[: cut[0]] + cut[1] + base.encode()[cut[0] :]
+            )
+        ),
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_no_file_content_crashes_the_scanner_and_every_line_is_accounted_for(
+    tmp_path_factory, lines, compress
+):
+    tmp_path = tmp_path_factory.mktemp("fuzz")
+    body = b"\n".join(x.replace(b"\n", b" ") for x in lines) + b"\n"
+    path = tmp_path / ("f.log.gz" if compress else "f.log")
+    path.write_bytes(gzip.compress(body) if compress else body)
+    result, records = _scan([path], tmp_path, [Counter("all")])
+    expected = sum(1 for x in body.split(b"\n")[:-1] if x.rstrip(b"\r"))
+    assert result.source.lines == expected
+    assert result.source.parsed + result.source.malformed == expected
+    assert len(records) == result.source.malformed
+    assert result.series["all"].count_between(0, 2**40) == result.source.parsed
