@@ -255,6 +255,11 @@ def test_entries_after_at_are_parsed_but_not_counted(tmp_path):
     result, _ = _scan([path], tmp_path, [Counter("all")], at=at)
     assert result.source.parsed == 10
     assert result.series["all"].count_between(0, 2e9) == 5
+    from datetime import timedelta, timezone
+
+    paris = at.astimezone(timezone(timedelta(hours=2)))  # the same instant, another offset
+    result, _ = _scan([path], tmp_path, [Counter("all")], at=paris)
+    assert result.series["all"].count_between(0, 2e9) == 5
 
 
 def test_directories_are_searched_in_the_aws_layout(tmp_path):

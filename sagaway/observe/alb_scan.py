@@ -139,7 +139,10 @@ def _parse_sql(source: str, keep: str = "") -> str:
 
 
 def _aggregate_sql(source: str, counters: Sequence[Counter], at: datetime | None) -> str:
-    until = f" AND t <= {_sql_quote(at.strftime('%Y-%m-%d %H:%M:%S.%f'))}::TIMESTAMP" if at else ""
+    until = ""
+    if at is not None:
+        utc = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+        until = f" AND t <= {_sql_quote(utc.strftime('%Y-%m-%d %H:%M:%S.%f'))}::TIMESTAMP"
     parts = []
     for i, c in enumerate(counters):
         parts.append(f"count(*) FILTER (WHERE ok{until} AND ({c.where})) AS n{i}")
