@@ -305,3 +305,11 @@ def test_no_file_content_crashes_the_scanner_and_every_line_is_accounted_for(
     assert result.source.parsed + result.source.malformed == expected
     assert len(records) == result.source.malformed
     assert result.series["all"].count_between(0, 2**40) == result.source.parsed
+
+
+def test_a_huge_line_is_set_aside_and_the_next_one_read(tmp_path):
+    path = tmp_path / "huge.log"
+    path.write_bytes(b"x" * (3 << 20) + b"\n" + line().encode() + b"\n")
+    result, records = _scan([path], tmp_path, [Counter("all")])
+    assert (result.source.lines, result.source.parsed, result.source.malformed) == (2, 1, 1)
+    assert records[0]["line"] == 1 and len(records[0]["text"]) == 1 << 20

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import IO
 
 from sagaway.observe.alb import TAIL_LIKE, Quarantine, diagnose, printable
 from sagaway.observe.series import Series
@@ -254,23 +255,33 @@ def _merge(
                 series[c.name].merge(minute, count=total, total=bad)
 
 
-def _careful_lines(path: str) -> tuple[list[tuple[int, bytes]], str | None]:
-    """Raw lines of one file with their numbers; a damaged gzip stream ends the list early and
-    is reported as the second value."""
-    out: list[tuple[int, bytes]] = []
+_LONGEST = 1 << 20  # a longer line is cut here (it cannot be an access log entry anyway)
+
+
+def _copy_numbered(path: str, index: int, out: IO[str]) -> tuple[int, str | None]:
+    """Write the lines of `path` to `out` as `index TAB number TAB text`, streaming; return the
+    number of lines and, if the gzip stream is damaged, what went wrong (the lines before the
+    damage are kept)."""
     number = 0
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as fh:
-            for raw in fh:
+            while True:
+                raw = fh.readline(_LONGEST)
+                if not raw:
+                    break
                 number += 1
+                if not raw.endswith(b"\n") and len(raw) == _LONGEST:
+                    while (rest := fh.readline(_LONGEST)) and not rest.endswith(b"\n"):
+                        pass
                 raw = raw.rstrip(b"\n")
                 if raw.endswith(b"\r"):
                     raw = raw[:-1]
-                out.append((number, raw))
+                if raw:
+                    out.write(f"{index}\t{number}\t{printable(raw)}\n")
     except (OSError, EOFError, zlib.error) as exc:
-        return out, f"unreadable after line {number}: {exc}"
-    return out, None
+        return number, f"unreadable after line {number}: {exc}"
+    return number, None
 
 
 def _careful(
@@ -287,13 +298,10 @@ def _careful(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             for index, path in enumerate(files):
-                lines, damage = _careful_lines(path)
-                for number, raw in lines:
-                    if raw:
-                        out.write(f"{index}\t{number}\t{printable(raw)}\n")
+                count, damage = _copy_numbered(path, index, out)
                 if damage is not None:
                     stats.lines += 1
-                    quarantine.add(path, len(lines) + 1, f"gzip stream {damage}", "")
+                    quarantine.add(path, count + 1, f"gzip stream {damage}", "")
         source = (
             f"(SELECT f, n, line FROM read_csv({_sql_quote(tmp)}, columns={{'f': 'INTEGER', "
             "'n': 'BIGINT', 'line': 'VARCHAR'}, delim='\\t', quote='', escape='', header=false, "
