@@ -193,7 +193,13 @@ def _section(r: SloResult, first_log: float | None) -> str:
     )
     rows = []
     for a in r.alerts:
-        state = "FIRING" if a.firing else ("quiet (low traffic)" if a.low_traffic else "ok")
+        reached = a.long_burn_rate >= a.threshold and a.short_burn_rate >= a.threshold
+        if a.firing:
+            state = "FIRING"
+        elif a.low_traffic:
+            state = "held back: low traffic" if reached else "ok (low traffic)"
+        else:
+            state = "ok"
         rows.append(
             f'<tr class="{"fire" if a.firing else ""}"><td>{_esc(a.severity)}</td>'
             f"<td>{_esc(a.long)} &amp; {_esc(a.short)}</td><td>{a.threshold:g}</td>"
