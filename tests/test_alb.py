@@ -313,3 +313,20 @@ def test_a_huge_line_is_set_aside_and_the_next_one_read(tmp_path):
     result, records = _scan([path], tmp_path, [Counter("all")])
     assert (result.source.lines, result.source.parsed, result.source.malformed) == (2, 1, 1)
     assert records[0]["line"] == 1 and len(records[0]["text"]) == 1 << 20
+
+
+def test_the_generator_is_deterministic(tmp_path):
+    gen = load_generator()
+    start = gen.parse_time("2024-05-01T00:00Z")
+    incident = [gen.Incident.parse("at=2024-05-01T00:10Z,for=5m,errors=0.5")]
+    a = gen.generate(str(tmp_path / "a"), 500, start, 0.02, nodes=2, incidents=incident)
+    b = gen.generate(str(tmp_path / "b"), 500, start, 0.02, nodes=2, incidents=incident)
+    assert [p.replace("/a/", "/b/") for p in a] == b
+    for x, y in zip(a, b, strict=True):
+        with open(x, "rb") as fx, open(y, "rb") as fy:
+            assert fx.read() == fy.read()
+    lines = list(gen.iter_lines(a))
+    assert len(lines) == 500 and all(diagnose(t) is None for t in lines)
+    errors = [e for e in map(parse_line, lines) if e.elb_status >= 500]
+    during = [e for e in errors if "00:10:" <= e["time"][11:17] < "00:15:"]
+    assert len(during) >= 20 and len(during) >= len(errors) - 2  # half the incident's requests

@@ -155,3 +155,54 @@ def test_custom_alert_windows_get_their_own_burn_rates():
     assert r.burn_rates["15m"] == pytest.approx(0.05 / 0.001)
     assert r.burn_rates["1m"] == pytest.approx(50.0)
     assert [(a.long, a.short, a.firing) for a in r.alerts] == [("15m", "1m", True)]
+
+
+def test_json_reproduces_the_issue_example_numbers():
+    from sagaway.observe.alb_scan import SourceStats
+    from sagaway.observe.slo import SloReport
+    from sagaway.observe.slo_report import report_json
+
+    spec = parse_slo_spec(
+        "service: shop\nslos:\n  - name: api-availability\n    objective: 99.9\n"
+        "    window: 30d\n    indicator: {type: availability}\n"
+    )
+    # 998 requests, one every 40 minutes (27.7 days); the 3 bad ones are over 3 days old.
+    s = series({40 * i: (1, 1 if i in (900, 950, 990) else 0) for i in range(1, 999)})
+    result = evaluate_slo(spec.slos[0], s, AT)
+    source = SourceStats(files=3, lines=1000, parsed=998, malformed=2, quarantine="q.jsonl")
+    data = report_json(SloReport(spec=spec, at=AT, source=source, results=[result]))
+    assert data["at"] == "2024-05-31T23:59:30Z"
+    assert {k: data["source"][k] for k in ("files", "lines", "parsed", "malformed")} == {
+        "files": 3,
+        "lines": 1000,
+        "parsed": 998,
+        "malformed": 2,
+    }
+    slo_json = data["slos"][0]
+    assert (slo_json["name"], slo_json["objective"], slo_json["window"]) == (
+        "api-availability",
+        0.999,
+        "30d",
+    )
+    assert (slo_json["total"], slo_json["bad"], slo_json["sli"]) == (998, 3, 0.99699)
+    assert slo_json["error_budget"] == {"allowed": 0.998, "consumed": 3.006, "remaining": -2.006}
+    assert slo_json["burn_rates"] == {
+        "5m": 0.0,
+        "30m": 0.0,
+        "1h": 0.0,
+        "2h": 0.0,
+        "6h": 0.0,
+        "1d": 0.0,
+        "3d": 0.0,
+        "window": 3.006,
+    }
+    assert slo_json["alerts"][0] == {
+        "severity": "page",
+        "long": "1h",
+        "short": "5m",
+        "threshold": 14.4,
+        "firing": False,
+        "long_burn_rate": 0.0,
+        "short_burn_rate": 0.0,
+        "low_traffic": True,
+    }
