@@ -74,6 +74,10 @@ def test_calendar_windows_codes_durations_and_defaults():
         ("service: shop\nslos: []\n", "line 2: slos: expected a non-empty list"),
         ("service: [unclosed\n", "line 2: not valid YAML"),
         ("", "the file is empty"),
+        (
+            ISSUE_SPEC.replace("path_prefix: /api/", "path_regex: '^/api/(?!internal)'"),
+            "slos[0].filter.path_regex: lookarounds and backreferences are not supported",
+        ),
     ],
 )
 def test_errors_name_the_line_the_key_and_the_fix(text, message):

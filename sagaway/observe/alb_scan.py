@@ -181,7 +181,8 @@ def scan_alb(
     """Count requests per minute in the access log files `paths` for each of `counters`.
 
     Entries after `at` (if given) are parsed but not counted. Lines that break the format go to
-    `quarantine`. Raises ValueError when a counter's SQL is invalid (naming it).
+    `quarantine`; files that cannot be read at all raise OSError. Raises ValueError when the
+    query fails, for example on a counter condition DuckDB cannot run.
     """
     import duckdb
 
@@ -209,10 +210,14 @@ def scan_alb(
             fast = [f for f in fast if f not in broken]
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:
             if rejects or ("CSV" not in str(exc) and "unicode" not in str(exc).lower()):
-                raise
+                raise ValueError(
+                    f"the log query failed (a filter such as path_regex may be invalid): {exc}"
+                ) from None
             rejects = True  # undecodable bytes: run again, keeping the lines DuckDB refuses
         except duckdb.Error as exc:
-            raise ValueError(f"a counter's SQL condition is invalid: {exc}") from None
+            raise ValueError(
+                f"the log query failed (a filter such as path_regex may be invalid): {exc}"
+            ) from None
     if rejects and fast:
         refused = con.execute(
             "SELECT DISTINCT file_path FROM reject_errors"
@@ -223,6 +228,7 @@ def scan_alb(
     for row in rows:
         by_file[row[0]] = by_file.get(row[0], 0) + (row[2] - row[3])
     careful.extend(f for f, bad in by_file.items() if bad > 0 and f not in careful)
+    careful = list(dict.fromkeys(careful))
     skip = set(careful)
     _merge([r for r in rows if r[0] not in skip], counters, series, stats)
     if careful:

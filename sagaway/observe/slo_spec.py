@@ -297,6 +297,12 @@ def _filter(lines: _Lines, value: Any, path: tuple[Any, ...]) -> Filter:
             re.compile(str(regex))
         except re.error as exc:
             raise lines.error((*path, "path_regex"), f"invalid regular expression: {exc}") from None
+        if re.search(r"\(\?<?[=!]|\\[1-9]", str(regex)):
+            raise lines.error(
+                (*path, "path_regex"),
+                "lookarounds and backreferences are not supported (RE2 syntax); "
+                "use path_prefix or a plain pattern",
+            )
     hosts = _strings(lines, data["host"], (*path, "host")) if "host" in data else ()
     return Filter(
         host=tuple(h.lower() for h in hosts),
