@@ -153,7 +153,8 @@ def _scan(paths, tmp_path, counters=(), **kw):
         result = scan_alb([str(p) for p in paths], list(counters), quarantine=quarantine, **kw)
     records = []
     if quarantine.count:
-        records = [json.loads(x) for x in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
+        text = (tmp_path / "quarantine.jsonl").read_text(encoding="utf-8")
+        records = [json.loads(x) for x in text.split("\n") if x]
     return result, records
 
 

@@ -298,13 +298,22 @@ def find_log_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     return sorted(found)
 
 
+def _unsafe(c: str) -> bool:
+    # C0 and C1 controls, DEL, and the Unicode line and paragraph separators: anything a reader
+    # might take as the end of a line or a field.
+    return c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029"
+
+
 def printable(raw: bytes) -> str:
     """Decode a raw line for the quarantine file and the SQL re-check: UTF-8, with invalid bytes
-    and control characters (tab included) written as backslash escapes, so that nothing is lost
-    and nothing can split the line or its fields."""
+    and control characters (tab and Unicode line separators included) written as backslash
+    escapes, so that nothing is lost and nothing can split the line or its fields."""
     text = raw.decode("utf-8", errors="backslashreplace")
-    if any(c < " " or c == "\x7f" for c in text):
-        text = "".join(c if c >= " " and c != "\x7f" else f"\\x{ord(c):02x}" for c in text)
+    if any(map(_unsafe, text)):
+        text = "".join(
+            (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}") if _unsafe(c) else c
+            for c in text
+        )
     return text
 
 
