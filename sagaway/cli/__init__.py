@@ -20,6 +20,7 @@ _GROUPS: tuple[str, ...] = (
     "sagaway.cli.demo",
     "sagaway.cli.alarms",
     "sagaway.cli.metrics",
+    "sagaway.cli.slo",
 )
 
 
