@@ -7,17 +7,6 @@ import gzip
 import json
 
 import pytest
-from alb_lines import (
-    AWS_EXAMPLES,
-    AWS_HTTP,
-    AWS_HTTPS,
-    AWS_LAMBDA_FAILED,
-    ELB_503,
-    MALFORMED_REQUEST,
-    MODERN,
-    line,
-    load_generator,
-)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +20,17 @@ from sagaway.observe.alb import (
     split_request,
 )
 from sagaway.observe.alb_scan import Counter, scan_alb
+from tests.alb_lines import (
+    AWS_EXAMPLES,
+    AWS_HTTP,
+    AWS_HTTPS,
+    AWS_LAMBDA_FAILED,
+    ELB_503,
+    MALFORMED_REQUEST,
+    MODERN,
+    line,
+    load_generator,
+)
 
 
 @pytest.mark.parametrize("name", sorted(AWS_EXAMPLES))

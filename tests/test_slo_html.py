@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from alb_lines import load_generator
-from conftest import require
 
 from sagaway.observe.slo import report_from_alb
 from sagaway.observe.slo_html import report_html
 from sagaway.observe.slo_spec import parse_slo_spec
+from tests.alb_lines import load_generator
+from tests.conftest import require
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [

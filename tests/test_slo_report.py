@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from alb_lines import line, load_generator
 
 from sagaway.cli import main
 from sagaway.observe.slo import report_from_alb
 from sagaway.observe.slo_spec import parse_slo_spec
+from tests.alb_lines import line, load_generator
 
 SPEC = """\
 service: shop

@@ -6,11 +6,11 @@ import shutil
 import subprocess
 
 import yaml
-from conftest import require
 
 from sagaway.cli import main
 from sagaway.observe.slo_rules import prometheus_rules
 from sagaway.observe.slo_spec import parse_slo_spec
+from tests.conftest import require
 
 SPEC = """\
 service: shop
