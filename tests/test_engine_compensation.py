@@ -271,3 +271,89 @@ def test_cancel_of_a_running_run_takes_effect_at_the_next_step(app):
         with pytest.raises(SagaCancelled):
             run.result(timeout=10)
     assert log == ["slow", "undo slow"]
+
+
+def test_a_cancel_accepted_while_a_step_runs_is_not_lost_when_the_saga_then_waits(app):
+    import threading
+
+    inside, go_on = threading.Event(), threading.Event()
+    undone = []
+
+    @app.step
+    def hold():
+        inside.set()
+        go_on.wait(10)
+        return "held"
+
+    @hold.compensation
+    def release(result=None):
+        undone.append(result)
+
+    @app.saga()
+    def saga_(ctx):
+        hold()
+        ctx.wait("confirmed")  # no timeout: a lost cancel would leave it waiting forever
+
+    with app:
+        run = app.start(saga_)
+        assert inside.wait(10)
+        app.cancel(run.id)
+        go_on.set()
+        with pytest.raises(SagaCancelled):
+            run.result(timeout=10)
+    assert undone == ["held"]
+
+
+def test_redrive_reruns_a_failed_step_even_when_the_saga_wrapped_its_error(app):
+    state = {"down": True}
+    calls = []
+
+    class OrderFailed(Exception):
+        pass
+
+    @app.step(pivot=True)
+    def charge():
+        return "paid"
+
+    @app.step(retry=Retry(attempts=1))
+    def mail():
+        calls.append(1)
+        if state["down"]:
+            raise ConnectionError("smtp down")
+        return "sent"
+
+    @app.saga()
+    def order(ctx):
+        charge()
+        try:
+            return mail()
+        except ConnectionError as exc:
+            raise OrderFailed("could not confirm") from exc
+
+    with app:
+        run = app.start(order)
+        with pytest.raises(SagaFailed):
+            run.result(timeout=10)
+        state["down"] = False
+        app.redrive(run.id)
+        assert run.result(timeout=10) == "sent"
+    assert len(calls) == 2
+
+
+def test_redrive_after_an_uncaught_wait_timeout_waits_again(app):
+    @app.step(pivot=True)
+    def charge():
+        return "paid"
+
+    @app.saga()
+    def order(ctx):
+        charge()
+        return ctx.wait("shipped", timeout=0.2)
+
+    with app:
+        run = app.start(order)
+        with pytest.raises(SagaFailed):
+            run.result(timeout=10)
+        app.signal(run.id, "shipped", {"tracking": "X"})
+        app.redrive(run.id)
+        assert run.result(timeout=10) == {"tracking": "X"}

@@ -184,3 +184,33 @@ def test_an_unknown_saga_fails_that_run_only(make_app):
             new.get(orphan.id).result(timeout=10)
     assert "names saga 'retired', which this app does not define" in str(caught.value.error)
     assert json.loads(orphan.refresh().error)["type"] == "sagaway.errors.UnknownSaga"
+    assert [e.kind for e in orphan.events] == ["escalation"]
+
+
+def test_the_saga_sees_the_same_error_on_first_execution_and_on_replay(app):
+    class Declined(Exception):
+        def __init__(self, message, response=None):
+            super().__init__(message)
+            self.response = response  # not JSON data: not recorded
+
+    seen = []
+
+    @app.step
+    def charge():
+        raise Declined("no funds", response=object())
+
+    @app.saga()
+    def saga_(ctx):
+        try:
+            charge()
+        except Exception as exc:
+            seen.append((type(exc).__name__, getattr(exc, "response", "absent")))
+        ctx.wait("go")
+        return "done"
+
+    with app:
+        run = app.start(saga_)
+        wait_status(run, "waiting")
+        app.signal(run.id, "go")
+        assert run.result(timeout=10) == "done"
+    assert len(seen) == 2 and seen[0] == seen[1]

@@ -161,3 +161,20 @@ def test_signal_errors_name_the_problem(app):
         run.result(timeout=10)
     with pytest.raises(InvalidRunState, match="has ended"):
         app.signal(run.id, "x")
+
+
+def test_a_signal_taken_before_a_rest_does_not_wake_the_run_again(app):
+    @app.saga()
+    def saga_(ctx):
+        first = ctx.wait("item")
+        second = ctx.wait("item")
+        return [first, second]
+
+    run = app.start(saga_)
+    app.signal(run.id, "item", 1)
+    with app:
+        wait_for(lambda: run.refresh().wait_position == 1, what="the second wait")
+        time.sleep(0.3)
+        assert run.refresh().epoch == 1  # claimed once: the first signal caused no extra wake
+        app.signal(run.id, "item", 2)
+        assert run.result(timeout=10) == [1, 2]

@@ -8,17 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagaway.cli import CliError
-
-STATUSES = (
-    "pending",
-    "running",
-    "waiting",
-    "compensating",
-    "succeeded",
-    "compensated",
-    "failed",
-    "cancelled",
-)
+from sagaway.store.base import STATUSES
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:

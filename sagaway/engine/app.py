@@ -13,9 +13,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 from sagaway.engine import serde
-from sagaway.engine.context import STEP, StepInfo
+from sagaway.engine.context import EXECUTION, STEP, StepInfo
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
-from sagaway.engine.metrics import EngineMetrics, MetricsFanout, MinuteRecorder
+from sagaway.engine.metrics import (
+    EngineMetrics,
+    GuardedMetrics,
+    MetricsFanout,
+    MinuteRecorder,
+)
 from sagaway.engine.run import Run
 from sagaway.engine.shared import StoreBreakerStates, StoreRateLimits
 from sagaway.engine.worker import Worker
@@ -103,7 +108,8 @@ class App:
             if record_metrics
             else None
         )
-        observers = [m for m in (self.recorder, metrics) if m is not None]
+        guarded = GuardedMetrics(metrics) if metrics is not None else None
+        observers = [m for m in (self.recorder, guarded) if m is not None]
         self.metrics: EngineMetrics = EngineMetrics()
         if len(observers) == 1:
             self.metrics = observers[0]
@@ -115,6 +121,7 @@ class App:
         self._local: dict[str, Completion] = {}
         self._local_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
 
     # --- declarations ------------------------------------------------------------------------
@@ -412,8 +419,12 @@ class App:
         if self.recorder is not None and self._store is not None:
             self.recorder.close()
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._loop = None
+            loop, self._loop = self._loop, None
+            loop.call_soon_threadsafe(loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(5)
+            if not loop.is_running():
+                loop.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -430,9 +441,10 @@ class App:
         with self._loop_lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
+                self._loop_thread = threading.Thread(
                     target=loop.run_forever, name="sagaway-async-steps", daemon=True
-                ).start()
+                )
+                self._loop_thread.start()
                 self._loop = loop
             return self._loop
 
@@ -479,11 +491,16 @@ class App:
                 if timeout is None:
                     return await fn(*args, **kwargs)
                 try:
-                    return await asyncio.wait_for(fn(*args, **kwargs), timeout)
+                    async with asyncio.timeout(timeout) as scope:
+                        return await fn(*args, **kwargs)
                 except TimeoutError:
-                    raise StepTimeout(late) from None
+                    if scope.expired():
+                        raise StepTimeout(late) from None
+                    raise  # the body's own TimeoutError
 
             return asyncio.run_coroutine_threadsafe(body(), self._event_loop()).result()
+        # A step called inside a step's body is a plain function call, not a saga step.
+        outer = EXECUTION.set(None)
         token = STEP.set(info)
         try:
             if timeout is None:
@@ -491,6 +508,7 @@ class App:
             return _call_with_timeout(fn, args, kwargs, timeout, late)
         finally:
             STEP.reset(token)
+            EXECUTION.reset(outer)
 
 
 def _call_with_timeout(

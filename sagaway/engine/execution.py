@@ -87,10 +87,12 @@ class _Refused(Exception):
 
 
 class _Abandon(BaseException):
-    """Stop executing this run now: the lease was lost, or the worker is stopping."""
+    """Stop executing this run now: the lease was lost (`release` False), the worker is
+    stopping, or the store failed (`retry_in`: hand the run back due that much later).
+    A BaseException, so that saga code catching Exception cannot swallow it."""
 
-    def __init__(self, release: bool) -> None:
-        self.release = release
+    def __init__(self, release: bool, retry_in: float = 0.0, why: str = "") -> None:
+        self.release, self.retry_in, self.why = release, retry_in, why
 
 
 class _CancelRequested(BaseException):
@@ -119,8 +121,10 @@ class RunExecution:
         self._pivot_reached = False
         self._nondeterminism: NonDeterminismError | None = None
         # (position, step) of each step failure raised into the saga, by id of the exception
-        self._failures: dict[int, tuple[int, str]] = {}
+        # What was recorded for each step failure raised into the saga, by id of the error.
+        self._failures: dict[int, dict[str, Any]] = {}
         self._outcome: tuple[str, str | None, str | None] | None = None
+        self._last_failed: tuple[int | None, str | None] = (None, None)
         self._parked: tuple[int, float | None] | None = None  # (position, deadline)
         self._parked_inline = 0.0  # seconds this execution waited out refusals in-thread
 
@@ -135,10 +139,10 @@ class RunExecution:
             else:
                 self._forward()
         except _Abandon as stop:
+            if stop.why:
+                log.warning("run %s: stopped executing it: %s", self.run.id, stop.why)
             if stop.release:
-                self._release()
-        except LeaseLost:
-            log.info("run %s: lease lost to another worker; stopped executing it", self.run.id)
+                self._release(stop.retry_in)
         finally:
             self.app.executed(self.run.id, completion, self._outcome)
 
@@ -151,6 +155,8 @@ class RunExecution:
                 f"define (it defines: {', '.join(sorted(self.app.sagas)) or 'none'}): deploy "
                 "the code that defines it, then `redrive` the run"
             )
+            self._events.append(self._event("escalation", reason="unknown saga"))
+            self.app.metrics.escalated(self.run.saga, None)
             self._finish("failed", error=self._error_text(error, phase="forward"))
             return
         arguments = serde.loads(self.run.input)
@@ -184,8 +190,12 @@ class RunExecution:
             self._forward_failed(value)
 
     def _forward_failed(self, exc: BaseException) -> None:
-        position, step = self._failures.get(id(exc), (None, None))
-        doc = self._error_text(exc, phase="forward", position=position, step=step)
+        recorded = self._failures.get(id(exc))
+        if recorded is not None:  # a step's failure, unchanged: its recorded description
+            doc, (position, step) = json.dumps(recorded), (recorded["position"], recorded["step"])
+        else:
+            position, step = self._last_failed
+            doc = self._error_text(exc, phase="forward", position=position, step=step)
         if isinstance(exc, NonDeterminismError) or self.pivot_passed:
             reason = "non-determinism" if isinstance(exc, NonDeterminismError) else "after pivot"
             self._events.append(self._event("escalation", reason=reason, step=step))
@@ -250,7 +260,7 @@ class RunExecution:
             guards=step,
         )
         if not ok:
-            self._failures[id(value)] = (position, step.name)
+            doc = serde.error_doc(value, phase="forward", position=position, step=step.name)
             self._record(
                 JournalEntry(
                     position,
@@ -260,13 +270,16 @@ class RunExecution:
                     "failed",
                     args_text,
                     None,
-                    self._error_text(value, phase="forward", position=position, step=step.name),
+                    json.dumps(doc),
                     tries,
                     started,
                     time.time(),
                 )
             )
-            raise value
+            # The saga sees the error as a replay will: rebuilt from what was recorded.
+            error = serde.rebuild_error(doc) or value
+            self._failures[id(error)] = doc
+            raise error from value
         result_text, result = value
         self._record(
             JournalEntry(
@@ -373,22 +386,25 @@ class RunExecution:
         them refuses. Returns the breaker's permit; the bulkhead slot is held on return.
         Raises _Refused once the step's `deadline` has passed."""
         while True:
-            permit = None
+            permit, slot = None, False
             try:
                 if step.breaker is not None:
                     permit = step.breaker.acquire()
-                if step.rate_limit is not None:
+                if step.bulkhead is not None:
+                    step.bulkhead.acquire(timeout=INLINE_SLEEP)
+                    slot = True
+                if step.rate_limit is not None:  # last: a token taken is never given back
                     wait = step.rate_limit.try_acquire()
                     if wait > 0:
                         raise RateLimited(
                             name=step.rate_limit.name, tokens=1, retry_after=wait, max_wait=0.0
                         )
-                if step.bulkhead is not None:
-                    step.bulkhead.acquire(timeout=INLINE_SLEEP)
                 return permit
             except Rejected as refusal:
                 if permit is not None:
                     permit.release()
+                if slot:
+                    step.bulkhead.release()  # type: ignore[union-attr]
                 self._park(step, position, refusal)
 
     def _park(self, step: StepDefinition, position: int, refusal: Rejected) -> None:
@@ -476,11 +492,7 @@ class RunExecution:
             value = float(serde.loads(entry.result or "0"))
         else:
             value = time.time()
-            self._record(
-                JournalEntry(
-                    position, FORWARD, "now", "now", "ok", None, repr(value), None, 1, value, value
-                )
-            )
+            self._mark(position, "now", "now", "ok", repr(value))
         return datetime.fromtimestamp(value, UTC)
 
     # --- unwinding ---------------------------------------------------------------------------
@@ -613,7 +625,12 @@ class RunExecution:
 
     # --- writes ------------------------------------------------------------------------------
     def _record(self, entry: JournalEntry) -> None:
-        (self.forward if entry.phase == FORWARD else self.undone)[entry.position] = entry
+        if entry.phase == FORWARD:
+            self.forward[entry.position] = entry
+            if entry.status != "ok":  # a failed step or a timed-out wait: redrive reruns it
+                self._last_failed = (entry.position, entry.name)
+        else:
+            self.undone[entry.position] = entry
         self._pending.append(entry)
 
     def _mark(
@@ -634,7 +651,7 @@ class RunExecution:
     def _before_effect(self, unwinding: bool = False) -> None:
         """Make everything recorded so far durable before an effect may happen."""
         if self.worker.stopping.is_set():
-            raise _Abandon(release=True)
+            raise _Abandon(True)
         if self._pending or self._consumed or self._events or self._pivot_reached:
             self._flush()
         if self.cancel_requested and not unwinding:
@@ -662,7 +679,10 @@ class RunExecution:
         try:
             self.cancel_requested = self.store.checkpoint(checkpoint)
         except LeaseLost:
-            raise _Abandon(release=False) from None
+            raise _Abandon(False, why="another worker took it over (lease lost)") from None
+        except Exception as exc:
+            # Not the saga's failure: hand the run back and let it be tried again later.
+            raise _Abandon(True, retry_in=1.0, why=f"the store failed: {exc!r}") from exc
         self._pending, self._consumed, self._events = [], [], []
         self._pivot_reached = False
 
@@ -672,14 +692,16 @@ class RunExecution:
             due_at=rest.wake_at,
             owner=None,
             wait=rest.wait,
-            wake_on_signal=rest.wait[0] if rest.wait and rest.signal else None,
+            rest=True,
         )
         self._flush(update)
         self.app.metrics.suspended(self.run.saga)
 
-    def _release(self) -> None:
+    def _release(self, delay: float = 0.0) -> None:
+        """Hand the run back (with what it completed), due after `delay`; if even that
+        fails, the lease expires and another worker recovers the run."""
         try:
-            self._flush(RunUpdate(owner=None, due_at=time.time()))
+            self._flush(RunUpdate(owner=None, due_at=time.time() + delay))
         except _Abandon:
             pass
 
@@ -693,4 +715,4 @@ class RunExecution:
 
     def _pause(self, seconds: float) -> None:
         if self.worker.stopping.wait(seconds):
-            raise _Abandon(release=True)
+            raise _Abandon(True)

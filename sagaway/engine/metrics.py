@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["LATENCY_BUCKETS", "EngineMetrics", "MetricsFanout", "MinuteRecorder", "labels"]
+__all__ = [
+    "LATENCY_BUCKETS",
+    "EngineMetrics",
+    "GuardedMetrics",
+    "MetricsFanout",
+    "MinuteRecorder",
+    "labels",
+]
 
 log = logging.getLogger("sagaway")
 
@@ -94,6 +101,26 @@ class MetricsFanout(EngineMetrics):
                 call(*args)
 
         return fan
+
+
+class GuardedMetrics(EngineMetrics):
+    """Passes measurements to an observer of the user's, logging (not raising) its errors:
+    a failing observer must never change how a saga runs."""
+
+    def __init__(self, target: EngineMetrics) -> None:
+        self.target = target
+        for name in _HOOKS:
+            setattr(self, name, self._guard(getattr(target, name), name))
+
+    @staticmethod
+    def _guard(call: Callable[..., None], name: str) -> Callable[..., None]:
+        def guarded(*args: Any) -> None:
+            try:
+                call(*args)
+            except Exception:
+                log.warning("sagaway metrics observer failed in %s()", name, exc_info=True)
+
+        return guarded
 
 
 class MinuteRecorder(EngineMetrics):

@@ -111,7 +111,7 @@ class Run:
         `.error`), or TimeoutError if the run has not ended within `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        poll = 0.01  # runs executed by other processes are seen by polling, up to every 0.2 s
+        poll = 0.01  # runs executed elsewhere are seen by polling, backing off to 0.2 s
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
             local = self._app.local_completion(self.id)
@@ -119,23 +119,21 @@ class Run:
                 worker = self._app.worker
                 if timeout is None and worker is not None:
                     worker.execute_here(local)  # if no worker thread has started it yet
-                if local.wait(remaining) and local.outcome is not None:
+                slice_ = 1.0 if remaining is None else max(0.0, min(1.0, remaining))
+                if local.wait(slice_) and local.outcome is not None:
                     return self._outcome(*local.outcome)
-            else:
-                record = self.refresh()
-                if record.status in TERMINAL:
-                    return self._outcome(record.status, record.result, record.error)
-                if remaining is None or remaining > 0:
-                    time.sleep(poll if remaining is None else min(poll, remaining))
-                    poll = min(0.2, poll * 2)
-            if deadline is not None and time.monotonic() >= deadline:
-                status = self.refresh().status
-                if status in TERMINAL:
-                    continue
+            record = self.refresh()
+            if record.status in TERMINAL:
+                return self._outcome(record.status, record.result, record.error)
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 raise TimeoutError(
-                    f"run {self.id} is still {status} after {timeout} s "
+                    f"run {self.id} is still {record.status} after {timeout} s "
                     "(it goes on; call result() again to keep waiting)"
                 )
+            if local is None:
+                time.sleep(poll if remaining is None else min(poll, remaining))
+                poll = min(0.2, poll * 2)
 
     def _outcome(self, status: str, result: str | None, error_text: str | None) -> Any:
         if status == "succeeded":

@@ -1,11 +1,13 @@
 """Workers: claim due runs, execute them on a pool of threads, keep their leases alive, and
 take over the runs of workers that died.
 
-A worker's identity (`owner`) is `host:pid:start:nonce`. Its leases are renewed by every
-checkpoint and by a heartbeat every `lease / 3` seconds; a run whose lease expires is due
-again and any worker claims it. A worker on the same host can tell at once that an owner's
-process is gone (its pid no longer runs with the same start time) and makes that owner's
-runs due immediately, without waiting for the lease.
+A worker's identity (`owner`) is `host:pid:start:nonce`, where `host` names the machine,
+its boot and its process namespace. A heartbeat every `lease / 3` seconds renews the leases
+of the runs the worker is executing (and only those: a run it stopped executing after an
+error sees its lease expire); a run whose lease expires is due again and any worker claims
+it. A worker on the same host (same boot, same process namespace) can tell at once that an
+owner's process is gone (its pid no longer runs with the same start time) and makes that
+owner's runs due immediately, without waiting for the lease.
 """
 
 from __future__ import annotations
@@ -30,29 +32,46 @@ __all__ = ["Worker", "owner_is_dead"]
 
 log = logging.getLogger("sagaway")
 
-_HOST = socket.gethostname()
+_PROC = os.path.exists("/proc/self/stat")
+
+
+def _host_identity() -> str:
+    """The host name, plus (on Linux) the boot and the process namespace: two containers
+    sharing a host name but not their pids must not judge each other's workers."""
+    parts = [socket.gethostname().replace(":", "_")]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            parts.append(f.read().strip()[:8])
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
+_HOST = _host_identity()
 _LIVE_OWNERS: set[str] = set()  # workers alive in this process
 
 
 def _start_ticks(pid: int) -> str | None:
-    """The start time of process `pid` (clock ticks since boot), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return None
-    except OSError:
-        stat = ""
-    if stat:
-        # The command name (field 2) may contain spaces and parentheses: split after it.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        return fields[19] if len(fields) > 19 else "0"
+    """The start time of process `pid` (clock ticks since boot), "0" when it runs but the
+    time cannot be read, None if it is gone."""
+    if _PROC:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            # The command name (field 2) may contain spaces and parentheses: split after it.
+            fields = stat[stat.rfind(")") + 2 :].split()
+            return fields[19] if len(fields) > 19 else "0"
+        except FileNotFoundError:
+            return None
+        except OSError:
+            pass  # e.g. hidepid: fall back to asking the kernel
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return None
     except PermissionError:
-        pass
+        pass  # it exists, owned by someone else
     return "0"
 
 
@@ -104,6 +123,7 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         self._active = 0
         self._backlog = False
+        self._inflight: set[str] = set()  # runs dispatched to this worker, not yet done
         self._queue: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self.executed = 0
@@ -129,14 +149,24 @@ class Worker:
         self.stopping.set()
         self._wake.set()
         deadline = time.monotonic() + timeout
+        for thread in self._threads[self.concurrency :]:  # the scheduler and the heartbeat
+            thread.join(max(0.0, deadline - time.monotonic()))
+        # No claim is under way now: every run counted in _active is queued or executing.
         with self._idle:
             while self._active > 0 and time.monotonic() < deadline:
                 self._idle.wait(0.05)
             clean = self._active == 0
         for _ in range(self.concurrency):
             self._queue.put(None)
-        for thread in self._threads:
+        for thread in self._threads[: self.concurrency]:
             thread.join(max(0.0, deadline - time.monotonic()) if clean else 0.1)
+        while True:  # anything still queued will not run here: let its waiters know
+            try:
+                left = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if left is not None and left.take():
+                self.app.executed(left.claim.run.id, left, None)
         _LIVE_OWNERS.discard(self.owner)
         return clean
 
@@ -157,6 +187,8 @@ class Worker:
         """Execute a run already claimed for this worker, in a reserved slot."""
         completion = self.app.executing(claim.run.id)
         completion.claim = claim
+        with self._lock:
+            self._inflight.add(claim.run.id)
         self._queue.put(completion)
 
     def execute_here(self, completion: Completion) -> bool:
@@ -175,6 +207,8 @@ class Worker:
         except Exception:
             log.exception("run %s: unexpected error in the engine", claim.run.id)
         finally:
+            with self._lock:
+                self._inflight.discard(claim.run.id)
             self._done()
 
     def wake(self) -> None:
@@ -210,7 +244,7 @@ class Worker:
                 now = time.time()
                 if due is not None and due <= now:
                     # Slots are not held while claiming, so a run started in this process
-                    # meanwhile still gets one; the pool may briefly run a few over.
+                    # meanwhile still gets one; a few claims may then wait in the queue.
                     claims = store.claim(self.owner, free, now, now + self.lease)
                     with self._lock:
                         self._active += len(claims)
@@ -239,7 +273,9 @@ class Worker:
             now = time.time()
             try:
                 if now - last_beat >= beat_every:
-                    store.heartbeat(self.owner, now, now + self.lease)
+                    with self._lock:
+                        inflight = list(self._inflight)
+                    store.heartbeat(self.owner, inflight, now + self.lease)
                     last_beat = now
                 if now - last_recovery >= self.recovery_interval:
                     self.recover_dead_owners()

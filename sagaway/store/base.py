@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 __all__ = [
-    "ACTIVE",
     "KEEP",
     "TERMINAL",
     "Checkpoint",
@@ -30,7 +29,6 @@ __all__ = [
 ]
 
 TERMINAL = frozenset({"succeeded", "compensated", "failed", "cancelled"})
-ACTIVE = frozenset({"running", "compensating"})
 STATUSES = (
     "pending",
     "running",
@@ -147,9 +145,9 @@ class RunUpdate:
     wait: Any = KEEP  # (name, position, deadline), or None to clear
     pivot_passed: bool = False
     clear_cancel: bool = False
-    # When set, suspend only if no unconsumed signal of this name is waiting: otherwise make
-    # the run due at once (closes the race between a signal and a run going to sleep).
-    wake_on_signal: str | None = None
+    # The run goes to rest: it is due at once instead if a cancel was requested, or a
+    # signal arrived, since it was claimed (closes the race with a run going to sleep).
+    rest: bool = False
 
 
 @dataclass
@@ -245,8 +243,11 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def heartbeat(self, owner: str, now: float, lease_until: float) -> int:
-        """Extend the leases of every active run `owner` holds; return how many."""
+    def heartbeat(self, owner: str, run_ids: Sequence[str], lease_until: float) -> int:
+        """Extend `owner`'s leases on the runs `run_ids` it is executing; return how many.
+
+        Only runs named here are renewed, so a run its worker stopped executing (after an
+        error) sees its lease expire and is recovered."""
 
     @abstractmethod
     def owners(self) -> list[str]:
@@ -278,8 +279,9 @@ class Store(ABC):
 
     @abstractmethod
     def redrive(self, run_id: str, now: float, status: str, rerun_position: int | None) -> None:
-        """Move a failed run back to `status` and make it due; drop the failed forward
-        entry at `rerun_position` so it runs again. Raises InvalidRunState unless failed."""
+        """Move a failed run back to `status` and make it due, clearing its wait; drop the
+        failed forward entry at `rerun_position` so it runs again; keep the error only when
+        resuming the unwinding. Raises InvalidRunState unless the run failed."""
 
     @abstractmethod
     def record_event(self, event: EventRecord) -> None:

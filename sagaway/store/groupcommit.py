@@ -41,9 +41,13 @@ class GroupCommit(Generic[C]):
     """
 
     def __init__(
-        self, run_batch: Callable[[list[Work]], list[tuple[bool, Any]]], max_batch: int = 512
+        self,
+        run_batch: Callable[[list[Work]], list[tuple[bool, Any]]],
+        max_batch: int = 512,
+        closed: Callable[[], BaseException] = lambda: RuntimeError("closed"),
     ) -> None:
         self._run_batch = run_batch
+        self._closed_error = closed
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._queue: list[_Item] = []
@@ -58,14 +62,26 @@ class GroupCommit(Generic[C]):
         item = _Item(work)
         with self._lock:
             if self._closed:
-                raise RuntimeError("the store is closed")
+                raise self._closed_error()
             self._queue.append(item)
             lead = not self._busy
             self._busy = True
         if lead:
             self._lead()
         else:
-            item.gate.acquire()  # released when our write committed, or when we must lead
+            try:
+                item.gate.acquire()  # released when our write committed, or when we must lead
+            except BaseException:  # interrupted (Ctrl-C): never leave the queue leaderless
+                with self._lock:
+                    withdrawn = not item.lead and item in self._queue
+                    if withdrawn:
+                        self._queue.remove(item)
+                if not withdrawn:
+                    if item.lead:
+                        self._lead()
+                    else:
+                        item.gate.acquire()  # our write is being committed: let it finish
+                raise
             if item.lead:
                 self._lead()
         if item.error is not None:

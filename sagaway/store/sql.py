@@ -13,13 +13,18 @@ leaves half a write behind in the shared transaction.
 from __future__ import annotations
 
 import json
-import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sagaway.errors import InvalidRunState, LeaseLost, RunNotFound, SagawayError
+from sagaway.errors import (
+    InvalidRunState,
+    LeaseLost,
+    RunNotFound,
+    SagawayError,
+    StoreUnavailable,
+)
 from sagaway.store.base import (
     KEEP,
     Checkpoint,
@@ -57,7 +62,6 @@ _SHARED = {
     "breaker": ("sagaway_breakers", "state, until, version"),
     "limiter": ("sagaway_limiters", "tokens, stamp"),
 }
-_TERMINAL_SQL = "('succeeded', 'compensated', 'failed', 'cancelled')"
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -107,8 +111,9 @@ class SqlStore(Store):
     row_lock = ""  # locks a row read inside a write transaction (PostgreSQL: FOR UPDATE)
 
     def __init__(self) -> None:
-        self._group = GroupCommit(self._run_batch)
-        self._local = threading.local()
+        self._group = GroupCommit(
+            self._run_batch, closed=lambda: StoreUnavailable(f"the store {self.url} is closed")
+        )
 
     # --- backend hooks -------------------------------------------------------------------
     @abstractmethod
@@ -303,7 +308,8 @@ class SqlStore(Store):
             ids = list(previous)
             rows = cur.all(
                 "UPDATE sagaway_runs SET owner = ?, epoch = epoch + 1, due_at = ?, "
-                "updated_at = ?, status = CASE WHEN status IN ('pending', 'waiting') "
+                "wake_pending = 0, updated_at = ?, "
+                "status = CASE WHEN status IN ('pending', 'waiting') "
                 "THEN 'running' ELSE status END, recoveries = recoveries + "
                 "CASE WHEN owner IS NULL THEN 0 ELSE 1 END "
                 f"WHERE id IN ({_marks(ids)}) RETURNING {RUN_COLUMNS}",
@@ -344,12 +350,13 @@ class SqlStore(Store):
         if due is KEEP and cp.lease_until is not None:
             due = cp.lease_until
         if due is not KEEP:
-            if update.wake_on_signal is not None:
+            if update.rest:
+                # Read from the run's own row: a signal or cancel that commits while this
+                # statement waits for the row is seen (a subquery's snapshot would not be).
                 sets.append(
-                    "due_at = CASE WHEN EXISTS (SELECT 1 FROM sagaway_signals WHERE run_id = ? "
-                    "AND name = ? AND consumed_at IS NULL) THEN ? ELSE ? END"
+                    "due_at = CASE WHEN wake_pending = 1 OR cancel_requested = 1 THEN ? ELSE ? END"
                 )
-                params += [cp.run_id, update.wake_on_signal, cp.now, due]
+                params += [cp.now, due]
             else:
                 sets.append("due_at = ?")
                 params.append(due)
@@ -393,13 +400,16 @@ class SqlStore(Store):
 
         return self._write(work)
 
-    def heartbeat(self, owner: str, now: float, lease_until: float) -> int:
+    def heartbeat(self, owner: str, run_ids: Sequence[str], lease_until: float) -> int:
+        if not run_ids:
+            return 0
+        ids = list(run_ids)
         return self._write(
             lambda cur: (
                 cur.execute(
-                    "UPDATE sagaway_runs SET due_at = ? "
-                    f"WHERE owner = ? AND status IN {_ACTIVE_SQL}",
-                    (lease_until, owner),
+                    "UPDATE sagaway_runs SET due_at = ? WHERE owner = ? "
+                    f"AND id IN ({_marks(ids)}) AND status IN {_ACTIVE_SQL}",
+                    (lease_until, owner, *ids),
                 ).rowcount
             )
         )
@@ -460,9 +470,9 @@ class SqlStore(Store):
                 (run_id, name, payload, now),
             )
             cur.execute(
-                "UPDATE sagaway_runs SET due_at = ? "
-                "WHERE id = ? AND status = 'waiting' AND wait_name = ?",
-                (now, run_id, name),
+                "UPDATE sagaway_runs SET wake_pending = 1, due_at = CASE "
+                "WHEN status = 'waiting' AND wait_name = ? THEN ? ELSE due_at END WHERE id = ?",
+                (name, now, run_id),
             )
             return SignalRecord(row[0], run_id, name, payload, now)
 
@@ -501,10 +511,13 @@ class SqlStore(Store):
                 raise InvalidRunState(
                     f"run {run_id} is {run.status}: only failed runs can be redriven"
                 )
+            keep_error = status == "compensating"  # the original error ends the unwinding
             cur.execute(
                 "UPDATE sagaway_runs SET status = ?, due_at = ?, owner = NULL, updated_at = ?, "
-                "error = CASE WHEN ? = 'compensating' THEN error ELSE NULL END WHERE id = ?",
-                (status, now, now, status, run_id),
+                "wait_name = NULL, wait_position = NULL, wait_deadline = NULL"
+                + ("" if keep_error else ", error = NULL")
+                + " WHERE id = ?",
+                (status, now, now, run_id),
             )
             if rerun_position is not None:
                 cur.execute(
@@ -568,7 +581,7 @@ class SqlStore(Store):
                 (name,),
             )
             row = cur.one(
-                f"SELECT tokens, stamp FROM sagaway_limiters WHERE name = ?{self.row_lock}",
+                f"SELECT tokens, stamp FROM sagaway_limiters WHERE name = ? {self.row_lock}",
                 (name,),
             )
             level = None if row[0] is None else (float(row[0]), float(row[1]))
@@ -595,7 +608,7 @@ class SqlStore(Store):
                 "THEN excluded.low ELSE sagaway_metrics.low END, "
                 "high = CASE WHEN excluded.high > sagaway_metrics.high "
                 "THEN excluded.high ELSE sagaway_metrics.high END",
-                list(rows),
+                sorted(rows),  # one lock order for every writer
             )
         )
 

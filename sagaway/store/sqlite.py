@@ -9,6 +9,7 @@ by one worker at a time.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -22,7 +23,15 @@ from sagaway.store.sql import SqlStore
 
 __all__ = ["SqliteStore"]
 
+log = logging.getLogger("sagaway")
+
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+# RETURNING arrived in SQLite 3.35.
+MINIMUM_SQLITE = (3, 35, 0)
+# Idle reader connections kept for reuse; more are opened when needed and closed after.
+READERS_KEPT = 8
 
 
 class SqliteStore(SqlStore):
@@ -36,6 +45,11 @@ class SqliteStore(SqlStore):
         create: bool = True,
         busy_timeout: float = 30.0,
     ) -> None:
+        if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
+            raise StoreUnavailable(
+                f"sagaway needs SQLite {'.'.join(map(str, MINIMUM_SQLITE))} or newer; this "
+                f"Python links SQLite {sqlite3.sqlite_version}: use a newer Python build"
+            )
         level = synchronous.upper()
         if level not in SYNCHRONOUS:
             raise ConfigurationError(
@@ -51,26 +65,30 @@ class SqliteStore(SqlStore):
         self.url = f"sqlite:///{path}"
         self.synchronous = level
         self._busy_timeout = busy_timeout
-        self._readers: list[sqlite3.Connection] = []
+        self._idle_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._reads_done = threading.Condition(self._readers_lock)
         self._reading = 0
         self._closed = False
+        self._writer = self._connect()
         try:
-            self._writer = self._connect()
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            self._writer.close()
             raise StoreUnavailable(
                 f"cannot open {path!r} as a sagaway SQLite database: {exc}"
             ) from exc
+        except BaseException:
+            self._writer.close()
+            raise
         super().__init__()
         # Checkpoint the WAL from a thread of its own, so that no commit pays for copying
         # pages into the database file (and its fsync) on the hot path.
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoint_stop = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="sagaway-wal-checkpoint", daemon=True
         )
-        self._checkpoint_stop = threading.Event()
         self._checkpointer.start()
 
     @property
@@ -80,14 +98,19 @@ class SqliteStore(SqlStore):
         )
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=self._busy_timeout,
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=self._busy_timeout,
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(
+                f"cannot open {self.path!r} as a sagaway SQLite database: {exc}"
+            ) from exc
         return conn
 
     def _migrate(self) -> None:
@@ -120,26 +143,30 @@ class SqliteStore(SqlStore):
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
     def _checkpoint_loop(self, every: float = 0.5) -> None:
-        conn = self._connect()
-        try:
-            while not self._checkpoint_stop.wait(every):
+        conn: sqlite3.Connection | None = None
+        while not self._checkpoint_stop.wait(every):
+            try:
+                conn = conn or self._connect()
                 # PASSIVE never blocks writers; once it has copied every frame, the next
                 # commit starts the WAL over from its beginning, so the file does not grow.
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass
-        finally:
+            except (sqlite3.Error, StoreUnavailable):
+                log.warning(
+                    "sagaway: WAL checkpoint of %s failed; retrying", self.path, exc_info=True
+                )
+        if conn is not None:
             conn.close()
 
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
-        row = self._writer.execute(
-            "SELECT value FROM sagaway_meta WHERE key = 'schema_version'"
-        ).fetchone()
+        row = self._read(
+            lambda cur: cur.one("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
+        )
         return int(row[0])
 
     def _convert(self, sql: str) -> str:
@@ -151,13 +178,9 @@ class SqliteStore(SqlStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        try:
             conn.execute("COMMIT")
         except BaseException:
-            if conn.in_transaction:
+            if conn.in_transaction:  # SQLite may have rolled back already (I/O error)
                 conn.execute("ROLLBACK")
             raise
 
@@ -167,18 +190,21 @@ class SqliteStore(SqlStore):
             if self._closed:
                 raise StoreUnavailable(f"the store on {self.path!r} is closed")
             self._reading += 1
+            conn = self._idle_readers.pop() if self._idle_readers else None
         try:
-            conn = getattr(self._local, "reader", None)
             if conn is None:
                 conn = self._connect()
-                self._local.reader = conn
-                with self._readers_lock:
-                    self._readers.append(conn)
             yield conn
         finally:
             with self._readers_lock:
                 self._reading -= 1
+                keep = conn is not None and not self._closed
+                if keep and len(self._idle_readers) < READERS_KEPT:
+                    self._idle_readers.append(conn)  # type: ignore[arg-type]
+                    conn = None
                 self._reads_done.notify_all()
+            if conn is not None:
+                conn.close()
 
     def close(self) -> None:
         """Wait for reads and writes under way, then close every connection."""
@@ -187,7 +213,7 @@ class SqliteStore(SqlStore):
                 return
             self._closed = True
             self._reads_done.wait_for(lambda: self._reading == 0, 10.0)
-            readers, self._readers = self._readers, []
+            readers, self._idle_readers = self._idle_readers, []
         self._group.close()
         self._checkpoint_stop.set()
         self._checkpointer.join(5)
