@@ -165,14 +165,14 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
             )
         except AlarmDefinitionError as exc:
             raise entry.error(str(exc).removeprefix(f"alarm {name!r}: ")) from None
+        if ref is not None:
+            check_engine_alarm(entry, alarm, "period" in entry.data)
+            engine[name] = ref
         if alarm.period % period and period % alarm.period:
             raise entry.error(
                 f"period {alarm.period:g}s must be a multiple of the top-level period ({period}s)",
                 "period",
             )
-        if ref is not None:
-            check_engine_alarm(entry, alarm, "period" in entry.data)
-            engine[name] = ref
         alarms.append(alarm)
         notify[name] = entry.names("notify", defaults.names("notify"))
         policies[name] = _policy(entry, defaults)

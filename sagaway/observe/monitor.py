@@ -227,6 +227,9 @@ class Monitor:
                 composite = config.alarm_set.composites[name]
                 reason = f"rule {composite.rule!r} is {'true' if state == 'ALARM' else 'false'}"
                 details = {"children": {c: merged[c].value for c in composite.children}}
+                alarming = [c for c in composite.children if merged[c] == AlarmState.ALARM]
+                if alarming:
+                    reason += f" (in ALARM: {', '.join(alarming)})"
             elif name in config.alarm_set.sources:
                 explain = getattr(config.alarm_set.sources[name], "explain", None)
                 reason = explain(at) if callable(explain) else "reported by the source"
