@@ -1,5 +1,6 @@
 """Alarms on the engine's own metrics, and SLO burn-rate alerts as composite children."""
 
+import os
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -383,3 +384,20 @@ def test_the_store_comes_from_the_command_line_or_the_environment(monkeypatch):
     )
     assert config.store_url() == "sqlite:///env.db"
     assert config.alarms["a"].statistic == "count"  # engine metrics count events by default
+
+
+def test_the_readme_example_on_your_own_runs_is_the_example_file_and_valid():
+    import re
+
+    from tests.processes import ROOT
+
+    section = (ROOT / "README.md").read_text().split("## Alarms: is the failure still going on?")[1]
+    blocks = re.findall(r"```yaml\n(.*?)```", section.split("\n## ")[0], re.S)
+    assert len(blocks) == 2, "the README's alarms section lost one of its two YAML examples"
+    example = ROOT / "examples" / "alarms" / "runs.yaml"
+    assert blocks[1] == example.read_text()
+    parsed = parse_config(blocks[1])
+    assert parsed.engine["checkouts-compensating"].describe() == (
+        "runs_finished{saga=checkout,status=compensated}"
+    )
+    assert parsed.store_url() in ("sqlite:///shop.db", os.environ.get("SAGAWAY_DB"))

@@ -389,6 +389,10 @@ def _watch(args: argparse.Namespace) -> int:
                     if line.strip():
                         monitor.feed(line, arrival=time.time())
             due = time.time() - grace
+            if monitor.next_tick is not None:
+                # Catching up (--from) goes a bounded number of periods at a time, so that
+                # Ctrl-C and SIGTERM are honoured within a moment.
+                due = min(due, monitor.next_tick + _CATCH_UP * monitor.tick)
             if slos is not None and monitor.next_tick is not None and monitor.next_tick <= due:
                 # ALB delivers files every five minutes; read the new ones once per period.
                 slo_problem.read(slos, due - slos.lookback)
@@ -398,7 +402,8 @@ def _watch(args: argparse.Namespace) -> int:
             for note in monitor.notifications[emitted:]:
                 _emit(args.json, "notification", note.to_dict())
             emitted = len(monitor.notifications)
-            stop.wait(args.poll)
+            if monitor.next_tick is None or monitor.next_tick > time.time() - grace:
+                stop.wait(args.poll)
     except KeyboardInterrupt:
         pass
     finally:
@@ -419,6 +424,9 @@ def _watch(args: argparse.Namespace) -> int:
     }
     print(f"stopped: {json.dumps(summary)}", file=sys.stderr, flush=True)
     return 0
+
+
+_CATCH_UP = 500  # periods evaluated per turn of the watch loop while catching up
 
 
 class _SloProblem:

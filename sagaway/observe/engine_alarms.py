@@ -115,11 +115,13 @@ class EngineMetricRef:
 class EngineMetricReader:
     """Reads engine metrics from a store as `Series` of an alarm's period.
 
-    Live (default), each call reads the buckets from `since` on: buckets that processes are
-    still adding to are read again at the next evaluation, so late flushes are never lost.
-    With `cache=True` (replaying the past), the first call for a (metric, period) reads
-    everything from its `since` on and later calls reuse it: the store is read once.
-    Store failures raise `EngineMetricReadError`.
+    Live (default), each `read` asks the store once for every metric's buckets from the
+    earliest `since` requested (a query on the minute index, so its cost follows the
+    lookback, not the store's history); buckets that processes are still adding to are read
+    again at the next evaluation, so late flushes are never lost. With `cache=True`
+    (replaying the past), the first read of a (metric, labels, period) reads everything from
+    its `since` on and later reads reuse it: the store is read once. Store failures raise
+    `EngineMetricReadError`.
     """
 
     def __init__(self, store: Any, *, cache: bool = False) -> None:
@@ -129,21 +131,46 @@ class EngineMetricReader:
 
     def series(self, ref: EngineMetricRef, period: float, since: float) -> Series:
         """`ref` in buckets of `period` seconds (a multiple of 60) from `since` on."""
+        return self.read([(ref, period, since)])[0]
+
+    def read(self, requests: list[tuple[EngineMetricRef, float, float]]) -> list[Series]:
+        """One `Series` per (ref, period, since) request, in order."""
+        if self.cache:
+            return [self._history(ref, period, since) for ref, period, since in requests]
+        if not requests:
+            return []
+        first = min(int(since // BUCKET_SECONDS) for _, _, since in requests)
+        names = ", ".join(dict.fromkeys(ref.metric for ref, _, _ in requests))
+        rows = self._rows(None, first, f"{names} from the store")
+        out = []
+        for ref, period, since in requests:
+            minutes = Series(BUCKET_SECONDS)
+            start = int(since // BUCKET_SECONDS)
+            for name, label, minute, count, total, low, high in rows:
+                if name == ref.metric and minute >= start and ref.matches(parse_labels(label)):
+                    minutes.merge(minute * BUCKET_SECONDS, count, total, low, high)
+            out.append(minutes if period == BUCKET_SECONDS else minutes.resample(period))
+        return out
+
+    def _history(self, ref: EngineMetricRef, period: float, since: float) -> Series:
         key = (ref, float(period))
-        if self.cache and key in self._cached:
-            return self._cached[key]
+        if key not in self._cached:
+            try:
+                minutes = metric_series(self.store, ref.metric, ref.labels, since=since)
+            except Exception as exc:
+                raise EngineMetricReadError(
+                    f"cannot read {ref.describe()} from the store: {exc}"
+                ) from exc
+            self._cached[key] = minutes if period == BUCKET_SECONDS else minutes.resample(period)
+        return self._cached[key]
+
+    def _rows(self, name: str | None, since_minute: int, what: str) -> list[tuple]:
         try:
-            minutes = metric_series(self.store, ref.metric, ref.labels, since=since)
+            return self.store.metric_rows(name, since_minute)
         except Exception as exc:
             # Whatever the backend raises (locked, gone, unreachable): the caller turns it
             # into "cannot say" for this evaluation instead of a dead monitor.
-            raise EngineMetricReadError(
-                f"cannot read {ref.describe()} from the store: {exc}"
-            ) from exc
-        out = minutes if period == BUCKET_SECONDS else minutes.resample(period)
-        if self.cache:
-            self._cached[key] = out
-        return out
+            raise EngineMetricReadError(f"cannot read {what}: {exc}") from exc
 
     def span(self, metrics: list[str]) -> tuple[float | None, float | None]:
         """Start of the oldest and of the newest stored minute of any of `metrics` (any
@@ -159,10 +186,7 @@ class EngineMetricReader:
 
     def label_sets(self, metric: str) -> list[dict[str, str]]:
         """The distinct label sets stored for `metric` (to tell a `where` that matches none)."""
-        try:
-            rows = self.store.metric_rows(metric, 0)
-        except Exception as exc:
-            raise EngineMetricReadError(f"cannot read {metric} from the store: {exc}") from exc
+        rows = self._rows(metric, 0, f"{metric} from the store")
         return [parse_labels(text) for text in dict.fromkeys(row[1] for row in rows)]
 
     def unmatched(self, ref: EngineMetricRef) -> str | None:
