@@ -42,8 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--db",
         metavar="URL",
-        help="also open this store (default: store: in the config) and say, per alarm on an "
-        "engine metric, whether stored data matches its labels",
+        help="also open this store and warn about alarms on engine metrics whose labels "
+        "match nothing stored (a misspelt saga name would never alarm)",
     )
     check.set_defaults(handler=_check)
 
@@ -142,9 +142,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  slo logs   {paths}{lag}")
     for notifier in config.notifiers.values():
         print(f"  notifier   {notifier.describe()}")
-    if config.engine and not args.db and config.store_error:
-        print(f"note: the store is not checked here: {config.store_error}; give --db URL")
-    elif config.engine and (args.db or config.store):
+    if config.engine and not args.db:
+        default = "store: not resolved here" if config.store_error else "$SAGAWAY_DB, ./sagaway.db"
+        named = config.store or default
+        print(f"  store      {named} (not opened: give --db URL to check the labels against it)")
+    elif config.engine:
         store, reader = open_engine(config, args.db, cache=False)
         try:
             notes = unmatched_notes(config, reader)

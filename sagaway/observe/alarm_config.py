@@ -46,7 +46,12 @@ __all__ = ["AlarmConfig", "ConfigError", "load_config", "parse_config"]
 
 @dataclass
 class AlarmConfig:
-    """Everything `alarms.yaml` declares, validated and built."""
+    """Everything `alarms.yaml` declares, validated and built.
+
+    `engine` maps each alarm on an engine metric to what it reads; `store` is the `store:`
+    URL (`store_error` says why it could not be expanded); `slo_alerts` holds the SLO alerts
+    of `slos:` (also among `alarm_set.sources`), nothing read yet.
+    """
 
     period: int
     timestamps: TimestampReader
