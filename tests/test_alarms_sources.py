@@ -212,6 +212,21 @@ def test_slo_alert_sources_follow_the_incident_and_say_when_they_cannot_tell(tmp
     assert page.state_at(at("13:00")) == OK
 
 
+def test_slo_alerts_that_cannot_read_their_logs_say_why_and_recover(tmp_path):
+    alb = tmp_path / "alb"
+    alerts = SloAlerts(parse_slo_spec(SLO_SPEC), [str(alb)])
+    page = alerts.sources["slo:api-availability:page"]
+    with pytest.raises(FileNotFoundError):
+        alerts.read()
+    assert page.assess(at("13:10")) == (
+        INSUFFICIENT,
+        f"cannot say: {alb}: no such file or directory",
+    )
+    generate(alb)
+    alerts.read()
+    assert alerts.error is None and page.state_at(at("13:10")) == ALARM
+
+
 def test_lag_evaluates_the_windows_that_far_back(tmp_path):
     generate(tmp_path / "alb")
     alerts = SloAlerts(parse_slo_spec(SLO_SPEC), [str(tmp_path / "alb")], lag=600)

@@ -108,12 +108,15 @@ class SloAlertSource:
                 for a in firing
             )
         floor = max(self.slo.min_requests, 1)
+        failing = (
+            f"; reading the access logs failed: {self.alerts.error}" if self.alerts.error else ""
+        )
         for a in alerts:
             if a.low_traffic:
                 window = min((a.short, a.long), key=lambda w: result.window_requests[w])
                 return AlarmState.INSUFFICIENT_DATA, (
                     f"cannot say: {result.window_requests[window]} requests over {window}, "
-                    f"fewer than min_requests ({floor}) for the {a.long}/{a.short} alert"
+                    f"fewer than min_requests ({floor}) for the {a.long}/{a.short} alert{failing}"
                 )
         return AlarmState.OK, f"no {self.severity} alert fires: " + ", ".join(
             f"{a.long}/{a.short} at {_rate(a.long_burn_rate)}/{_rate(a.short_burn_rate)} "
@@ -199,9 +202,9 @@ class SloAlerts:
             self._quarantine.close()
             self._reset()  # counted parts of a changed file cannot be taken back: start over
         todo = [f for f in signatures if f not in self._seen]
-        self.reads += 1
-        self.error = None
         if not todo:
+            self.reads += 1
+            self.error = None
             return 0
         scan = scan_alb(
             todo, [counter_for(slo) for slo in self.spec.slos], quarantine=self._quarantine
@@ -221,6 +224,8 @@ class SloAlerts:
             stats.last = found.last if stats.last is None else max(stats.last, found.last)
         self._seen.update((f, signatures[f]) for f in todo)
         self._results.clear()
+        self.reads += 1
+        self.error = None
         return len(todo)
 
     def trim(self, before: float) -> None:
