@@ -70,3 +70,20 @@ def test_drop_before_forgets_old_periods_only():
     assert s.first() == 120 and len(s) == 3
     assert s.sum_between(0, 600) == 3
     assert s.drop_before(0) == 0
+
+
+def test_resample_folds_short_periods_into_longer_ones_exactly():
+    s = Series(60, keep_samples=True)
+    for minute, value in [(0, 4.0), (1, 1.0), (1, 9.0), (5, 2.0), (7, 6.0)]:
+        s.add(minute * 60 + 5, value)
+    five = s.resample(300)
+    assert five.period == 300 and [start for start, _ in five] == [0, 300]
+    first = five.get(0)
+    assert (first.count, first.total, first.minimum, first.maximum) == (3, 14.0, 1.0, 9.0)
+    assert sorted(first.samples) == [1.0, 4.0, 9.0]
+    assert five.datapoints(end=600, periods=2, stat="max") == [9.0, 6.0]
+    assert s.get(0).count == 1  # the original is unchanged
+    with pytest.raises(ValueError, match="whole multiple"):
+        s.resample(90)
+    with pytest.raises(ValueError, match="whole multiple"):
+        s.resample(30)

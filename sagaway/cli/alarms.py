@@ -1,4 +1,8 @@
-"""`sagaway alarms`: check an alarms.yaml, replay a past log through it, or watch logs live."""
+"""`sagaway alarms`: check an alarms.yaml, replay the past through it, or watch live.
+
+Alarms read log files (--logs), the engine's metrics in the store (--db) and, for composite
+children `slo:<slo>:<severity>`, ALB access logs (--alb or slos.alb in the config).
+"""
 
 from __future__ import annotations
 
@@ -12,27 +16,53 @@ from pathlib import Path
 from typing import Any
 
 from sagaway.cli import CliError
+from sagaway.cli.alarm_inputs import (
+    add_source_options,
+    open_engine,
+    parse_time,
+    require_logs,
+    slo_alerts,
+    unmatched_notes,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `alarms` command group."""
     parser = subparsers.add_parser(
         "alarms",
-        help="metric filters, alarms and notifications from log files",
-        description="Metric filters, alarms, composite alarms and notifications over logs.",
+        help="alarms on logs, the engine's own metrics and SLOs, with notifications",
+        description="Metric filters, alarms on logs and on the engine's own metrics, "
+        "composite alarms with SLO burn-rate children, and notifications.",
     )
     commands = parser.add_subparsers(dest="alarms_command", metavar="ACTION")
     commands.required = True
 
     check = commands.add_parser("check", help="validate an alarms.yaml and summarise it")
     check.add_argument("--config", required=True, help="path to alarms.yaml")
+    check.add_argument(
+        "--db",
+        metavar="URL",
+        help="also open this store and warn about alarms on engine metrics whose labels "
+        "match nothing stored (a misspelt saga name would never alarm)",
+    )
     check.set_defaults(handler=_check)
 
     replay = commands.add_parser(
-        "replay", help="evaluate past logs offline and print the state timeline"
+        "replay",
+        help="evaluate the past (logs, stored engine metrics, ALB logs) and print the timeline",
     )
     replay.add_argument("--config", required=True, help="path to alarms.yaml")
-    replay.add_argument("--logs", required=True, action="append", help="log file (repeatable)")
+    add_source_options(replay, logs_help="log file (repeatable; needed by alarms on filters)")
+    replay.add_argument(
+        "--from",
+        dest="start",
+        metavar="ISO",
+        help="first evaluation at the end of the period holding this time (default: the "
+        "oldest data)",
+    )
+    replay.add_argument(
+        "--to", dest="end", metavar="ISO", help="last evaluation (default: the newest data)"
+    )
     replay.add_argument("--json", action="store_true", help="print one JSON document")
     replay.add_argument(
         "--notify", action="store_true", help="also send the notifications (default: only print)"
@@ -42,25 +72,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="keep evaluating N periods after the last line (to see recovery or missing data)",
+        help="keep evaluating N periods after the end (to see recovery or missing data)",
     )
     replay.add_argument("--rejects", help="write lines set aside (undated, too old) to this file")
     replay.set_defaults(handler=_replay)
 
     watch = commands.add_parser(
-        "watch", help="tail logs, evaluate every period and send notifications"
+        "watch", help="tail logs, read the store, evaluate every period and send notifications"
     )
     watch.add_argument("--config", required=True, help="path to alarms.yaml")
-    watch.add_argument("--logs", required=True, action="append", help="log file (repeatable)")
+    add_source_options(
+        watch, logs_help="log file to tail (repeatable; needed by alarms on filters)"
+    )
     watch.add_argument(
-        "--from-start", action="store_true", help="read what the files already hold first"
+        "--from-start", action="store_true", help="read what the log files already hold first"
+    )
+    watch.add_argument(
+        "--from",
+        dest="start",
+        metavar="ISO",
+        help="catch up first: evaluate (and notify) every period since this time, then go on "
+        "live; implies --from-start",
     )
     watch.add_argument(
         "--grace",
         type=float,
-        default=2.0,
+        default=None,
         metavar="SECONDS",
-        help="wait this long after a period ends before evaluating it (late lines)",
+        help="wait this long after a period ends before evaluating it (late lines; default 2, "
+        "5 with alarms on engine metrics, whose processes flush every 2 s)",
     )
     watch.add_argument(
         "--poll", type=float, default=0.25, metavar="SECONDS", help=argparse.SUPPRESS
@@ -85,13 +125,36 @@ def _check(args: argparse.Namespace) -> int:
     for name, metric_filter in config.filters.items():
         print(f"  filter     {name}: {metric_filter.pattern.text}  -> {metric_filter.value_spec}")
     for name, alarm in config.alarms.items():
-        print(f"  alarm      {name}: {alarm.metric} {alarm.describe()}")
+        ref = config.engine.get(name)
+        metric = alarm.metric if ref is None else f"engine metric {ref.describe()}"
+        print(f"  alarm      {name}: {metric} {alarm.describe()}")
     for name in config.alarm_set.order:
         print(f"  composite  {name}: {config.composites[name].rule}")
+    slos = config.slo_alerts
     for name in config.alarm_set.sources:
-        print(f"  source     {name} (state supplied from outside)")
+        if slos is not None and name in slos.sources:
+            print(f"  slo alert  {name}: {slos.sources[name].describe()}")
+        else:
+            print(f"  source     {name} (state supplied from outside)")
+    if slos is not None:
+        lag = f", evaluated {slos.lag / 60:g} min behind" if slos.lag else ""
+        paths = ", ".join(slos.paths) or "none: give --alb"
+        print(f"  slo logs   {paths}{lag}")
     for notifier in config.notifiers.values():
         print(f"  notifier   {notifier.describe()}")
+    if config.engine and not args.db:
+        default = "store: not resolved here" if config.store_error else "$SAGAWAY_DB, ./sagaway.db"
+        named = config.store or default
+        print(f"  store      {named} (not opened: give --db URL to check the labels against it)")
+    elif config.engine:
+        store, reader = open_engine(config, args.db, cache=False)
+        try:
+            notes = unmatched_notes(config, reader)
+            print(f"  store      {store.description}")
+        finally:
+            store.close()
+        for note in notes:
+            print(f"warning: {note}")
     return 0
 
 
@@ -146,11 +209,19 @@ def _replay(args: argparse.Namespace) -> int:
     from sagaway.observe.monitor import Monitor
 
     config = _load(args.config)
+    require_logs(config, args.logs)
+    start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
+    if start is not None and end is not None and end <= start:
+        raise CliError(f"--to {args.end} is not after --from {args.start}")
+    slos = slo_alerts(config, args.alb)
+    store, reader = open_engine(config, args.db, cache=True)
     rejects = _Rejects(args.rejects)
     dispatcher = _dispatcher(config, sys.stderr) if args.notify else None
-    monitor = Monitor(config, dispatcher, on_reject=rejects)
+    monitor = Monitor(config, dispatcher, on_reject=rejects, engine=reader)
+    notes: list[str] = []
+    first_tick: float | None = None
     try:
-        for path in args.logs:
+        for path in args.logs or []:
             try:
                 with open(path, encoding="utf-8", errors="replace") as handle:
                     for raw in handle:
@@ -159,19 +230,47 @@ def _replay(args: argparse.Namespace) -> int:
                             monitor.feed(line)
             except OSError as exc:
                 raise CliError(f"cannot read {path}: {exc.strerror}") from None
-        if monitor.stats.last is not None:
-            last_period_end = (monitor.stats.last // monitor.tick + 1) * monitor.tick
-            monitor.evaluate_until(last_period_end + args.extra_periods * monitor.tick)
+        if slos is not None:
+            try:
+                slos.read(None if start is None else start - slos.lookback)
+            except (OSError, ValueError) as exc:
+                raise CliError(f"SLO alerts: {exc}") from None
+        if reader is not None:
+            notes += unmatched_notes(config, reader)
+        first, last = _data_span(config, monitor, reader, slos)
+        start = first if start is None else start
+        if end is None and last is not None:
+            end = (last // monitor.tick + 1) * monitor.tick
+        if start is None or end is None:
+            notes.append("nothing to evaluate: no log line, stored bucket or ALB entry was found")
+        else:
+            end += args.extra_periods * monitor.tick
+            if end > time.time():
+                notes.append("the last evaluations end after now: data for them may still arrive")
+            monitor.start_at(start)
+            first_tick = monitor.next_tick
+            monitor.evaluate_until(end)
     finally:
         rejects.close()
         if dispatcher is not None:
             dispatcher.close(timeout=120)
+        if slos is not None:
+            slos.close()
+        if store is not None:
+            store.close()
     failures = dispatcher.failures if dispatcher is not None else []
     report = {
         "config": config.source,
         "period": monitor.tick,
+        "range": {
+            "from": _iso(first_tick if monitor.evaluated_until is not None else None),
+            "to": _iso(monitor.evaluated_until),
+        },
         "lines": monitor.stats.to_dict(),
         "filters": _filter_stats(config),
+        "store": None if store is None else store.description,
+        "alb": None if slos is None else slos.stats.to_dict(),
+        "notes": notes,
         "timeline": [t.to_dict() for t in monitor.transitions],
         "notifications": [n.to_dict() for n in monitor.notifications],
         "final_states": {name: state.value for name, state in monitor.states.items()},
@@ -182,18 +281,57 @@ def _replay(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        _print_replay(report)
+        _print_replay(report, bool(args.logs))
     return 1 if failures else 0
 
 
-def _print_replay(report: dict[str, Any]) -> None:
+def _iso(timestamp: float | None) -> str | None:
+    from sagaway.observe.incident import iso_time
+
+    return None if timestamp is None else iso_time(timestamp)
+
+
+def _data_span(config, monitor, reader, slos) -> tuple[float | None, float | None]:
+    """The oldest and newest time any source has data for."""
+    firsts = [monitor.stats.first]
+    lasts = [monitor.stats.last]
+    if reader is not None:
+        from sagaway.observe.engine_alarms import EngineMetricReadError
+
+        try:
+            first, last = reader.span([ref.metric for ref in config.engine.values()])
+        except EngineMetricReadError as exc:
+            raise CliError(str(exc)) from None
+        firsts.append(first)
+        lasts.append(last)
+    if slos is not None:
+        firsts.append(slos.stats.first)
+        lasts.append(slos.stats.last)
+    found_first = [t for t in firsts if t is not None]
+    found_last = [t for t in lasts if t is not None]
+    return min(found_first, default=None), max(found_last, default=None)
+
+
+def _print_replay(report: dict[str, Any], logs: bool) -> None:
     lines = report["lines"]
-    print(
-        f"{lines['read']} lines: {lines['dated']} dated, {lines['undated']} undated "
-        f"(set aside), {lines['late']} late"
-    )
+    if logs:
+        print(
+            f"{lines['read']} lines: {lines['dated']} dated, {lines['undated']} undated "
+            f"(set aside), {lines['late']} late"
+        )
     for name, stats in report["filters"].items():
         print(f"  filter {name}: {stats['matched']} matched, {stats['value_errors']} value errors")
+    if report["store"]:
+        print(f"store: {report['store']}")
+    if report["alb"]:
+        alb = report["alb"]
+        aside = f" (set aside in {alb['quarantine']})" if alb["malformed"] else ""
+        print(
+            f"ALB logs: {alb['files']} files, {alb['lines']} lines: {alb['parsed']} parsed, "
+            f"{alb['malformed']} malformed{aside}"
+        )
+    for note in report["notes"]:
+        print(f"note: {note}")
     print("timeline:")
     for t in report["timeline"]:
         change = f"{t['previous_state']} -> {t['state']}"
@@ -212,25 +350,38 @@ def _watch(args: argparse.Namespace) -> int:
     from sagaway.observe.monitor import Monitor
 
     config = _load(args.config)
+    require_logs(config, args.logs)
+    start = parse_time(args.start, "--from")
+    slos = slo_alerts(config, args.alb)
+    store, reader = open_engine(config, args.db, cache=False)
+    grace = args.grace if args.grace is not None else (5.0 if config.engine else 2.0)
     rejects = _Rejects(args.rejects)
     dispatcher = _dispatcher(config, sys.stderr)
-    monitor = Monitor(config, dispatcher, on_reject=rejects)
+    monitor = Monitor(config, dispatcher, on_reject=rejects, engine=reader)
     stop = threading.Event()
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    tails = [FileTail(path, from_start=args.from_start) for path in args.logs]
+    from_start = args.from_start or start is not None
+    logs = args.logs or []
+    tails = [FileTail(path, from_start=from_start) for path in logs]
     missing = [str(t.path) for t in tails if not Path(t.path).exists()]
     if missing:
         print(f"sagaway: waiting for {', '.join(missing)} to appear", file=sys.stderr)
+    if reader is not None:
+        for note in unmatched_notes(config, reader):
+            print(f"sagaway: warning: {note}", file=sys.stderr, flush=True)
+    slo_problem = _SloProblem()
     emitted = 0
     try:
-        if args.from_start:
+        if slos is not None:
+            slo_problem.read(slos, (start or time.time()) - slos.lookback)
+        if from_start:
             for tail in tails:
                 for line in tail.read_lines():
                     if line.strip():
                         monitor.feed(line)
-        monitor.start_at(time.time())
+        monitor.start_at(start if start is not None else time.time())
         print(
-            f"watching {', '.join(args.logs)} (period {monitor.tick}s); Ctrl-C to stop",
+            f"watching {_watched(logs, store, slos)} (period {monitor.tick}s); Ctrl-C to stop",
             file=sys.stderr,
             flush=True,
         )
@@ -239,12 +390,22 @@ def _watch(args: argparse.Namespace) -> int:
                 for line in tail.read_lines():
                     if line.strip():
                         monitor.feed(line, arrival=time.time())
-            for change in monitor.evaluate_until(time.time() - args.grace):
+            due = time.time() - grace
+            if monitor.next_tick is not None:
+                # Catching up (--from) goes a bounded number of periods at a time, so that
+                # Ctrl-C and SIGTERM are honoured within a moment.
+                due = min(due, monitor.next_tick + _CATCH_UP * monitor.tick)
+            if slos is not None and monitor.next_tick is not None and monitor.next_tick <= due:
+                # ALB delivers files every five minutes; read the new ones once per period.
+                slo_problem.read(slos, due - slos.lookback)
+                slos.trim(due)
+            for change in monitor.evaluate_until(due):
                 _emit(args.json, "transition", change.to_dict())
             for note in monitor.notifications[emitted:]:
                 _emit(args.json, "notification", note.to_dict())
             emitted = len(monitor.notifications)
-            stop.wait(args.poll)
+            if monitor.next_tick is None or monitor.next_tick > time.time() - grace:
+                stop.wait(args.poll)
     except KeyboardInterrupt:
         pass
     finally:
@@ -253,13 +414,50 @@ def _watch(args: argparse.Namespace) -> int:
             tail.close()
         dispatcher.close(timeout=10)
         rejects.close()
+        if slos is not None:
+            slos.close()
+        if store is not None:
+            store.close()
     summary = {
         "lines": monitor.stats.to_dict(),
         "rotations": sum(t.rotations for t in tails),
+        "alb": None if slos is None else slos.stats.to_dict(),
         "delivery": {"sent": dispatcher.sent, "failed": len(dispatcher.failures)},
     }
     print(f"stopped: {json.dumps(summary)}", file=sys.stderr, flush=True)
     return 0
+
+
+_CATCH_UP = 500  # periods evaluated per turn of the watch loop while catching up
+
+
+class _SloProblem:
+    """Reads new access logs for `watch`; says once on stderr why they cannot be read, and
+    when they can again (the SLO alerts are INSUFFICIENT_DATA meanwhile)."""
+
+    def __init__(self) -> None:
+        self.last: str | None = None
+
+    def read(self, slos, not_before: float) -> None:
+        try:
+            slos.read(not_before)
+        except (OSError, ValueError) as exc:
+            if str(exc) != self.last:
+                print(f"sagaway: SLO alerts: {exc}", file=sys.stderr, flush=True)
+            self.last = str(exc)
+            return
+        if self.last is not None:
+            print("sagaway: SLO alerts: access logs readable again", file=sys.stderr, flush=True)
+        self.last = None
+
+
+def _watched(logs: list[str], store, slos) -> str:
+    parts = list(logs)
+    if store is not None:
+        parts.append(f"engine metrics in {store.description}")
+    if slos is not None:
+        parts.append(f"SLO alerts from {', '.join(slos.paths)}")
+    return ", ".join(parts)
 
 
 def _emit(as_json: bool, kind: str, payload: dict[str, Any]) -> None:

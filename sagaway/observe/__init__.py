@@ -5,6 +5,7 @@ from sagaway.observe.alarms import AlarmDefinitionError, AlarmState, MetricAlarm
 from sagaway.observe.alb import AlbEntry, MalformedLine, Quarantine, find_log_files, parse_line
 from sagaway.observe.alb_scan import AlbScan, Counter, SourceStats, scan_alb
 from sagaway.observe.composite import AlarmSet, AlarmSource, CompositeAlarm, RuleSyntaxError
+from sagaway.observe.engine_alarms import EngineMetricReader, EngineMetricRef
 from sagaway.observe.filters import FilterPattern, FilterPatternError, MetricFilter
 from sagaway.observe.series import Bucket, Series, parse_statistic, percentile
 from sagaway.observe.slo import (
@@ -15,6 +16,7 @@ from sagaway.observe.slo import (
     evaluate_slo,
     report_from_alb,
 )
+from sagaway.observe.slo_alarms import SloAlerts, SloAlertSource
 from sagaway.observe.slo_spec import SloDefinition, SloSpec, SloSpecError, load_slo_spec
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "Bucket",
     "CompositeAlarm",
     "Counter",
+    "EngineMetricReader",
+    "EngineMetricRef",
     "ErrorBudget",
     "FilterPattern",
     "FilterPatternError",
@@ -37,6 +41,8 @@ __all__ = [
     "Quarantine",
     "RuleSyntaxError",
     "Series",
+    "SloAlertSource",
+    "SloAlerts",
     "SloDefinition",
     "SloReport",
     "SloResult",

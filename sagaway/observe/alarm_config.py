@@ -1,5 +1,9 @@
 """`alarms.yaml`: filters, alarms, composites and notifiers declared in one file.
 
+An alarm reads a log filter (`metric:`) or the engine's own metrics in the store
+(`engine_metric:` and `where:`); composites may also use the SLO burn-rate alerts of the SLO
+file named under `slos:` (children `slo:<slo>:<severity>`).
+
 `load_config(path)` validates everything at once and raises `ConfigError` naming the file,
 the line and the entry at fault (with a suggestion for a misspelt key or name). `${VAR}` and
 `${VAR:-default}` in strings are replaced from the environment, so secrets such as webhook
@@ -8,18 +12,22 @@ URLs need not be written in the file. The format is documented in docs/alarms.md
 
 from __future__ import annotations
 
-import difflib
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from sagaway.observe.alarm_config_sources import (
+    alarm_metric,
+    check_children,
+    check_engine_alarm,
+    engine_ref,
+    slo_alerts,
+)
 from sagaway.observe.alarms import AlarmDefinitionError, MetricAlarm
 from sagaway.observe.composite import AlarmSet, CompositeAlarm
+from sagaway.observe.config_yaml import ConfigError, Entry, LineMap, expand, load_yaml
+from sagaway.observe.engine_alarms import GAUGES, EngineMetricRef
 from sagaway.observe.filters import FilterPatternError, MetricFilter
 from sagaway.observe.incident import KINDS, NotifyPolicy
 from sagaway.observe.logsource import FORMATS, TimestampReader
@@ -30,40 +38,20 @@ from sagaway.observe.notify import (
     TicketNotifier,
     WebhookNotifier,
 )
+from sagaway.observe.slo_alarms import SLO_PREFIX, SloAlerts
 from sagaway.resilience import Retry
 
 __all__ = ["AlarmConfig", "ConfigError", "load_config", "parse_config"]
 
 
-class ConfigError(ValueError):
-    """An `alarms.yaml` that cannot be used; the message names the file, line and entry."""
-
-
-class _Map(dict):
-    """A YAML mapping that remembers its line."""
-
-    line = 0
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    loader.flatten_mapping(node)
-    out = _Map(loader.construct_pairs(node, deep=True))
-    out.line = node.start_mark.line + 1
-    return out
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
 @dataclass
 class AlarmConfig:
-    """Everything `alarms.yaml` declares, validated and built."""
+    """Everything `alarms.yaml` declares, validated and built.
+
+    `engine` maps each alarm on an engine metric to what it reads; `store` is the `store:`
+    URL (`store_error` says why it could not be expanded); `slo_alerts` holds the SLO alerts
+    of `slos:` (also among `alarm_set.sources`), nothing read yet.
+    """
 
     period: int
     timestamps: TimestampReader
@@ -75,6 +63,22 @@ class AlarmConfig:
     retry: Retry = field(default_factory=Retry)
     dead_letter: str | None = None
     source: str = "alarms.yaml"
+    engine: dict[str, EngineMetricRef] = field(default_factory=dict)
+    store: str | None = None
+    store_error: str | None = None
+    slo_alerts: SloAlerts | None = None
+
+    def store_url(self, override: str | None = None) -> str | None:
+        """The store engine metrics are read from: `override` (the command line's --db),
+        else `store:` with its ${VAR}s expanded, else None (the default store).
+
+        Raises ConfigError when `store:` names an environment variable that is not set.
+        """
+        if override:
+            return override
+        if self.store_error:
+            raise ConfigError(self.store_error)
+        return self.store
 
     @property
     def alarms(self) -> dict[str, MetricAlarm]:
@@ -85,75 +89,6 @@ class AlarmConfig:
     def composites(self) -> dict[str, CompositeAlarm]:
         """Composite alarms by name."""
         return self.alarm_set.composites
-
-
-class _Entry:
-    """Typed access to one mapping of the file, with errors that say where."""
-
-    def __init__(self, data: Any, where: str, source: str, allowed: tuple[str, ...]) -> None:
-        self.source, self.where = source, where
-        self.line = getattr(data, "line", 0)
-        if not isinstance(data, dict):
-            raise self.error(f"expected a mapping (key: value lines), got {type(data).__name__}")
-        self.data = data
-        for key in data:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise self.error(f"unknown key {key!r}{hint} (allowed: {', '.join(allowed)})")
-
-    def error(self, message: str) -> ConfigError:
-        line = f":{self.line}" if self.line else ""
-        return ConfigError(f"{self.source}{line}: {self.where}: {message}")
-
-    def get(self, key: str, kind: type | tuple, default: Any = None, required: bool = False):
-        if key not in self.data or self.data[key] is None:
-            if required:
-                raise self.error(f"'{key}' is required")
-            return default
-        value = _expand(self.data[key], self)
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds:
-            raise self.error(f"'{key}' must be {_kind_name(kinds)}, got {value!r}")
-        if not isinstance(value, kinds):
-            raise self.error(f"'{key}' must be {_kind_name(kinds)}, got {value!r}")
-        return value
-
-    def names(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
-        value = self.get(key, (list, str), default=list(default))
-        items = [value] if isinstance(value, str) else value
-        if not all(isinstance(v, str) for v in items):
-            raise self.error(f"'{key}' must be a list of names")
-        return tuple(items)
-
-
-def _kind_name(kinds: tuple) -> str:
-    names = {
-        str: "text",
-        int: "an integer",
-        float: "a number",
-        bool: "true or false",
-        list: "a list",
-        dict: "a mapping",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _expand(value: Any, entry: _Entry) -> Any:
-    if not isinstance(value, str):
-        return value
-
-    def substitute(m: re.Match) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise entry.error(f"environment variable {name} is not set (used as ${{{name}}})")
-
-    return _ENV.sub(substitute, value)
 
 
 def load_config(path: str | Path) -> AlarmConfig:
@@ -168,15 +103,9 @@ def load_config(path: str | Path) -> AlarmConfig:
 
 def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
     """Validate the YAML `text`; see `load_config`."""
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from None
-    top = _Entry(
-        data if data is not None else _Map(),
+    data = load_yaml(text, source)
+    top = Entry(
+        data if data is not None else LineMap(),
         "top level",
         source,
         (
@@ -189,30 +118,42 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
             "sources",
             "notifiers",
             "delivery",
+            "store",
+            "slos",
         ),
     )
     period = top.get("period", int, 60)
     if period < 1:
         raise top.error("'period' must be a whole number of seconds >= 1")
     timestamps = _timestamps(top, source)
-    defaults = _Entry(
-        top.get("defaults", dict, _Map()), "defaults", source, (*_POLICY_KEYS, "notify")
+    defaults = Entry(
+        top.get("defaults", dict, LineMap()), "defaults", source, (*_POLICY_KEYS, "notify")
     )
     notifiers = _notifiers(top, source)
     filters = _filters(top, source)
+    store, store_error = None, None
+    try:
+        store = top.get("store", str)
+    except ConfigError as exc:
+        store_error = str(exc)  # only an error if no --db replaces it
+    slos = slo_alerts(top, source)
 
     alarms: list[MetricAlarm] = []
+    engine: dict[str, EngineMetricRef] = {}
     notify: dict[str, tuple[str, ...]] = {}
     policies: dict[str, NotifyPolicy] = {}
     for i, raw in enumerate(top.get("alarms", list, [])):
-        entry = _Entry(raw, f"alarms[{i}]", source, _ALARM_KEYS + _POLICY_KEYS + ("notify",))
+        entry = Entry(raw, f"alarms[{i}]", source, _ALARM_KEYS + _POLICY_KEYS + ("notify",))
         name = entry.get("name", str, required=True)
         entry.where = f"alarm {name!r}"
-        metric = entry.get("metric", str, required=True)
-        if metric not in filters:
-            close = difflib.get_close_matches(metric, list(filters), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise entry.error(f"metric {metric!r} is not a filter in this file{hint}")
+        metric = alarm_metric(entry, filters)
+        ref = engine_ref(entry, source) if metric is None else None
+        statistic = entry.get("statistic", str, "sum" if ref is None else "count")
+        if ref is not None and ref.metric in GAUGES and "statistic" not in entry.data:
+            raise entry.error(
+                f"{ref.metric} is a sampled gauge, so 'statistic' is required: max or avg "
+                "(count would be the number of samples)"
+            )
         try:
             alarm = MetricAlarm(
                 name=name,
@@ -222,24 +163,29 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
                 datapoints_to_alarm=entry.get("datapoints_to_alarm", int),
                 treat_missing=entry.get("treat_missing", str, "missing"),
                 period=entry.get("period", int, period),
-                statistic=entry.get("statistic", str, "sum"),
-                metric=metric,
+                statistic=statistic,
+                metric=metric if ref is None else f"engine:{ref.describe()}",
                 evaluation_range=entry.get("evaluation_range", int),
                 description=entry.get("description", str, ""),
             )
         except AlarmDefinitionError as exc:
             raise entry.error(str(exc).removeprefix(f"alarm {name!r}: ")) from None
+        if ref is not None:
+            check_engine_alarm(entry, alarm, "period" in entry.data)
+            engine[name] = ref
         if alarm.period % period and period % alarm.period:
             raise entry.error(
-                f"period {alarm.period:g}s must be a multiple of the top-level period ({period}s)"
+                f"period {alarm.period:g}s must be a multiple of the top-level period ({period}s)",
+                "period",
             )
         alarms.append(alarm)
         notify[name] = entry.names("notify", defaults.names("notify"))
         policies[name] = _policy(entry, defaults)
 
     composites: list[CompositeAlarm] = []
+    composite_entries: list[tuple[CompositeAlarm, Entry]] = []
     for i, raw in enumerate(top.get("composites", list, [])):
-        entry = _Entry(
+        entry = Entry(
             raw,
             f"composites[{i}]",
             source,
@@ -252,12 +198,26 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
                 name, entry.get("rule", str, required=True), entry.get("description", str, "")
             )
         except AlarmDefinitionError as exc:
-            raise entry.error(str(exc).replace("\n", " | ")) from None
+            raise entry.error(str(exc).replace("\n", " | "), "rule") from None
         composites.append(composite)
+        composite_entries.append((composite, entry))
         notify[name] = entry.names("notify", defaults.names("notify"))
         policies[name] = _policy(entry, defaults)
 
-    sources = top.names("sources")
+    sources: list = list(top.names("sources"))
+    for name in sources:
+        if name.startswith(SLO_PREFIX):
+            raise top.error(
+                f"source {name!r}: names starting with {SLO_PREFIX!r} are the SLO alerts "
+                "declared under 'slos:'; rename this source",
+                "sources",
+            )
+    if slos is not None:
+        sources += slos.sources.values()
+    known = {a.name for a in alarms} | {c.name for c in composites}
+    known |= {s if isinstance(s, str) else s.name for s in sources}
+    for composite, entry in composite_entries:
+        check_children(composite, entry, known, slos)
     try:
         alarm_set = AlarmSet(alarms, composites, sources)
     except AlarmDefinitionError as exc:
@@ -270,8 +230,8 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
                     f"{source}: {name!r} notifies {target!r}, which is not a notifier "
                     f"(known: {known})"
                 )
-    delivery = _Entry(
-        top.get("delivery", dict, _Map()),
+    delivery = Entry(
+        top.get("delivery", dict, LineMap()),
         "delivery",
         source,
         ("attempts", "base", "cap", "dead_letter"),
@@ -295,12 +255,18 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
         retry=retry,
         dead_letter=delivery.get("dead_letter", str),
         source=source,
+        engine=engine,
+        store=store,
+        store_error=store_error,
+        slo_alerts=slos,
     )
 
 
 _ALARM_KEYS = (
     "name",
     "metric",
+    "engine_metric",
+    "where",
     "threshold",
     "comparison",
     "evaluation_periods",
@@ -314,7 +280,7 @@ _ALARM_KEYS = (
 _POLICY_KEYS = ("renotify_every", "flap_window", "flap_threshold", "flap_settle")
 
 
-def _policy(entry: _Entry, defaults: _Entry) -> NotifyPolicy:
+def _policy(entry: Entry, defaults: Entry) -> NotifyPolicy:
     values = {}
     for key in _POLICY_KEYS:
         value = entry.get(key, int, defaults.get(key, int))
@@ -326,9 +292,9 @@ def _policy(entry: _Entry, defaults: _Entry) -> NotifyPolicy:
         raise entry.error(str(exc)) from None
 
 
-def _timestamps(top: _Entry, source: str) -> TimestampReader:
-    entry = _Entry(
-        top.get("timestamp", dict, _Map()), "timestamp", source, ("field", "format", "regex")
+def _timestamps(top: Entry, source: str) -> TimestampReader:
+    entry = Entry(
+        top.get("timestamp", dict, LineMap()), "timestamp", source, ("field", "format", "regex")
     )
     fmt = entry.get("format", str, "auto")
     if fmt not in FORMATS and "%" not in fmt:
@@ -341,10 +307,10 @@ def _timestamps(top: _Entry, source: str) -> TimestampReader:
         raise entry.error(str(exc)) from None
 
 
-def _filters(top: _Entry, source: str) -> dict[str, MetricFilter]:
+def _filters(top: Entry, source: str) -> dict[str, MetricFilter]:
     filters: dict[str, MetricFilter] = {}
     for i, raw in enumerate(top.get("filters", list, [])):
-        entry = _Entry(raw, f"filters[{i}]", source, ("name", "pattern", "value", "default"))
+        entry = Entry(raw, f"filters[{i}]", source, ("name", "pattern", "value", "default"))
         name = entry.get("name", str, required=True)
         entry.where = f"filter {name!r}"
         if name in filters:
@@ -373,7 +339,7 @@ _NOTIFIER_KEYS = {
 }
 
 
-def _notifiers(top: _Entry, source: str) -> dict[str, Notifier]:
+def _notifiers(top: Entry, source: str) -> dict[str, Notifier]:
     notifiers: dict[str, Notifier] = {}
     for i, raw in enumerate(top.get("notifiers", list, [])):
         kind = raw.get("type") if isinstance(raw, dict) else None
@@ -383,7 +349,7 @@ def _notifiers(top: _Entry, source: str) -> dict[str, Notifier]:
                 f"{source}{line}: notifiers[{i}]: 'type' must be one of "
                 f"{', '.join(_NOTIFIER_KEYS)}, got {kind!r}"
             )
-        entry = _Entry(
+        entry = Entry(
             raw, f"notifiers[{i}]", source, ("name", "type", "kinds") + _NOTIFIER_KEYS[kind]
         )
         name = entry.get("name", str, required=True)
@@ -413,7 +379,7 @@ def _notifiers(top: _Entry, source: str) -> dict[str, Notifier]:
                 )
                 continue
             headers = entry.get("headers", dict, {})
-            headers = {str(k): str(_expand(v, entry)) for k, v in headers.items()}
+            headers = {str(k): str(expand(v, entry)) for k, v in headers.items()}
             common = {
                 "url": entry.get("url", str, required=True),
                 "headers": headers,

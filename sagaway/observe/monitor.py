@@ -2,10 +2,11 @@
 
 `Monitor.feed(line)` dates a line, runs every metric filter over it and adds the observations
 to the metric's `Series` (one per metric and period). `Monitor.evaluate_until(t)` evaluates
-every period that ended at or before `t`: each metric alarm at its own period boundaries,
-then the composites, then the incident trackers, whose notifications go to the dispatcher.
-The same code serves `sagaway alarms replay` (time comes from the log) and `watch` (time
-comes from the clock).
+every period that ended at or before `t`: each metric alarm at its own period boundaries (an
+alarm on an engine metric reads its buckets from the store through an `EngineMetricReader`),
+then the sources (such as SLO alerts) and composites, then the incident trackers, whose
+notifications go to the dispatcher. The same code serves `sagaway alarms replay` (time comes
+from the data) and `watch` (time comes from the clock).
 
 Nothing is dropped silently: undated lines are counted and handed to `on_reject`, lines
 that arrive for a period already evaluated are counted as late (and still used by later
@@ -22,6 +23,7 @@ from typing import Any
 from sagaway.observe.alarm_config import AlarmConfig
 from sagaway.observe.alarms import AlarmState, MetricAlarm
 from sagaway.observe.dispatch import Dispatcher
+from sagaway.observe.engine_alarms import EngineMetricReader, EngineMetricReadError
 from sagaway.observe.incident import IncidentTracker, Notification, NotifyPolicy, iso_time
 from sagaway.observe.series import Series
 
@@ -95,7 +97,9 @@ class Monitor:
 
     `dispatcher` may be None (evaluate and record, notify nobody). `on_reject(line, why)`
     receives each line set aside. `keep_periods` bounds memory in long runs: buckets older
-    than that many periods of the longest-looking alarm are dropped.
+    than that many periods of the longest-looking alarm are dropped. `engine` reads the
+    alarms on engine metrics (required when the config has some; ValueError otherwise).
+    Without log lines, call `start_at` to say when evaluations begin.
     """
 
     def __init__(
@@ -104,8 +108,15 @@ class Monitor:
         dispatcher: Dispatcher | None = None,
         on_reject: Callable[[str, str], None] | None = None,
         keep_periods: int | None = None,
+        engine: EngineMetricReader | None = None,
     ) -> None:
+        if config.engine and engine is None:
+            raise ValueError(
+                f"alarms {', '.join(config.engine)} read engine metrics: "
+                "pass engine=EngineMetricReader(store)"
+            )
         self.config = config
+        self.engine = engine
         self.dispatcher = dispatcher
         self.on_reject = on_reject
         self.stats = LineStats()
@@ -116,7 +127,10 @@ class Monitor:
         periods = [int(a.period) for a in alarms.values()] + [config.period]
         self.tick = math.gcd(*periods)
         self._series: dict[str, list[tuple[Series, MetricAlarm]]] = {}
+        self._engine = [(alarms[name], ref) for name, ref in config.engine.items()]
         for alarm in alarms.values():
+            if alarm.name in config.engine:
+                continue
             keep = alarm.statistic.startswith("p")
             series = Series(alarm.period, keep_samples=keep)
             self._series.setdefault(alarm.metric or "", []).append((series, alarm))
@@ -198,17 +212,29 @@ class Monitor:
                 fresh[alarm.name] = state
                 reasons[alarm.name] = (_reason(alarm, points, state), points)
                 series.drop_before(at - self._retention)
-        merged = config.alarm_set.evaluate({**self.states, **fresh}, at=at)
+        self._evaluate_engine(at, fresh, reasons)
+        # Only metric alarms carry state between evaluations here: sources are asked afresh
+        # and composites recomputed, every time.
+        known = {name: self.states[name] for name in config.alarm_set.alarms}
+        merged = config.alarm_set.evaluate({**known, **fresh}, at=at)
         for name in config.alarm_set.names:
             if name in config.alarm_set.alarms and name not in fresh:
                 continue
             state = merged[name]
             reason, points = reasons.get(name, ("", None))
+            details: dict[str, Any] = {"datapoints": points} if points is not None else {}
             if name in config.alarm_set.composites:
                 composite = config.alarm_set.composites[name]
                 reason = f"rule {composite.rule!r} is {'true' if state == 'ALARM' else 'false'}"
+                details = {"children": {c: merged[c].value for c in composite.children}}
+                alarming = [c for c in composite.children if merged[c] == AlarmState.ALARM]
+                if alarming:
+                    reason += f" (in ALARM: {', '.join(alarming)})"
             elif name in config.alarm_set.sources:
-                reason = "reported by the source"
+                explain = getattr(config.alarm_set.sources[name], "explain", None)
+                reason = explain(at) if callable(explain) else "reported by the source"
+            elif name in config.engine:
+                details["metric"] = config.engine[name].describe()
             previous = self.states[name]
             if state != previous or name not in self._reported:
                 self._reported.add(name)
@@ -216,9 +242,38 @@ class Monitor:
                 changes.append(change)
                 self.transitions.append(change)
             self.states[name] = state
-            details = {"datapoints": points} if points is not None else {}
             for note in self._trackers[name].update(state, at, reason, details):
                 self.notifications.append(note)
                 if self.dispatcher is not None:
                     self.dispatcher.submit(note, config.notify.get(name, ()))
         return changes
+
+    def _evaluate_engine(
+        self,
+        at: float,
+        fresh: dict[str, AlarmState],
+        reasons: dict[str, tuple[str, list[float | None] | None]],
+    ) -> None:
+        """The alarms on engine metrics due at `at`, from the store (one read for all)."""
+        due = [(alarm, ref) for alarm, ref in self._engine if not round(at) % int(alarm.period)]
+        if not due:
+            return
+        assert self.engine is not None
+        spans = [alarm.evaluation_range or 1 for alarm, _ in due]
+        requests = [
+            (ref, alarm.period, at - span * alarm.period)
+            for (alarm, ref), span in zip(due, spans, strict=True)
+        ]
+        try:
+            found = self.engine.read(requests)
+        except EngineMetricReadError as exc:
+            # Not knowing is not "fine": the alarms cannot say until the store answers.
+            for alarm, _ in due:
+                fresh[alarm.name] = AlarmState.INSUFFICIENT_DATA
+                reasons[alarm.name] = (str(exc), None)
+            return
+        for (alarm, _), span, series in zip(due, spans, found, strict=True):
+            points = series.datapoints(at, span, alarm.statistic)
+            state = alarm.evaluate(points, previous=self.states[alarm.name])
+            fresh[alarm.name] = state
+            reasons[alarm.name] = (_reason(alarm, points, state), points)

@@ -162,6 +162,26 @@ class Series:
             bucket.samples.extend(samples)
         self._index = None
 
+    def resample(self, period: float) -> Series:
+        """A new series with longer periods of `period` seconds, a whole multiple of this one's:
+        each of its buckets folds the count, sum, minimum, maximum (and samples) of the buckets
+        of this series that start in it, so every statistic but a percentile stays exact.
+
+        Raises ValueError when `period` is not a whole multiple of this series' period.
+        """
+        ratio = period / self.period
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(
+                f"cannot resample periods of {self.period:g}s into {period:g}s: "
+                "the new period must be a whole multiple of the old one"
+            )
+        out = Series(period, keep_samples=self.keep_samples)
+        for start, bucket in self:
+            out.merge(
+                start, bucket.count, bucket.total, bucket.minimum, bucket.maximum, bucket.samples
+            )
+        return out
+
     def drop_before(self, timestamp: float) -> int:
         """Forget the buckets of periods that start before `timestamp`; return how many."""
         old = [start for start in self._buckets if start < timestamp]
