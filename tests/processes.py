@@ -17,12 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 class WorkerProcess:
     """`sagaway worker tests.apps.crashable:app` in a child process."""
 
-    def __init__(self, url: str, log: Path, lease: float = 30.0, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        log: Path,
+        lease: float = 30.0,
+        concurrency: int = 8,
+        step_seconds: float = 0.0,
+    ) -> None:
         env = dict(os.environ)
         env.update(
             SAGAWAY_DB=url,
             SAGAWAY_TEST_LOG=str(log),
             SAGAWAY_TEST_LEASE=str(lease),
+            SAGAWAY_TEST_STEP_SECONDS=str(step_seconds),
             PYTHONPATH=str(ROOT),
         )
         self.process = subprocess.Popen(

@@ -129,7 +129,8 @@ def test_a_worker_that_lost_its_lease_cannot_write(app):
 
 def test_several_worker_processes_on_one_sqlite_file_never_run_a_run_twice(store_url, log):
     client = build(store_url, str(log))
-    workers = [WorkerProcess(store_url, log, concurrency=8) for _ in range(3)]
+    # Bodies take 10 ms, so that all three workers get a share of the runs.
+    workers = [WorkerProcess(store_url, log, concurrency=8, step_seconds=0.01) for _ in range(3)]
     try:
         runs = [client.start("checkout", f"m{i}") for i in range(150)]
         for run in runs:

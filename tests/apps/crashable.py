@@ -4,7 +4,8 @@ Every step and compensation body appends a line `<name> <order> <pid> <idempoten
 the file named by $SAGAWAY_TEST_LOG, so a test can count how often each body ran across
 processes and under which key. A body
 hangs while the file `<log>.hang-<name>` exists (so a test can SIGKILL a worker inside it),
-and `charge` fails for good while `<log>.fail-charge` exists.
+and `charge` fails for good while `<log>.fail-charge` exists. Each body takes
+$SAGAWAY_TEST_STEP_SECONDS (default 0).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def build(url: str, log: str, lease: float = 30.0) -> App:
             f.write(f"{name} {order} {os.getpid()} {key}\n")
         while os.path.exists(f"{log}.hang-{name}"):
             time.sleep(0.01)
+        time.sleep(float(os.environ.get("SAGAWAY_TEST_STEP_SECONDS", "0")))
 
     @app.step
     def reserve(order: str) -> str:
