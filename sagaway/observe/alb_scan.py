@@ -78,10 +78,11 @@ fields AS (
 
 # Fast path: `{source}` is the line split at every double quote (`_split_source`): head (before
 # the first quote), request, gap, agent, mid (ssl_cipher ssl_protocol target_group_arn), trace
-# and `more` (present when the trace id's closing quote is). `framed` here implies the careful
-# one: gap = ' ' is the `" "` after the request, and `mid LIKE ' % % % '` followed by the quotes
-# around the trace id is the tail pattern. A user agent holding a quote fails it (the careful path
-# then decides). Missing fields are NULL and fail it too.
+# and `more` (present when the trace id's closing quote is). head and request are the careful
+# path's, and `framed` here implies the careful one: gap = ' ' is the `" "` after the request,
+# and `mid LIKE ' % % % '` between the fourth and fifth quotes, with a sixth one after, matches
+# the tail pattern. Missing fields are NULL and fail it. A valid line whose quotes are elsewhere
+# (a user agent holding a double quote, say) may fail it too: the careful path then decides.
 _FAST_FIELDS = """
 fields AS (
   SELECT f, head, request,
