@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,7 +20,7 @@ from sagaway.observe.alb import (
     parse_line,
     split_request,
 )
-from sagaway.observe.alb_scan import Counter, scan_alb
+from sagaway.observe.alb_scan import Counter, request_filter, scan_alb
 from tests.alb_lines import (
     AWS_EXAMPLES,
     AWS_HTTP,
@@ -226,6 +227,97 @@ def test_sql_and_python_accept_the_same_lines(tmp_path):
     for number, text in enumerate(variants, 1):
         assert (number in refused) == (diagnose(text) is not None), text
     assert "refused by the scanner" not in "".join(r["reason"] for r in records)
+
+
+def test_the_fast_path_accepts_no_line_the_rules_refuse(tmp_path):
+    # One line per file: a file the fast query passes holds a line the rules accept.
+    samples = [*AWS_EXAMPLES.values(), MODERN, ELB_503, MALFORMED_REQUEST]
+    variants = []
+    for text in samples:
+        variants += [text[:cut] for cut in range(40, len(text), 17)]
+        variants += [text.replace(" ", "  ", 1), text.replace('"', "", 1)]
+        variants.append(text.replace('" "', '" "a \\"quoted\\" agent', 1))
+        variants.append(text.replace('" "', '" ""', 1))
+        parts = text.split('"')  # drop a field before the trace id, then cut after the trace id
+        mid = parts[4].split(" ")
+        parts[4] = " ".join(mid[:1] + mid[2:])
+        variants += ['"'.join(parts), '"'.join(parts[:6]) + '"']
+    paths = []
+    for i, text in enumerate(variants):
+        paths.append(tmp_path / f"{i:04d}.log")
+        paths[-1].write_text(text + "\n")
+    result, records = _scan(paths, tmp_path, [Counter("all")])
+    careful = set(result.source.careful_files)
+    for path, text in zip(paths, variants, strict=True):
+        if str(path) not in careful:
+            assert diagnose(text) is None, text
+    assert len(records) == sum(diagnose(t) is not None for t in variants) == result.source.malformed
+    assert result.source.parsed == result.series["all"].count_between(0, 2e9)
+    # A user agent holding a double quote is valid, but only the careful path can tell.
+    odd = [t for t in variants if "quoted" in t and diagnose(t) is None]
+    assert odd and all(str(paths[variants.index(t)]) in careful for t in odd)
+
+
+_FRAGMENTS = (
+    *("GET ", "POST ", "get ", "- ", " ", " HTTP/1.1", "https://", "http://", "://", "/", ":"),
+    *("shop.example.com", "SHOP.Example.com", "shop.example.com.evil", ":443", ":8080", "[::1]"),
+    *("/api/", "/api", "/apix", "?q=/api/", "x", "a/b", "%2F"),
+)
+
+
+def test_request_filter_agrees_with_splitting_every_request(tmp_path):
+    rng = random.Random(5)
+
+    def pick(usual, *odd):
+        return usual if rng.random() < 0.7 else rng.choice(odd)
+
+    # The usual shape, parts often odd (each shortcut of request_filter decides some), then anything
+    requests = [
+        pick(rng.choice(("GET ", "POST ")), "get ", "- ", "GET  ", "PUT ")
+        + pick(rng.choice(("https://", "http://")), "h2://", "", "/x?u=https://", "a/b://")
+        + pick("shop.example.com", "SHOP.Example.com", "shop.example.com.evil", "[::1]")
+        + pick(rng.choice((":443", ":80")), ":8080", ":", "", ":443:1", "@x")
+        + pick("/api/", "/api", "/apix/", "/", "", "?/api/", " /api/", "/x/api/")
+        + rng.choice(("cart", "", "?q=1"))
+        + rng.choice((" HTTP/1.1", "", " -"))
+        for _ in range(1000)
+    ]
+    requests += [
+        "".join(rng.choice(_FRAGMENTS) for _ in range(rng.randrange(1, 9))) for _ in range(500)
+    ]
+    path = tmp_path / "requests.log"
+    with open(path, "w", encoding="utf-8") as fh:
+        for minute, request in enumerate(requests):  # one minute each: counts are decisions
+            when = f"2024-05-{1 + minute // 1440:02d}T{minute // 60 % 24:02d}:{minute % 60:02d}"
+            fh.write(line(f"{when}:00.000000Z", request=request) + "\n")
+    filters = [
+        (("shop.example.com",), ("/api/",), ("GET", "POST")),
+        (("shop.example.com",), (), ()),
+        ((), ("/api/", "/x"), ()),
+        ((), ("/",), ("GET",)),
+        (("[::1]",), ("/api/",), ()),
+    ]
+    counters = []
+    for i, (hosts, prefixes, methods) in enumerate(filters):
+        counters.append(Counter(f"fast{i}", request_filter(hosts, prefixes, methods)))
+        exact = ["true"]
+        if hosts:
+            exact.append("host IN (" + ", ".join(f"'{h}'" for h in hosts) + ")")
+        if prefixes:
+            exact.append("(" + " OR ".join(f"starts_with(path, '{p}')" for p in prefixes) + ")")
+        if methods:
+            exact.append("method IN (" + ", ".join(f"'{m}'" for m in methods) + ")")
+        counters.append(Counter(f"exact{i}", " AND ".join(exact)))
+    result, records = _scan([path], tmp_path, counters)
+    assert records == [] and result.source.parsed == len(requests)
+    for i in range(len(filters)):
+        fast, exact = result.series[f"fast{i}"], result.series[f"exact{i}"]
+        assert list(fast) == list(exact), filters[i]
+        assert 0 < exact.count_between(0, 2e9) < len(requests), filters[i]
+    shortcuts = request_filter(*filters[0])
+    assert "starts_with(request, 'POST http://shop.example.com:80/api/')" in shortcuts
+    assert "regexp_matches(request, " in shortcuts and "alb_path(request)" in shortcuts
+    assert request_filter(*filters[-1]) == "host IN ('[::1]') AND (starts_with(path, '/api/'))"
 
 
 def test_damaged_gzip_keeps_the_lines_before_the_damage(tmp_path):

@@ -1,20 +1,25 @@
 """Read ALB access logs with DuckDB and count requests per minute, for any number of counters.
 
-The fast path is one DuckDB query over every file: each line is read as one string, its leading
-fields are split and typed in SQL, and rows are grouped by file and minute, with one pair of
-conditional counts (requests, bad requests) per `Counter`. No Python code runs per line.
+The fast path is one DuckDB query over every file. DuckDB's CSV reader splits each line at its
+double quotes, which gives the twelve fields before the request, the request, and the fields
+around the user agent and trace id that show a line is complete; the leading fields are then
+split and typed in SQL, and rows are grouped by file and minute, with one pair of conditional
+counts (requests, bad requests) per `Counter`. No Python code runs per line.
 
 A file in which any line breaks the rules (`alb.RULES`), that DuckDB cannot decode, or whose
 gzip stream is damaged, takes the careful path instead: its rows from the fast query are dropped,
 Python reads the file line by line (recovering everything before a gzip error), and the lines
-go through the very same SQL again with their line numbers; lines that still fail are written
-to the quarantine with the reason. So every line is counted once, as parsed or as malformed.
+go through the SQL version of the rules with their line numbers; lines that still fail are
+written to the quarantine with the reason. So every line is counted once, as parsed or as
+malformed. The fast path's checks are stricter than the rules, never looser (see `_FAST_FIELDS`),
+so a line it accepts is one the careful path would accept, with the same values.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Sequence
@@ -25,9 +30,9 @@ from typing import IO
 from sagaway.observe.alb import TAIL_LIKE, Quarantine, diagnose, printable
 from sagaway.observe.series import Series
 
-__all__ = ["COLUMNS", "AlbScan", "Counter", "SourceStats", "scan_alb"]
+__all__ = ["COLUMNS", "AlbScan", "Counter", "SourceStats", "request_filter", "scan_alb"]
 
-# Columns a `Counter` may use in its SQL conditions.
+# Columns a `Counter` may use in its SQL conditions (with the macros of `_MACROS`).
 COLUMNS = {
     "t": "TIMESTAMP: the `time` field (when the response was sent), UTC",
     "elb_status": "INTEGER: elb_status_code",
@@ -35,49 +40,153 @@ COLUMNS = {
     "request_processing_time": "DOUBLE seconds, -1 when not dispatched",
     "target_processing_time": "DOUBLE seconds, -1 when not dispatched",
     "response_processing_time": "DOUBLE seconds, -1 when not dispatched",
-    "method": "VARCHAR: request method ('-' for a malformed request)",
-    "host": "VARCHAR: host of the request URL, lower case, without port",
-    "path": "VARCHAR: path and query of the request URL",
-    "line": "VARCHAR: the whole line",
+    "request": "VARCHAR: the request as logged (method, URL, protocol)",
+    "method": "VARCHAR: request method ('-' for a malformed request); alb_method(request)",
+    "host": "VARCHAR: host of the request URL, lower case, without port; alb_host(request)",
+    "path": "VARCHAR: path and query of the request URL; alb_path(request)",
 }
 
-# Parsing in SQL, mirroring `alb.parse_line`. `{source}` yields columns f (file) and line.
-_PARSE = """
-raw AS (SELECT f{keep}, line, strpos(line, '"') AS q FROM {source}),
-split AS (SELECT f{keep}, line, q, string_split(left(line, q - 1), ' ') AS h FROM raw),
+# How the request splits into method, host and path, as macros so that a condition can compute
+# them only for the rows that need it (see `request_filter`); the `rows` step uses the same ones.
+_MACROS = """
+CREATE OR REPLACE TEMP MACRO alb_method(request) AS split_part(request, ' ', 1);
+CREATE OR REPLACE TEMP MACRO alb_url(request) AS split_part(request, ' ', 2);
+CREATE OR REPLACE TEMP MACRO alb_hostport(url) AS
+  CASE WHEN contains(url, '://') THEN split_part(url, '/', 3) ELSE '' END;
+CREATE OR REPLACE TEMP MACRO alb_host_of(hostport) AS
+  lower(CASE WHEN starts_with(hostport, '[') THEN split_part(hostport, ']', 1) || ']'
+        ELSE split_part(hostport, ':', 1) END);
+CREATE OR REPLACE TEMP MACRO alb_path_of(url, hostport) AS
+  CASE WHEN contains(url, '://')
+         THEN substr(url, length(split_part(url, '/', 1)) + length(hostport) + 3)
+       WHEN starts_with(url, '/') THEN url ELSE '' END;
+CREATE OR REPLACE TEMP MACRO alb_host(request) AS alb_host_of(alb_hostport(alb_url(request)));
+CREATE OR REPLACE TEMP MACRO alb_path(request) AS
+  alb_path_of(alb_url(request), alb_hostport(alb_url(request)));
+"""
+
+# Careful path: `{source}` yields f (file), line and the `{keep}` columns; the fields are cut out
+# of the line exactly as `alb.parse_line` does. `framed` is every rule that is not about the
+# twelve leading fields.
+_LINE_FIELDS = """
+fields AS (
+  SELECT f{keep}, line, strpos(line, '"') AS q, left(line, q - 1) AS head,
+    split_part(line, '"', 2) AS request,
+    q > 0 AND substr(line, q + length(request) + 1, 3) = '" "' AND line LIKE '{tail}' AS framed
+  FROM {source}),
+"""
+
+# Fast path: `{source}` is the line split at every double quote (`_split_source`): head (before
+# the first quote), request, gap, agent, mid (ssl_cipher ssl_protocol target_group_arn), trace
+# and `more` (present when the trace id's closing quote is). head and request are the careful
+# path's, and `framed` here implies the careful one: gap = ' ' is the `" "` after the request,
+# and `mid LIKE ' % % % '` between the fourth and fifth quotes, with a sixth one after, matches
+# the tail pattern. Missing fields are NULL and fail it. A valid line whose quotes are elsewhere
+# (a user agent holding a double quote, say) may fail it too: the careful path then decides.
+_FAST_FIELDS = """
+fields AS (
+  SELECT f, head, request,
+    request IS NOT NULL AND gap = ' ' AND agent IS NOT NULL AND mid LIKE ' % % % '
+    AND more IS NOT NULL AS framed
+  FROM {source}),
+"""
+
+# Both paths: the twelve leading fields, typed and checked, then the request split.
+_TYPED = """
+split AS (SELECT *, string_split(head, ' ') AS h FROM fields),
 typed AS (
-  SELECT f{keep}, line, q, h,
+  SELECT *,
     TRY_CAST(h[2] AS TIMESTAMP) AS t,
     TRY_CAST(h[6] AS DOUBLE) AS request_processing_time,
     TRY_CAST(h[7] AS DOUBLE) AS target_processing_time,
     TRY_CAST(h[8] AS DOUBLE) AS response_processing_time,
     TRY_CAST(h[9] AS INTEGER) AS elb_status,
-    TRY_CAST(h[10] AS INTEGER) AS target_status,
-    split_part(line, '"', 2) AS request
+    TRY_CAST(h[10] AS INTEGER) AS target_status
   FROM split),
 checked AS (
   SELECT *, coalesce(
-    q > 0 AND len(h) = 13 AND h[13] = ''
+    framed AND len(h) = 13 AND h[13] = ''
     AND h[2] LIKE '____-__-__T__:__:__.______Z' AND t IS NOT NULL
     AND isfinite(request_processing_time) AND isfinite(target_processing_time)
     AND isfinite(response_processing_time)
     AND elb_status BETWEEN 100 AND 599
-    AND (h[10] = '-' OR target_status BETWEEN 100 AND 599)
-    AND substr(line, q + length(request) + 1, 3) = '" "'
-    AND line LIKE '{tail}', false) AS ok
+    AND (h[10] = '-' OR target_status BETWEEN 100 AND 599), false) AS ok
   FROM typed),
 rows AS (
-  SELECT *,
-    split_part(request, ' ', 1) AS method,
-    split_part(request, ' ', 2) AS url,
-    contains(url, '://') AS absolute,
-    CASE WHEN absolute THEN split_part(url, '/', 3) ELSE '' END AS hostport,
-    lower(CASE WHEN starts_with(hostport, '[') THEN split_part(hostport, ']', 1) || ']'
-          ELSE split_part(hostport, ':', 1) END) AS host,
-    CASE WHEN absolute THEN substr(url, length(split_part(url, '/', 1)) + length(hostport) + 3)
-         WHEN starts_with(url, '/') THEN url ELSE '' END AS path
+  SELECT *, alb_method(request) AS method, alb_url(request) AS url,
+    alb_hostport(url) AS hostport, alb_host_of(hostport) AS host,
+    alb_path_of(url, hostport) AS path
   FROM checked)
 """
+
+# The fields of the split source, in line order (see `_FAST_FIELDS`).
+_SPLIT_COLUMNS = ("head", "request", "gap", "agent", "mid", "trace", "more")
+# An empty field must stay '' (not NULL) so that NULL means "missing"; DuckDB turns this string
+# into NULL too, and a line holding it exactly as a field merely takes the careful path.
+_NULL_TEXT = "\x02"
+_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*")
+_PREFIX = re.compile(r"/[\x21-\x7e]*")
+_USUAL_MAX = 16  # starts_with tests tried first; more would cost more than they save
+
+
+def request_filter(
+    hosts: Sequence[str] = (), path_prefixes: Sequence[str] = (), methods: Sequence[str] = ()
+) -> str:
+    """An SQL condition (over `COLUMNS`) that holds exactly when the request's host is one of
+    `hosts`, its path starts with one of `path_prefixes` and its method is one of `methods`
+    (each part only if given; nothing given: `true`).
+
+    Splitting every request into method, host and path costs more than all the other checks of
+    a line, so when it can, the condition decides most requests without it: a request that
+    starts like `GET https://host:443/prefix` (the load balancer's usual spelling) passes; one
+    holding none of the prefixes fails; one matching an anchored regular expression for
+    `METHOD scheme://host[:port]/prefix` (host in lower case) passes. Only the others are split
+    (by the `alb_*` macros) and compared.
+    """
+
+    def exact(method: str, host: str, path: str) -> str:
+        parts = []
+        if methods:
+            parts.append(f"{method} IN ({', '.join(map(_sql_quote, methods))})")
+        if hosts:
+            parts.append(f"{host} IN ({', '.join(map(_sql_quote, hosts))})")
+        if path_prefixes:
+            starts = (f"starts_with({path}, {_sql_quote(p)})" for p in path_prefixes)
+            parts.append("(" + " OR ".join(starts) + ")")
+        return " AND ".join(parts) or "true"
+
+    plain = exact("method", "host", "path")
+    if not (hosts or path_prefixes):
+        return plain
+    if not all(map(_HOST.fullmatch, hosts)) or not all(map(_PREFIX.fullmatch, path_prefixes)):
+        return plain
+    branches = []
+    usual = [
+        f"{m} {scheme}://{h}:{port}{p}"
+        for m in methods
+        for scheme, port in (("https", 443), ("http", 80))
+        for h in hosts
+        for p in path_prefixes
+    ]
+    if 0 < len(usual) <= _USUAL_MAX:
+        starts = " OR ".join(f"starts_with(request, {_sql_quote(u)})" for u in usual)
+        branches.append(f"WHEN {starts} THEN true")
+    if path_prefixes:  # the path is part of the request: no prefix in it, no match
+        contained = " OR ".join(f"contains(request, {_sql_quote(p)})" for p in path_prefixes)
+        branches.append(f"WHEN NOT ({contained}) THEN false")
+    pattern = "^" + _alternatives(methods, "[^ ]*") + " [a-z]+://"
+    # The host part ends where the URL's third '/' is (or where the URL ends), as in alb_hostport.
+    pattern += _alternatives(hosts, "[^/ ]*") + ("(?::[0-9]*)?" if hosts else "")
+    pattern += _alternatives(path_prefixes, "(?:[/ ]|$)")
+    branches.append(f"WHEN regexp_matches(request, {_sql_quote(pattern)}) THEN true")
+    split = exact("alb_method(request)", "alb_host(request)", "alb_path(request)")
+    return f"CASE {' '.join(branches)} ELSE {split} END"
+
+
+def _alternatives(texts: Sequence[str], otherwise: str) -> str:
+    if not texts:
+        return otherwise
+    return "(?:" + "|".join(re.escape(t) for t in texts) + ")"
 
 
 @dataclass(frozen=True)
@@ -127,46 +236,56 @@ class AlbScan:
     source: SourceStats
 
 
-class _ScanError(Exception):
-    pass
-
-
 def _sql_quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _parse_sql(source: str, keep: str = "") -> str:
-    return "WITH " + _PARSE.format(source=source, keep=keep, tail=TAIL_LIKE.replace("'", "''"))
+def _parse_sql(source: str, *, careful: bool, keep: str = "") -> str:
+    if careful:
+        tail = TAIL_LIKE.replace("'", "''")
+        fields = _LINE_FIELDS.format(source=source, keep=keep, tail=tail)
+    else:
+        fields = _FAST_FIELDS.format(source=source)
+    return "WITH " + fields + _TYPED
 
 
-def _aggregate_sql(source: str, counters: Sequence[Counter], at: datetime | None) -> str:
+def _aggregate_sql(
+    source: str, counters: Sequence[Counter], at: datetime | None, *, careful: bool
+) -> str:
     until = ""
     if at is not None:
         utc = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
         until = f" AND t <= {_sql_quote(utc.strftime('%Y-%m-%d %H:%M:%S.%f'))}::TIMESTAMP"
-    parts = []
-    for i, c in enumerate(counters):
-        parts.append(f"count(*) FILTER (WHERE ok{until} AND ({c.where})) AS n{i}")
-        parts.append(f"count(*) FILTER (WHERE ok{until} AND ({c.where}) AND ({c.bad})) AS b{i}")
-    extra = (", " + ", ".join(parts)) if parts else ""
+    # Each condition once per row (DuckDB would evaluate a repeated one again).
+    conditions = "".join(
+        f", coalesce(ok{until} AND ({c.where}), false) AS w{i}, coalesce({c.bad}, false) AS b{i}"
+        for i, c in enumerate(counters)
+    )
+    counts = "".join(
+        f", count(*) FILTER (WHERE w{i}) AS n{i}, count(*) FILTER (WHERE w{i} AND b{i}) AS m{i}"
+        for i in range(len(counters))
+    )
     return (
-        _parse_sql(source) + "SELECT f, epoch(date_trunc('minute', t)) AS m,"
-        " count(*) FILTER (WHERE line IS NOT NULL) AS lines,"
-        " count(*) FILTER (WHERE ok) AS parsed,"
-        " max(t) FILTER (WHERE ok) AS last"
-        f"{extra} FROM rows GROUP BY f, m"
+        _parse_sql(source, careful=careful)
+        + f", counted AS (SELECT f, t, ok{conditions} FROM rows)"
+        " SELECT f, epoch(date_trunc('minute', t)) AS m, count(*) AS lines,"
+        f" count(*) FILTER (WHERE ok) AS parsed, max(t) FILTER (WHERE ok) AS last{counts}"
+        " FROM counted GROUP BY f, m"
     )
 
 
-def _csv_source(files: Sequence[str], *, rejects: bool) -> str:
+def _split_source(files: Sequence[str], *, rejects: bool) -> str:
+    """Every line of `files` cut at its double quotes into `_SPLIT_COLUMNS` (extra fields are
+    dropped, missing ones NULL; blank lines skipped), with f the index of its file."""
     listing = "[" + ", ".join(_sql_quote(f) for f in files) + "]"
+    columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in _SPLIT_COLUMNS) + "}"
     options = (
-        "columns={'line': 'VARCHAR'}, delim='\\x01', quote='', escape='', header=false, "
-        "auto_detect=false, strict_mode=false, filename=true"
+        f"columns={columns}, delim='\"', quote='', escape='', header=false, auto_detect=false, "
+        f"strict_mode=false, null_padding=true, nullstr={_sql_quote(_NULL_TEXT)}"
     )
     if rejects:
         options += ", store_rejects=true"
-    return f"(SELECT filename AS f, line FROM read_csv({listing}, {options}))"
+    return f"(SELECT file_index AS f, * FROM read_csv({listing}, {options}))"
 
 
 def scan_alb(
@@ -190,6 +309,7 @@ def scan_alb(
     if threads:
         config["threads"] = threads
     con = duckdb.connect(config=config)
+    con.execute(_MACROS)
     stats = SourceStats(files=len(paths), quarantine=quarantine.path)
     series = {c.name: Series(60) for c in counters}
     careful: list[str] = []
@@ -199,7 +319,7 @@ def scan_alb(
     while fast:
         try:
             rows = con.execute(
-                _aggregate_sql(_csv_source(fast, rejects=rejects), counters, at)
+                _aggregate_sql(_split_source(fast, rejects=rejects), counters, at, careful=False)
             ).fetchall()
             break
         except duckdb.IOException as exc:  # a damaged gzip stream: that file goes the careful way
@@ -224,16 +344,17 @@ def scan_alb(
             " JOIN reject_scans USING (scan_id, file_id)"
         ).fetchall()
         careful.extend(str(r[0]) for r in refused)
-    by_file: dict[str, int] = {}
+    refused_lines: dict[str, int] = {}
     for row in rows:
-        by_file[row[0]] = by_file.get(row[0], 0) + (row[2] - row[3])
-    careful.extend(f for f, bad in by_file.items() if bad > 0 and f not in careful)
-    careful = list(dict.fromkeys(careful))
+        name = fast[row[0]]
+        refused_lines[name] = refused_lines.get(name, 0) + (row[2] - row[3])
+    careful.extend(f for f, bad in refused_lines.items() if bad > 0)
+    careful = sorted(set(careful))  # in path order, so the quarantine file is reproducible
     skip = set(careful)
-    _merge([r for r in rows if r[0] not in skip], counters, series, stats)
+    _merge([r for r in rows if fast[r[0]] not in skip], counters, series, stats)
     if careful:
         _careful(con, careful, counters, at, quarantine, series, stats)
-    stats.careful_files = sorted(skip)
+    stats.careful_files = careful
     stats.malformed = quarantine.count
     con.close()
     return AlbScan(series=series, source=stats)
@@ -313,10 +434,10 @@ def _careful(
             "'n': 'BIGINT', 'line': 'VARCHAR'}, delim='\\t', quote='', escape='', header=false, "
             "auto_detect=false, strict_mode=false))"
         )
-        rows = con.execute(_aggregate_sql(source, counters, at)).fetchall()  # type: ignore[attr-defined]
+        rows = con.execute(_aggregate_sql(source, counters, at, careful=True)).fetchall()  # type: ignore[attr-defined]
         _merge(rows, counters, series, stats)
         refused = con.execute(  # type: ignore[attr-defined]
-            _parse_sql(source, keep=", n")
+            _parse_sql(source, careful=True, keep=", n")
             + "SELECT f, n, line FROM rows WHERE NOT ok AND line IS NOT NULL ORDER BY f, n"
         ).fetchall()
         for index, number, text in refused:

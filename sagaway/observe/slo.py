@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sagaway.observe.alb import Quarantine, find_log_files
-from sagaway.observe.alb_scan import Counter, SourceStats, scan_alb
+from sagaway.observe.alb_scan import Counter, SourceStats, request_filter, scan_alb
 from sagaway.observe.series import Series
 from sagaway.observe.slo_spec import SloDefinition, SloSpec, parse_duration
 
@@ -244,16 +244,8 @@ ELB_FAILURE_SQL = (
 
 def counter_for(slo: SloDefinition) -> Counter:
     """The SQL conditions that count `slo`'s requests and bad requests in ALB logs."""
-    where = []
     f = slo.filter
-    if f.host:
-        where.append(f"host IN ({', '.join(_sql_text(h) for h in f.host)})")
-    if f.method:
-        where.append(f"method IN ({', '.join(_sql_text(m) for m in f.method)})")
-    if f.path_prefix:
-        where.append(
-            "(" + " OR ".join(f"starts_with(path, {_sql_text(p)})" for p in f.path_prefix) + ")"
-        )
+    where = [request_filter(f.host, f.path_prefix, f.method)]
     if f.path_regex is not None:
         where.append(f"regexp_matches(path, {_sql_text(f.path_regex)})")
     indicator = slo.indicator
@@ -273,7 +265,7 @@ def counter_for(slo: SloDefinition) -> Counter:
         )
     return Counter(
         name=slo.name,
-        where=" AND ".join(where) or "true",
+        where=" AND ".join(where),
         bad=f"({bad}) OR ({ELB_FAILURE_SQL})",
     )
 
