@@ -82,14 +82,6 @@ class SqliteStore(SqlStore):
             self._writer.close()
             raise
         super().__init__()
-        # Checkpoint the WAL from a thread of its own, so that no commit pays for copying
-        # pages into the database file (and its fsync) on the hot path.
-        self._writer.execute("PRAGMA wal_autocheckpoint=0")
-        self._checkpoint_stop = threading.Event()
-        self._checkpointer = threading.Thread(
-            target=self._checkpoint_loop, name="sagaway-wal-checkpoint", daemon=True
-        )
-        self._checkpointer.start()
 
     @property
     def description(self) -> str:
@@ -147,21 +139,6 @@ class SqliteStore(SqlStore):
                 conn.execute("ROLLBACK")
             raise
 
-    def _checkpoint_loop(self, every: float = 0.5) -> None:
-        conn: sqlite3.Connection | None = None
-        while not self._checkpoint_stop.wait(every):
-            try:
-                conn = conn or self._connect()
-                # PASSIVE never blocks writers; once it has copied every frame, the next
-                # commit starts the WAL over from its beginning, so the file does not grow.
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except (sqlite3.Error, StoreUnavailable):
-                log.warning(
-                    "sagaway: WAL checkpoint of %s failed; retrying", self.path, exc_info=True
-                )
-        if conn is not None:
-            conn.close()
-
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
         row = self._read(
@@ -215,8 +192,6 @@ class SqliteStore(SqlStore):
             self._reads_done.wait_for(lambda: self._reading == 0, 10.0)
             readers, self._idle_readers = self._idle_readers, []
         self._group.close()
-        self._checkpoint_stop.set()
-        self._checkpointer.join(5)
         for conn in readers:
             conn.close()
         self._writer.close()
