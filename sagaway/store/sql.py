@@ -4,6 +4,11 @@ Backends (`sqlite.py`, `postgres.py`) supply connections, transactions, the plac
 style and the row-locking clause; every statement here is written once, with `?`
 placeholders, in the SQL subset SQLite and PostgreSQL agree on.
 
+A write that makes a run due (a new run, a signal to a waiting run, a cancel, a redrive, a
+run handed back or parked on a timer) marks its transaction with `Cursorish.wake()`; the
+backend's `_announce` then tells other processes in that same transaction (PostgreSQL:
+NOTIFY, delivered on commit), so their workers look for due runs at once.
+
 Writes go through a `GroupCommit`: each work function below runs inside a transaction that
 may hold other callers' work too. A work function raises domain errors (LeaseLost,
 RunNotFound, InvalidRunState) only before it has written anything, so such an error never
@@ -77,6 +82,11 @@ class Cursorish:
     def __init__(self, connection: Any, convert: Callable[[str], str]) -> None:
         self.connection = connection
         self._convert = convert
+        self.woke = False
+
+    def wake(self) -> None:
+        """Note that this transaction makes a run due (or moves a timer)."""
+        self.woke = True
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.connection.execute(self._convert(sql), params)
@@ -120,12 +130,19 @@ class SqlStore(Store):
     def _read_connection(self) -> Iterator[Any]:
         """Yield a connection for reads (autocommit or a short transaction)."""
 
+    def _announce(self, cur: Cursorish) -> None:
+        """Inside a write transaction that made runs due: tell other processes on commit.
+        SQLite has no such channel (its workers poll)."""
+
     # --- plumbing ------------------------------------------------------------------------
     def _run_batch(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
         try:
             with self._write_transaction() as conn:
                 cur = Cursorish(conn, self._convert)
-                return [self._attempt(work, cur) for work in works]
+                outcomes = [self._attempt(work, cur) for work in works]
+                if cur.woke:
+                    self._announce(cur)
+                return outcomes
         except _Retry:
             pass
         # One work hit a database error mid-way: run each alone so only it fails.
@@ -133,7 +150,10 @@ class SqlStore(Store):
         for work in works:
             try:
                 with self._write_transaction() as conn:
-                    outcomes.append((True, work(Cursorish(conn, self._convert))))
+                    cur = Cursorish(conn, self._convert)
+                    outcomes.append((True, work(cur)))
+                    if cur.woke:
+                        self._announce(cur)
             except Exception as exc:
                 outcomes.append((False, exc))
         return outcomes
@@ -186,6 +206,8 @@ class SqlStore(Store):
                 ),
             )
             if row is not None:
+                if not claimed:
+                    cur.wake()
                 return _run(row), True
             existing = cur.one(
                 f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE saga = ? AND idem_key = ?",
@@ -362,6 +384,9 @@ class SqlStore(Store):
         else:
             fence, params = self._run_update(cp, cp.update)
         run_id, epoch = cp.run_id, cp.epoch
+        # Handing the run back, or parking it on a timer or a signal, moves its due time.
+        wakes = cp.update is not None and cp.update.due_at not in (KEEP, None)
+        wakes = wakes or (cp.update is not None and cp.update.wake_on_signal is not None)
         entries = [(run_id, *entry) for entry in cp.entries]
         consumed = [(position, signal_id) for signal_id, position in cp.consumed]
         events = [(e.run_id, e.at, e.kind, e.data) for e in cp.events]
@@ -384,6 +409,8 @@ class SqlStore(Store):
                     "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
                     events,
                 )
+            if wakes:
+                cur.wake()
             return bool(row[1])
 
         return self._write(work)
@@ -409,15 +436,17 @@ class SqlStore(Store):
         return [row[0] for row in rows]
 
     def expire_owner(self, owner: str, now: float) -> int:
-        return self._write(
-            lambda cur: (
-                cur.execute(
-                    "UPDATE sagaway_runs SET due_at = ? "
-                    f"WHERE owner = ? AND status IN {_ACTIVE_SQL} AND due_at > ?",
-                    (now, owner, now),
-                ).rowcount
-            )
-        )
+        def work(cur: Cursorish) -> int:
+            count = cur.execute(
+                "UPDATE sagaway_runs SET due_at = ? "
+                f"WHERE owner = ? AND status IN {_ACTIVE_SQL} AND due_at > ?",
+                (now, owner, now),
+            ).rowcount
+            if count:
+                cur.wake()
+            return count
+
+        return self._write(work)
 
     def next_due(self) -> float | None:
         row = self._read(
@@ -446,11 +475,12 @@ class SqlStore(Store):
                 "VALUES (?, ?, ?, ?) RETURNING id",
                 (run_id, name, payload, now),
             )
-            cur.execute(
+            if cur.execute(
                 "UPDATE sagaway_runs SET due_at = ? "
                 "WHERE id = ? AND status = 'waiting' AND wait_name = ?",
                 (now, run_id, name),
-            )
+            ).rowcount:
+                cur.wake()
             return SignalRecord(row[0], run_id, name, payload, now)
 
         return self._write(work)
@@ -477,6 +507,8 @@ class SqlStore(Store):
                 "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
                 (run_id, now, "cancel_requested", "{}"),
             )
+            if run.status in ("pending", "waiting"):
+                cur.wake()
             return _run(row)
 
         return self._write(work)
@@ -503,6 +535,7 @@ class SqlStore(Store):
                 "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
                 (run_id, now, "redriven", json.dumps({"status": status})),
             )
+            cur.wake()
 
         self._write(work)
 

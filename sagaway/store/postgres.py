@@ -1,0 +1,450 @@
+"""The PostgreSQL backend: many worker processes, on many machines, share one database.
+
+    postgresql://user[:password]@host[:port]/database?schema=shop&pool_size=4
+
+sagaway's own options are taken out of the query string before connecting; every other
+parameter (sslmode, connect_timeout, application_name, options, ...) goes to libpq as is.
+
+- `schema` (default `sagaway`): every sagaway table lives in this schema, created on first
+  use; stores with different schemas in one database never see each other's runs.
+- `pool_size` (default 4) and `pool_timeout` (seconds, default 10): the connection budget.
+  One process opens at most `pool_size` pooled connections, plus one for LISTEN (see
+  `listen`). A caller that finds every pooled connection busy waits up to `pool_timeout`,
+  then gets `ConnectionBudgetExhausted`; it never hangs.
+- `listen` (default `on`): keep one connection in LISTEN so that workers wake at once when
+  runs become due. `off` (e.g. behind a pooler in transaction mode, which cannot LISTEN)
+  leaves workers polling; the budget is then `pool_size` connections.
+
+Workers claim due runs with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent claims never
+wait on each other. A checkpoint reads its run's epoch `FOR SHARE` inside its transaction:
+no claim (which bumps the epoch) can commit between that read and the checkpoint's commit,
+so a worker that lost its lease cannot write. Sessions end a transaction left idle for
+`IDLE_IN_TRANSACTION` seconds (a paused or cut-off worker never holds row locks for long).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from sagaway.errors import (
+    ConfigurationError,
+    ConnectionBudgetExhausted,
+    SchemaVersionError,
+    StoreUnavailable,
+)
+from sagaway.store import migrations
+from sagaway.store.postgres_notify import WakeListener
+from sagaway.store.sql import Cursorish, SqlStore
+
+__all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
+
+DEFAULT_SCHEMA = "sagaway"
+DEFAULT_POOL_SIZE = 4
+DEFAULT_POOL_TIMEOUT = 10.0
+IDLE_IN_TRANSACTION = 10.0
+OPTIONS = ("schema", "pool_size", "pool_timeout", "listen")
+# libpq settings sagaway chooses unless the URL sets them: fail fast on an unreachable
+# server, notice a dead network within about a minute, and say who holds the connections.
+LIBPQ_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "application_name": "sagaway",
+}
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+_BOOLEANS = {"on": True, "true": True, "1": True, "yes": True}
+_BOOLEANS |= {"off": False, "false": False, "0": False, "no": False}
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """A parsed store URL: what libpq gets, and sagaway's own options."""
+
+    conninfo: str
+    where: str  # host:port/database, for messages (never the password)
+    schema: str = DEFAULT_SCHEMA
+    pool_size: int = DEFAULT_POOL_SIZE
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT
+    listen: bool = True
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel of this schema (channels are per database, not per schema)."""
+        return f"sagaway_wake_{self.schema}"
+
+    @property
+    def budget(self) -> int:
+        """The most connections one process opens."""
+        return self.pool_size + (1 if self.listen else 0)
+
+
+def _option(url: str, name: str, text: str, convert: Callable[[str], Any], hint: str) -> Any:
+    try:
+        value = convert(text)
+    except (ValueError, KeyError):
+        value = None
+    if value is None:
+        raise ConfigurationError(f"{name}={text!r} in {_redact(url)!r}: {hint}")
+    return value
+
+
+def _positive_int(text: str) -> int | None:
+    value = int(text)
+    return value if value >= 1 else None
+
+
+def _positive_float(text: str) -> float | None:
+    value = float(text)
+    return value if value > 0 else None
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_url(url: str, **overrides: Any) -> PostgresSettings:
+    """Split a `postgresql://` URL into libpq's connection string and sagaway's options;
+    keyword `overrides` (not None) win over the URL's. Raises ConfigurationError naming the
+    bad option and what it accepts."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {key: value for key, value in query if key in OPTIONS}
+    ours.update({key: str(value) for key, value in overrides.items() if value is not None})
+    unknown = set(overrides) - set(OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown PostgreSQL store option(s) {sorted(unknown)}: sagaway's are "
+            f"{', '.join(OPTIONS)}"
+        )
+    rest = urlencode([(key, value) for key, value in query if key not in OPTIONS])
+    try:
+        params = conninfo_to_dict(urlunsplit(parts._replace(query=rest)))
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(
+            f"{_redact(url)!r} is not a PostgreSQL URL libpq accepts ({str(exc).strip()}): "
+            f"sagaway's options are {', '.join(OPTIONS)}; any other query parameter must be "
+            "a libpq connection parameter"
+        ) from None
+    schema = ours.get("schema", DEFAULT_SCHEMA)
+    if not _SCHEMA.match(schema) or schema.startswith("pg_"):
+        raise ConfigurationError(
+            f"schema={schema!r} in {_redact(url)!r}: use lowercase letters, digits and _, "
+            "at most 48 characters, not starting with a digit or pg_"
+        )
+    pool_size = _option(
+        url, "pool_size", ours.get("pool_size", str(DEFAULT_POOL_SIZE)), _positive_int,
+        "give the most pooled connections one process may open, an integer >= 1",
+    )  # fmt: skip
+    pool_timeout = _option(
+        url, "pool_timeout", ours.get("pool_timeout", str(DEFAULT_POOL_TIMEOUT)),
+        _positive_float, "give the seconds to wait for a free connection, a number > 0",
+    )  # fmt: skip
+    listen = _option(
+        url, "listen", ours.get("listen", "on"), lambda t: _BOOLEANS[t.lower()], "use on or off"
+    )
+    for key, value in LIBPQ_DEFAULTS.items():
+        params.setdefault(key, value)
+    # Our settings first: a later -c in the URL's own `options` wins over ours.
+    session = (
+        f"-c search_path={schema} "
+        f"-c idle_in_transaction_session_timeout={int(IDLE_IN_TRANSACTION * 1000)}"
+    )
+    params["options"] = f"{session} {params['options']}" if params.get("options") else session
+    host = params.get("host") or "the local socket"
+    where = f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user')}"
+    return PostgresSettings(
+        conninfo=make_conninfo(**params),
+        where=where,
+        schema=schema,
+        pool_size=pool_size,
+        pool_timeout=pool_timeout,
+        listen=listen,
+    )
+
+
+class _Disconnected(Exception):
+    """A read found its pooled connection dead (server restart, idle timeout, network)."""
+
+
+class PostgresStore(SqlStore):
+    """A Store in one PostgreSQL schema, shared by any number of worker processes."""
+
+    lock_clause = "FOR UPDATE SKIP LOCKED"
+    _fence_sql = SqlStore._fence_sql + " FOR SHARE"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        pool_timeout: float | None = None,
+        listen: bool | None = None,
+    ) -> None:
+        self.settings = parse_url(
+            url, schema=schema, pool_size=pool_size, pool_timeout=pool_timeout, listen=listen
+        )
+        self.url = url
+        self._sql: dict[str, str] = {}
+        self._closed = False
+        self._listener: WakeListener | None = None
+        self._listener_lock = threading.Lock()
+        self._server, self._synchronous = self._migrate()
+        self._pool: ConnectionPool = ConnectionPool(
+            self.settings.conninfo,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=self.settings.pool_size,
+            timeout=self.settings.pool_timeout,
+            name=f"sagaway-{self.settings.schema}",
+            num_workers=2,
+            open=True,
+        )
+        self._notify_sql = f'NOTIFY "{self.settings.channel}"'
+        super().__init__()
+
+    @property
+    def description(self) -> str:
+        s = self.settings
+        listen = " + 1 for LISTEN" if s.listen else " (no LISTEN: workers poll)"
+        return (
+            f"PostgreSQL {self._server} at {s.where}, schema {s.schema} "
+            f"(synchronous_commit={self._synchronous}; connections: pool of "
+            f"{s.pool_size}{listen})"
+        )
+
+    # --- schema --------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self.settings.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.settings.where}: {str(exc).strip()} "
+                "(check the URL, that the server runs and accepts this user, and that the "
+                "database exists: createdb NAME)"
+            ) from None
+
+    def _migrate(self) -> tuple[str, str]:
+        schema = self.settings.schema
+        latest = migrations.latest("postgres")
+        with self._connect() as conn:
+            try:
+                with conn.transaction():
+                    # Processes starting together migrate one at a time.
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s)",
+                        (zlib.crc32(f"sagaway:{schema}".encode()),),
+                    )
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+                    ).fetchone()
+                    if not exists:
+                        conn.execute(f'CREATE SCHEMA "{schema}"')
+                    conn.execute(f'SET LOCAL search_path TO "{schema}"')
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS sagaway_meta "
+                        "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                    )
+                    row = conn.execute(
+                        "SELECT value FROM sagaway_meta WHERE key = 'schema_version'"
+                    ).fetchone()
+                    current = int(row[0]) if row else 0
+                    if current > latest:
+                        raise SchemaVersionError(
+                            f"schema {schema!r} at {self.settings.where} has sagaway schema "
+                            f"version {current}, but this sagaway knows versions up to "
+                            f"{latest}: upgrade sagaway to open it (it was written by a newer "
+                            "release)"
+                        )
+                    for version, sql in migrations.migrations("postgres"):
+                        if version > current:
+                            for statement in migrations.statements(sql):
+                                conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO sagaway_meta (key, value) VALUES ('schema_version', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (str(max(current, latest)),),
+                    )
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise StoreUnavailable(
+                    f"cannot set up schema {schema!r} at {self.settings.where}: "
+                    f"{str(exc).strip()} (have it created for this user, e.g. CREATE SCHEMA "
+                    f"{schema} AUTHORIZATION {conn.info.user}, or grant CREATE)"
+                ) from None
+            except psycopg.Error as exc:
+                raise StoreUnavailable(
+                    f"cannot set up schema {schema!r} at {self.settings.where}: {str(exc).strip()}"
+                ) from None
+            synchronous = conn.execute("SHOW synchronous_commit").fetchone()[0]
+            return conn.info.parameter_status("server_version") or "?", synchronous
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the store's schema."""
+        row = self._read(
+            lambda cur: cur.one("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
+        )
+        return int(row[0])
+
+    # --- connections ---------------------------------------------------------------------
+    def _convert(self, sql: str) -> str:
+        converted = self._sql.get(sql)
+        if converted is None:
+            converted = self._sql[sql] = sql.replace("?", "%s")
+        return converted
+
+    def _get(self, timeout: float | None = None) -> psycopg.Connection:
+        if self._closed:
+            raise StoreUnavailable(f"the store on {self.settings.where} is closed")
+        wait = self.settings.pool_timeout if timeout is None else max(0.0, timeout)
+        try:
+            return self._pool.getconn(wait)
+        except PoolTimeout:
+            raise self._pool_timeout_error(wait) from None
+        except PoolClosed:
+            raise StoreUnavailable(f"the store on {self.settings.where} is closed") from None
+
+    def _pool_timeout_error(self, waited: float) -> StoreUnavailable:
+        s = self.settings
+        stats = self._pool.get_stats()
+        if stats.get("pool_size", 0) >= s.pool_size:
+            return ConnectionBudgetExhausted(
+                f"all {s.pool_size} connections of sagaway's pool to {s.where} stayed busy "
+                f"for {waited:g} s (pool_size={s.pool_size}, pool_timeout={s.pool_timeout:g}): "
+                f"raise pool_size in the store URL (this process then uses up to "
+                f"pool_size{' + 1' if s.listen else ''} connections), lower the worker's "
+                "concurrency, or look for slow queries holding connections"
+            )
+        return StoreUnavailable(
+            f"no connection to PostgreSQL at {s.where} within {waited:g} s: the server is down, "
+            "unreachable or out of connections (max_connections); sagaway keeps trying"
+        )
+
+    def _release_connection(self, conn: psycopg.Connection) -> None:
+        try:
+            self._pool.putconn(conn)
+        except PoolClosed:
+            conn.close()
+
+    def _begin(self) -> psycopg.Connection:
+        """A pooled connection inside a fresh transaction. A connection found dead before
+        anything was sent is replaced (nothing can have been applied), for up to
+        `pool_timeout` seconds."""
+        deadline = time.monotonic() + self.settings.pool_timeout
+        delay = 0.02
+        while True:
+            conn = self._get(deadline - time.monotonic())
+            try:
+                conn.execute("BEGIN")
+                return conn
+            except psycopg.OperationalError as exc:
+                self._release_connection(conn)  # the pool drops it if broken
+                if time.monotonic() + delay >= deadline:
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where}: "
+                        f"{str(exc).strip()}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        conn = self._begin()
+        try:
+            try:
+                yield conn
+            except BaseException as exc:
+                if not conn.broken:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        pass
+                if conn.broken and isinstance(exc, psycopg.Error):
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where} in the "
+                        f"middle of a transaction, which was not applied: {str(exc).strip()}"
+                    ) from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where} while "
+                        f"committing: the write may or may not have been applied ({exc})"
+                    ) from exc
+                raise
+        finally:
+            self._release_connection(conn)
+
+    @contextmanager
+    def _read_connection(self) -> Iterator[Any]:
+        conn = self._get()
+        try:
+            yield conn
+        except psycopg.OperationalError as exc:
+            if conn.broken:
+                raise _Disconnected() from exc
+            raise
+        finally:
+            self._release_connection(conn)
+
+    def _read(self, work: Callable[[Cursorish], Any]) -> Any:
+        # Reads have no effect: one on a dead connection is simply tried again on another.
+        deadline = time.monotonic() + self.settings.pool_timeout
+        delay = 0.02
+        while True:
+            try:
+                return super()._read(work)
+            except _Disconnected as lost:
+                if time.monotonic() + delay >= deadline:
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where}: "
+                        f"{str(lost.__cause__).strip()}"
+                    ) from None
+                time.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    # --- wake-ups ------------------------------------------------------------------------
+    def _announce(self, cur: Cursorish) -> None:
+        cur.execute(self._notify_sql)
+
+    def on_wake(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        if not self.settings.listen or self._closed:
+            return None
+        with self._listener_lock:
+            if self._listener is None:
+                listener = WakeListener(
+                    self.settings.conninfo, self.settings.channel, self.settings.where
+                )
+                listener.start()
+                self._listener = listener
+        return self._listener.subscribe(callback)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Wait for writes under way, stop listening and close every connection."""
+        if self._closed:
+            return
+        self._group.close()
+        self._closed = True
+        if self._listener is not None:
+            self._listener.stop()
+        self._pool.close(timeout=5.0)
