@@ -18,6 +18,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sagaway.engine.execution import RunExecution
@@ -31,6 +32,9 @@ __all__ = ["Worker", "owner_is_dead"]
 log = logging.getLogger("sagaway")
 
 _HOST = socket.gethostname()
+# When the store announces due runs (PostgreSQL's LISTEN/NOTIFY), polling only covers a lost
+# notification, so it can be rare.
+NOTIFIED_POLL = 1.0
 _LIVE_OWNERS: set[str] = set()  # workers alive in this process
 
 
@@ -106,6 +110,10 @@ class Worker:
         self._backlog = False
         self._queue: queue.SimpleQueue[tuple[Claim, Completion] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._unwatch: Callable[[], None] | None = None
+        # Runs this worker is executing: only their leases are renewed, so a run whose claim
+        # or hand-back failed half-way (database out of reach) is freed when its lease ends.
+        self._executing: set[str] = set()
         self.executed = 0
         self.recovered = 0
 
@@ -113,6 +121,7 @@ class Worker:
     def start(self) -> None:
         """Start the execution threads, the scheduler and the heartbeat."""
         _LIVE_OWNERS.add(self.owner)
+        self._unwatch = self.app.store.on_wake(self.wake)
         for i in range(self.concurrency):
             self._spawn(self._execute_loop, f"sagaway-exec-{i}")
         self._spawn(self._schedule_loop, "sagaway-scheduler")
@@ -137,6 +146,8 @@ class Worker:
             self._queue.put(None)
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()) if clean else 0.1)
+        if self._unwatch is not None:
+            self._unwatch()
         _LIVE_OWNERS.discard(self.owner)
         return clean
 
@@ -176,19 +187,26 @@ class Worker:
             if job is None:
                 return
             claim, completion = job
+            with self._lock:
+                self._executing.add(claim.run.id)
             try:
                 RunExecution(self, claim).execute(completion)
                 self.executed += 1
             except Exception:
                 log.exception("run %s: unexpected error in the engine", claim.run.id)
             finally:
+                with self._lock:
+                    self._executing.discard(claim.run.id)
                 self._done()
 
     def _schedule_loop(self) -> None:
         store = self.app.store
+        idle = self.poll_interval
+        if self._unwatch is not None:
+            idle = max(idle, NOTIFIED_POLL)
         while not self.stopping.is_set():
             self._wake.clear()
-            timeout = self.poll_interval
+            timeout = idle
             try:
                 free = self.concurrency - self._active
                 self._backlog = free <= 0
@@ -225,7 +243,9 @@ class Worker:
             now = time.time()
             try:
                 if now - last_beat >= beat_every:
-                    store.heartbeat(self.owner, now, now + self.lease)
+                    with self._lock:
+                        executing = list(self._executing)
+                    store.heartbeat(self.owner, now, now + self.lease, executing)
                     last_beat = now
                 if now - last_recovery >= self.recovery_interval:
                     self.recover_dead_owners()
