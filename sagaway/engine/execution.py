@@ -23,6 +23,7 @@ from sagaway.errors import (
     LeaseLost,
     NonDeterminismError,
     SerializationError,
+    StoreUnavailable,
     UnknownSaga,
     WaitTimeout,
 )
@@ -117,6 +118,8 @@ class RunExecution:
         except _Abandon as stop:
             if stop.release:
                 self._release()
+            else:
+                log.info("run %s: lease lost to another worker; stopped executing it", self.run.id)
         except LeaseLost:
             log.info("run %s: lease lost to another worker; stopped executing it", self.run.id)
         finally:
@@ -320,7 +323,12 @@ class RunExecution:
             raise WaitTimeout(signal, timeout)
         if self.cancel_requested and not self.pivot_passed:
             raise _CancelRequested()
-        found = self.store.pending_signal(self.run.id, signal, [sid for sid, _ in self._consumed])
+        try:
+            found = self.store.pending_signal(
+                self.run.id, signal, [sid for sid, _ in self._consumed]
+            )
+        except StoreUnavailable as exc:
+            raise self._store_failed(exc) from None
         now = time.time()
         if found is not None:
             self._consumed.append((found.id, position))
@@ -546,8 +554,17 @@ class RunExecution:
             self.cancel_requested = self.store.checkpoint(checkpoint)
         except LeaseLost:
             raise _Abandon(release=False) from None
+        except StoreUnavailable as exc:
+            raise self._store_failed(exc) from None
         self._pending, self._consumed, self._events = [], [], []
         self._pivot_reached = False
+
+    def _store_failed(self, error: StoreUnavailable) -> _Abandon:
+        """The database is out of reach: stop here without the saga seeing the error (it is
+        not the saga's failure) and hand the run back, so that no lease this worker keeps
+        renewing holds it; it resumes here or elsewhere once the database answers."""
+        log.warning("run %s: %s; handing the run back", self.run.id, error)
+        return _Abandon(release=True)
 
     def _suspend(self, rest: _Suspend) -> None:
         update = RunUpdate(

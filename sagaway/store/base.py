@@ -245,8 +245,11 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def heartbeat(self, owner: str, now: float, lease_until: float) -> int:
-        """Extend the leases of every active run `owner` holds; return how many."""
+    def heartbeat(
+        self, owner: str, now: float, lease_until: float, runs: Sequence[str] | None = None
+    ) -> int:
+        """Extend the leases of the active runs `owner` holds (only those in `runs`, when
+        given); return how many."""
 
     @abstractmethod
     def owners(self) -> list[str]:

@@ -415,13 +415,18 @@ class SqlStore(Store):
 
         return self._write(work)
 
-    def heartbeat(self, owner: str, now: float, lease_until: float) -> int:
+    def heartbeat(
+        self, owner: str, now: float, lease_until: float, runs: Sequence[str] | None = None
+    ) -> int:
+        if runs is not None and not runs:
+            return 0
+        only = "" if runs is None else f"AND id IN ({_marks(runs)})"
         return self._write(
             lambda cur: (
                 cur.execute(
                     "UPDATE sagaway_runs SET due_at = ? "
-                    f"WHERE owner = ? AND status IN {_ACTIVE_SQL}",
-                    (lease_until, owner),
+                    f"WHERE owner = ? AND status IN {_ACTIVE_SQL} {only}",
+                    (lease_until, owner, *(runs or ())),
                 ).rowcount
             )
         )
