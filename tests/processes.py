@@ -15,9 +15,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    """`sagaway worker tests.apps.crashable:app` in a child process."""
+    """`sagaway worker tests.apps.crashable:app` (or another `target`) in a child process."""
 
-    def __init__(self, url: str, log: Path, lease: float = 30.0, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        log: Path,
+        lease: float = 30.0,
+        concurrency: int = 8,
+        target: str = "tests.apps.crashable:app",
+    ) -> None:
         env = dict(os.environ)
         env.update(
             SAGAWAY_DB=url,
@@ -27,7 +34,7 @@ class WorkerProcess:
         )
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "sagaway.cli", "worker", "tests.apps.crashable:app",
+                sys.executable, "-m", "sagaway.cli", "worker", target,
                 "--concurrency", str(concurrency),
             ],
             cwd=ROOT,

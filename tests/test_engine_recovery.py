@@ -1,5 +1,6 @@
 """Crash safety with real processes killed by SIGKILL; leases, takeover and fencing."""
 
+import signal
 import time
 
 import pytest
@@ -178,3 +179,37 @@ def test_shutdown_hands_executing_runs_back(make_app):
     with first:
         assert wait_status(run, "succeeded") == "succeeded"
     assert log == ["slow", "after"]  # slow's completion was kept
+
+
+def test_a_paused_worker_that_comes_back_has_lost_the_run_and_writes_nothing(store_url, log):
+    client = build(store_url, str(log))
+    marker = hang(log, "charge")
+    paused = WorkerProcess(store_url, log, lease=1.0)
+    taker = None
+    try:
+        run = client.start("checkout", "p1")
+        wait_for(lambda: body_counts(log)[("charge", "p1")] == 1, what="charge to start")
+        paused.signal(signal.SIGSTOP)  # alive as far as this host can tell: only the lease ends
+        taker = WorkerProcess(store_url, log, lease=1.0)
+        wait_for(lambda: body_counts(log)[("charge", "p1")] == 2, what="the takeover")
+        marker.unlink()
+        assert run.result(timeout=20)["charge"] == "charge-p1"
+        before = run.refresh()
+        resumed_at = time.time()
+        paused.signal(signal.SIGCONT)  # its charge body returns now; its write must fail
+        time.sleep(1.5)
+        after = run.refresh()
+    finally:
+        paused.signal(signal.SIGCONT)
+        paused_output = paused.stop()
+        if taker is not None:
+            taker.stop()
+        client.close()
+    counts = body_counts(log)
+    assert counts[("reserve", "p1")] == 1
+    assert counts[("charge", "p1")] == 2  # once in each worker: its completion once
+    assert counts[("ship", "p1")] == 1  # the paused worker did not go on
+    assert after == before  # nothing written after it came back
+    assert all(step.finished_at < resumed_at for step in run.steps)
+    assert "lease lost" in paused_output
+    assert after.recoveries == 1
