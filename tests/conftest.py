@@ -28,9 +28,7 @@ def require(condition: bool, reason: str) -> None:
 FAST = Retry(attempts=3, base=0.001, cap=0.005)
 
 
-POSTGRES_URL = os.environ.get(
-    "SAGAWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("SAGAWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 _postgres_problem: list[str | None] = []
 
 
