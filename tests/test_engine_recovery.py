@@ -125,11 +125,18 @@ def test_a_worker_that_lost_its_lease_cannot_write(app):
     assert app.store.journal(run.id) == []  # the late write left nothing behind
 
 
-def test_several_worker_processes_on_one_sqlite_file_never_run_a_run_twice(store_url, log):
+def test_several_worker_processes_on_one_store_never_run_a_run_twice(store_url, log):
     client = build(store_url, str(log))
     workers = [WorkerProcess(store_url, log, concurrency=8) for _ in range(3)]
     try:
+        marker = hang(log, "reserve")
         runs = [client.start("checkout", f"m{i}") for i in range(150)]
+        # 24 runs inside `reserve` at once: each of the 3 workers (8 slots) holds some.
+        wait_for(
+            lambda: sum(n for (name, _), n in body_counts(log).items() if name == "reserve") >= 24,
+            what="every worker to hold runs",
+        )
+        marker.unlink()
         for run in runs:
             run.result(timeout=60)
     finally:
@@ -140,7 +147,7 @@ def test_several_worker_processes_on_one_sqlite_file_never_run_a_run_twice(store
         for step in ("reserve", "charge", "ship"):
             assert counts[(step, f"m{i}")] == 1, (step, i, outputs)
     pids = {line.split()[2] for line in log.read_text().splitlines()}
-    assert len(pids) >= 2  # the work was shared
+    assert len(pids) == 3  # the work was shared
 
 
 def test_shutdown_hands_executing_runs_back(make_app):

@@ -24,6 +24,7 @@ so a worker that lost its lease cannot write. Sessions end a transaction left id
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -134,7 +135,8 @@ def parse_url(url: str, **overrides: Any) -> PostgresSettings:
             f"unknown PostgreSQL store option(s) {sorted(unknown)}: sagaway's are "
             f"{', '.join(OPTIONS)}"
         )
-    rest = urlencode([(key, value) for key, value in query if key not in OPTIONS])
+    # libpq decodes %XX but not "+": spaces (as in `options=-c a=b`) must stay %20.
+    rest = urlencode([(k, v) for k, v in query if k not in OPTIONS], quote_via=quote)
     try:
         params = conninfo_to_dict(urlunsplit(parts._replace(query=rest)))
     except psycopg.ProgrammingError as exc:
@@ -348,21 +350,29 @@ class PostgresStore(SqlStore):
         anything was sent is replaced (nothing can have been applied), for up to
         `pool_timeout` seconds."""
         deadline = time.monotonic() + self.settings.pool_timeout
-        delay = 0.02
-        while True:
+        for attempt in itertools.count():
             conn = self._get(deadline - time.monotonic())
             try:
                 conn.execute("BEGIN")
                 return conn
             except psycopg.OperationalError as exc:
                 self._release_connection(conn)  # the pool drops it if broken
-                if time.monotonic() + delay >= deadline:
+                if not self._pause_before_retry(attempt, deadline):
                     raise StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where}: "
                         f"{str(exc).strip()}"
                     ) from None
-                time.sleep(delay)
-                delay = min(1.0, delay * 2)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _pause_before_retry(attempt: int, deadline: float) -> bool:
+        """After a dead connection: try the next at once (the pool holds others, or opens
+        one), backing off only when failures go on. False once `deadline` has passed."""
+        delay = 0.0 if attempt < 3 else min(0.5, 0.01 * 2 ** (attempt - 3))
+        if time.monotonic() + delay >= deadline:
+            return False
+        time.sleep(delay)
+        return True
 
     @contextmanager
     def _write_transaction(self) -> Iterator[Any]:
@@ -409,18 +419,16 @@ class PostgresStore(SqlStore):
     def _read(self, work: Callable[[Cursorish], Any]) -> Any:
         # Reads have no effect: one on a dead connection is simply tried again on another.
         deadline = time.monotonic() + self.settings.pool_timeout
-        delay = 0.02
-        while True:
+        for attempt in itertools.count():
             try:
                 return super()._read(work)
             except _Disconnected as lost:
-                if time.monotonic() + delay >= deadline:
+                if not self._pause_before_retry(attempt, deadline):
                     raise StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where}: "
                         f"{str(lost.__cause__).strip()}"
                     ) from None
-                time.sleep(delay)
-                delay = min(1.0, delay * 2)
+        raise AssertionError("unreachable")
 
     # --- wake-ups ------------------------------------------------------------------------
     def _announce(self, cur: Cursorish) -> None:
