@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import select
 import threading
 import time
 import zlib
@@ -42,12 +43,21 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from sagaway.errors import (
     ConfigurationError,
     ConnectionBudgetExhausted,
+    SagawayError,
     SchemaVersionError,
     StoreUnavailable,
 )
 from sagaway.store import migrations
+from sagaway.store.base import Checkpoint
 from sagaway.store.postgres_notify import WakeListener
-from sagaway.store.sql import Cursorish, SqlStore
+from sagaway.store.sql import (
+    JOURNAL_CONFLICT,
+    JOURNAL_INSERT,
+    Cursorish,
+    SqlStore,
+    lease_lost,
+    makes_due,
+)
 
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
 
@@ -345,13 +355,33 @@ class PostgresStore(SqlStore):
         except PoolClosed:
             conn.close()
 
+    def _connection(self, deadline: float | None = None) -> psycopg.Connection:
+        """A pooled connection the server has not closed. An idle connection has nothing to
+        read unless the server ended it (restart, terminate, idle timeout): such a one is
+        dropped and the next one taken, without a round trip."""
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.pool_timeout
+        for attempt in itertools.count():
+            conn = self._get(deadline - time.monotonic())
+            readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+            if not readable:
+                return conn
+            conn.close()
+            self._release_connection(conn)  # the pool replaces closed connections
+            if not self._pause_before_retry(attempt, deadline):
+                raise StoreUnavailable(
+                    f"lost the connection to PostgreSQL at {self.settings.where}, and no "
+                    f"live one came back within {self.settings.pool_timeout:g} s"
+                )
+        raise AssertionError("unreachable")
+
     def _begin(self) -> psycopg.Connection:
         """A pooled connection inside a fresh transaction. A connection found dead before
         anything was sent is replaced (nothing can have been applied), for up to
         `pool_timeout` seconds."""
         deadline = time.monotonic() + self.settings.pool_timeout
         for attempt in itertools.count():
-            conn = self._get(deadline - time.monotonic())
+            conn = self._connection(deadline)
             try:
                 conn.execute("BEGIN")
                 return conn
@@ -404,9 +434,52 @@ class PostgresStore(SqlStore):
         finally:
             self._release_connection(conn)
 
+    def _run_batch(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
+        if len(works) == 1 and getattr(works[0], "one_statement", False):
+            return [self._run_alone(works[0])]
+        return super()._run_batch(works)
+
+    def _run_alone(self, work: Callable[[Cursorish], Any]) -> tuple[bool, Any]:
+        """A lone write of one statement is a transaction by itself: no BEGIN, no COMMIT,
+        one round trip. On a lost connection an idempotent one is sent again; any other
+        fails with StoreUnavailable (it may or may not have been applied)."""
+        deadline = time.monotonic() + self.settings.pool_timeout
+        for attempt in itertools.count():
+            conn = self._connection(deadline)
+            cur = Cursorish(conn, self._convert)
+            try:
+                value = work(cur)
+            except SagawayError as exc:
+                return False, exc
+            except psycopg.OperationalError as exc:
+                if not conn.broken:
+                    return False, exc
+                if not getattr(work, "idempotent", False):
+                    return False, StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where} while "
+                        f"writing: the write may or may not have been applied ({exc})"
+                    )
+                if not self._pause_before_retry(attempt, deadline):
+                    return False, StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where}: "
+                        f"{str(exc).strip()}"
+                    )
+                continue
+            except psycopg.Error as exc:
+                return False, exc
+            finally:
+                self._release_connection(conn)
+            if cur.woke:  # after the commit, which is all NOTIFY promises anyway
+                try:
+                    self._read(self._announce)
+                except (psycopg.Error, StoreUnavailable):
+                    pass  # a lost wake-up costs one fallback poll
+            return True, value
+        raise AssertionError("unreachable")
+
     @contextmanager
     def _read_connection(self) -> Iterator[Any]:
-        conn = self._get()
+        conn = self._connection()
         try:
             yield conn
         except psycopg.OperationalError as exc:
@@ -429,6 +502,38 @@ class PostgresStore(SqlStore):
                         f"{str(lost.__cause__).strip()}"
                     ) from None
         raise AssertionError("unreachable")
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def checkpoint(self, cp: Checkpoint) -> bool:
+        """The common checkpoint (one journal line, perhaps a change of the run row) as one
+        statement: the fence (a row lock, or the fenced UPDATE) in a WITH clause and the
+        journal line inserted only from its row. Each statement costs a round trip, and
+        most checkpoints are this one."""
+        if len(cp.entries) != 1 or cp.consumed or cp.events:
+            return super().checkpoint(cp)
+        if cp.update is None:
+            fence, params = self._fence_sql, [cp.run_id]
+        else:
+            fence, params = self._run_update(cp, cp.update)
+        run_id, epoch = cp.run_id, cp.epoch
+        sql = (
+            f"WITH fence AS ({fence}) {JOURNAL_INSERT}"
+            f"SELECT ?,?,?,?,?,?,?,?,?,?,?,? FROM fence WHERE fence.epoch = ? "
+            f"{JOURNAL_CONFLICT} RETURNING (SELECT cancel_requested FROM fence)"
+        )
+        params = [*params, run_id, *cp.entries[0], epoch]
+        wakes = makes_due(cp.update)
+
+        def work(cur: Cursorish) -> bool:
+            row = cur.one(sql, params)
+            if row is None:  # the fence matched no row: nothing was written
+                raise lease_lost(run_id, epoch)
+            if wakes:
+                cur.wake()
+            return bool(row[0])
+
+        work.one_statement = work.idempotent = True  # type: ignore[attr-defined]
+        return self._write(work)
 
     # --- wake-ups ------------------------------------------------------------------------
     def _announce(self, cur: Cursorish) -> None:

@@ -13,6 +13,10 @@ Writes go through a `GroupCommit`: each work function below runs inside a transa
 may hold other callers' work too. A work function raises domain errors (LeaseLost,
 RunNotFound, InvalidRunState) only before it has written anything, so such an error never
 leaves half a write behind in the shared transaction.
+
+A work function marked `one_statement` writes with a single statement (and may read after
+it): alone in its batch, a backend may run it without BEGIN and COMMIT. One also marked
+`idempotent` may be sent again when the connection was lost before its outcome was known.
 """
 
 from __future__ import annotations
@@ -49,14 +53,15 @@ RUN_COLUMNS = (
 JOURNAL_COLUMNS = (
     "position, phase, kind, name, status, args, result, error, attempts, started_at, finished_at"
 )
-_JOURNAL_UPSERT = (
-    f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, phase, position) "
+JOURNAL_INSERT = f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
+JOURNAL_CONFLICT = (
+    "ON CONFLICT (run_id, phase, position) "
     "DO UPDATE SET kind = excluded.kind, name = excluded.name, "
     "status = excluded.status, args = excluded.args, result = excluded.result, "
     "error = excluded.error, attempts = excluded.attempts, "
     "started_at = excluded.started_at, finished_at = excluded.finished_at"
 )
+_JOURNAL_UPSERT = f"{JOURNAL_INSERT}VALUES (?,?,?,?,?,?,?,?,?,?,?,?) {JOURNAL_CONFLICT}"
 _ACTIVE_SQL = "('running', 'compensating')"
 _TERMINAL_SQL = "('succeeded', 'compensated', 'failed', 'cancelled')"
 
@@ -70,6 +75,21 @@ def _run(row: Sequence[Any]) -> RunRecord:
 
 def _entry(row: Sequence[Any]) -> JournalEntry:
     return JournalEntry(*row)
+
+
+def makes_due(update: RunUpdate | None) -> bool:
+    """Whether a checkpoint's run update moves the run's due time: handing it back, or
+    parking it on a timer or a signal (other workers should look again)."""
+    if update is None:
+        return False
+    return update.due_at not in (KEEP, None) or update.wake_on_signal is not None
+
+
+def lease_lost(run_id: str, epoch: int) -> LeaseLost:
+    """The error of a checkpoint refused by its fence."""
+    return LeaseLost(
+        f"run {run_id}: lease epoch {epoch} is no longer current; another worker took the run over"
+    )
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -215,6 +235,8 @@ class SqlStore(Store):
             )
             return _run(existing), False
 
+        # Alone, it needs no transaction: it writes with one statement, then may only read.
+        work.one_statement = True  # type: ignore[attr-defined]
         return self._write(work)
 
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -384,9 +406,7 @@ class SqlStore(Store):
         else:
             fence, params = self._run_update(cp, cp.update)
         run_id, epoch = cp.run_id, cp.epoch
-        # Handing the run back, or parking it on a timer or a signal, moves its due time.
-        wakes = cp.update is not None and cp.update.due_at not in (KEEP, None)
-        wakes = wakes or (cp.update is not None and cp.update.wake_on_signal is not None)
+        wakes = makes_due(cp.update)
         entries = [(run_id, *entry) for entry in cp.entries]
         consumed = [(position, signal_id) for signal_id, position in cp.consumed]
         events = [(e.run_id, e.at, e.kind, e.data) for e in cp.events]
@@ -394,10 +414,7 @@ class SqlStore(Store):
         def work(cur: Cursorish) -> bool:
             row = cur.one(fence, params)
             if row is None or row[0] != epoch:
-                raise LeaseLost(
-                    f"run {run_id}: lease epoch {epoch} is no longer current; "
-                    "another worker took the run over"
-                )
+                raise lease_lost(run_id, epoch)
             if len(entries) == 1:
                 cur.execute(_JOURNAL_UPSERT, entries[0])
             else:
