@@ -128,6 +128,14 @@ def test_a_new_schema_is_created_with_the_latest_version():
             store.close()
 
 
+def test_a_missing_schema_is_not_created_when_asked_not_to():
+    with postgres_schema() as url:
+        with pytest.raises(StoreUnavailable, match=r"no sagaway schema 'test_\w+' at .*schema="):
+            open_store(url, create=False)
+        open_store(url).close()
+        open_store(url, create=False).close()
+
+
 def test_stores_in_two_schemas_of_one_database_do_not_see_each_other():
     with postgres_schema() as first_url, postgres_schema() as second_url:
         first, second = open_store(first_url), open_store(second_url)

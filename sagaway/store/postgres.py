@@ -197,7 +197,13 @@ class _Disconnected(Exception):
 
 
 class PostgresStore(SqlStore):
-    """A Store in one PostgreSQL schema, shared by any number of worker processes."""
+    """A Store in one PostgreSQL schema, shared by any number of worker processes.
+
+    Keyword options override the URL's (see the module's docstring); `create=False` refuses
+    to create a schema that does not exist yet. Raises StoreUnavailable when the server
+    cannot be reached or the schema cannot be set up, SchemaVersionError for a schema
+    written by a newer sagaway, ConfigurationError for a bad URL.
+    """
 
     lock_clause = "FOR UPDATE SKIP LOCKED"
     _fence_sql = SqlStore._fence_sql + " FOR SHARE"
@@ -210,6 +216,7 @@ class PostgresStore(SqlStore):
         pool_size: int | None = None,
         pool_timeout: float | None = None,
         listen: bool | None = None,
+        create: bool = True,
     ) -> None:
         self.settings = parse_url(
             url, schema=schema, pool_size=pool_size, pool_timeout=pool_timeout, listen=listen
@@ -219,7 +226,7 @@ class PostgresStore(SqlStore):
         self._closed = False
         self._listener: WakeListener | None = None
         self._listener_lock = threading.Lock()
-        self._server, self._synchronous = self._migrate()
+        self._server, self._synchronous = self._migrate(create)
         self._pool: ConnectionPool = ConnectionPool(
             self.settings.conninfo,
             kwargs={"autocommit": True},
@@ -254,7 +261,7 @@ class PostgresStore(SqlStore):
                 "database exists: createdb NAME)"
             ) from None
 
-    def _migrate(self) -> tuple[str, str]:
+    def _migrate(self, create: bool) -> tuple[str, str]:
         schema = self.settings.schema
         latest = migrations.latest("postgres")
         with self._connect() as conn:
@@ -268,6 +275,12 @@ class PostgresStore(SqlStore):
                     exists = conn.execute(
                         "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
                     ).fetchone()
+                    if not exists and not create:
+                        raise StoreUnavailable(
+                            f"no sagaway schema {schema!r} at {self.settings.where}: check "
+                            "schema= in the URL (--db or $SAGAWAY_DB), or start an App on it "
+                            "first to create it"
+                        )
                     if not exists:
                         conn.execute(f'CREATE SCHEMA "{schema}"')
                     conn.execute(f'SET LOCAL search_path TO "{schema}"')
