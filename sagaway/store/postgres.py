@@ -30,7 +30,7 @@ import select
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -190,6 +190,23 @@ def parse_url(url: str, **overrides: Any) -> PostgresSettings:
         pool_timeout=pool_timeout,
         listen=listen,
     )
+
+
+class _Session:
+    """A connection as the shared SQL sees it, with one cursor kept for all its statements
+    (a new cursor per statement costs a third of the statement's work in Python)."""
+
+    __slots__ = ("_cursor", "connection")
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+        self._cursor = connection.cursor()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self._cursor.execute(sql, params)
+
+    def cursor(self) -> psycopg.Cursor:
+        return self.connection.cursor()
 
 
 class _Disconnected(Exception):
@@ -422,7 +439,7 @@ class PostgresStore(SqlStore):
         conn = self._begin()
         try:
             try:
-                yield conn
+                yield _Session(conn)
             except BaseException as exc:
                 if not conn.broken:
                     try:
@@ -459,7 +476,7 @@ class PostgresStore(SqlStore):
         deadline = time.monotonic() + self.settings.pool_timeout
         for attempt in itertools.count():
             conn = self._connection(deadline)
-            cur = Cursorish(conn, self._convert)
+            cur = Cursorish(_Session(conn), self._convert)
             try:
                 value = work(cur)
             except SagawayError as exc:
@@ -494,7 +511,7 @@ class PostgresStore(SqlStore):
     def _read_connection(self) -> Iterator[Any]:
         conn = self._connection()
         try:
-            yield conn
+            yield _Session(conn)
         except psycopg.OperationalError as exc:
             if conn.broken:
                 raise _Disconnected() from exc
