@@ -29,28 +29,56 @@ def read_bodies(log):
     return bodies
 
 
+def hold(log, worker):
+    """Make the worker's bodies of later steps wait; return how many wait, as a function."""
+    marker = log.with_name(f"{log.name}.hold-{worker.process.pid}")
+    waiting = marker.with_name(f"{marker.name}.waiting")
+    marker.touch()
+    return lambda: len(waiting.read_text().splitlines()) if waiting.exists() else 0
+
+
+def release(log, worker):
+    log.with_name(f"{log.name}.hold-{worker.process.pid}").unlink()
+
+
 def test_workers_killed_and_paused_mid_run_lose_nothing_and_redo_nothing(store_url, tmp_path):
     log = tmp_path / "bodies.log"
     client = build(store_url, str(log))
+
+    def taken_from(worker):
+        """How many runs other workers took over from `worker` (by its pid)."""
+        return sum(
+            json.loads(e.data)["from"].split(":")[1] == str(worker.process.pid)
+            for e in client.store.events(kind="recovered")
+        )
+
     target = "tests.apps.stress:app"
     workers = [
         WorkerProcess(store_url, log, lease=LEASE, concurrency=CONCURRENCY, target=target)
         for _ in range(3)
     ]
     killed, paused = workers[0], workers[1]
+
+    def succeeded():
+        return client.store.count_runs().get("succeeded", 0)
+
     try:
+        # Two workers' runs stop inside their third step, so that they are surely in flight
+        # (and in no transaction: a process stopped holding SQLite's write lock, or row
+        # locks, would hold the others up) when one is killed and the other stopped.
+        waiting = [hold(log, killed), hold(log, paused)]
         runs = [client.start("five", i) for i in range(RUNS)]
-
-        def succeeded():
-            return client.store.count_runs().get("succeeded", 0)
-
-        wait_for(lambda: succeeded() >= RUNS // 5, 60, 0.02, "a fifth of the runs to end")
+        for count in waiting:
+            wait_for(lambda c=count: c() >= CONCURRENCY // 2, 60, 0.02, "runs waiting in a worker")
+        time.sleep(0.2)
         killed.kill()
-        wait_for(lambda: succeeded() >= 2 * RUNS // 5, 60, 0.02, "two fifths of the runs")
         paused.signal(signal.SIGSTOP)
-        time.sleep(2 * LEASE)  # its leases expire; the third worker takes its runs over
-        paused.signal(signal.SIGCONT)
+        release(log, killed)
+        release(log, paused)
+        # Every run ends while it sleeps: the runs it held were taken over.
         wait_for(lambda: succeeded() == RUNS, 90, 0.05, f"all {RUNS} runs to succeed")
+        paused.signal(signal.SIGCONT)  # its bodies return now: their completions are late
+        time.sleep(1.0)
     finally:
         paused.signal(signal.SIGCONT)
         outputs = [w.stop() for w in workers]
@@ -76,10 +104,7 @@ def test_workers_killed_and_paused_mid_run_lose_nothing_and_redo_nothing(store_u
                 reruns += len(starts) - 1
         # Only bodies interrupted in the two stricken workers ran twice.
         assert reruns <= 2 * CONCURRENCY, reruns
-        moved = collections.Counter(
-            json.loads(e.data)["from"].split(":")[1] for e in client.store.events(kind="recovered")
-        )
-        assert moved[str(killed.process.pid)] > 0 and moved[str(paused.process.pid)] > 0, moved
+        assert taken_from(killed) > 0 and taken_from(paused) > 0
         assert "lease lost" in outputs[1], outputs[1]
     finally:
         client.close()
