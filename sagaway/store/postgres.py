@@ -55,6 +55,8 @@ from sagaway.store.sql import (
     JOURNAL_INSERT,
     Cursorish,
     SqlStore,
+    Statement,
+    _Retry,
     lease_lost,
     makes_due,
 )
@@ -465,11 +467,16 @@ class PostgresStore(SqlStore):
             self._release_connection(conn)
 
     def _run_batch(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
-        if len(works) == 1 and getattr(works[0], "one_statement", False):
+        if len(works) == 1 and isinstance(works[0], Statement):
             return [self._run_alone(works[0])]
-        return super()._run_batch(works)
+        if sum(isinstance(work, Statement) for work in works) < 2:
+            return super()._run_batch(works)
+        try:
+            return self._run_pipelined(works)
+        except _Retry:
+            return self._run_each(works)
 
-    def _run_alone(self, work: Callable[[Cursorish], Any]) -> tuple[bool, Any]:
+    def _run_alone(self, work: Statement) -> tuple[bool, Any]:
         """A lone write of one statement is a transaction by itself: no BEGIN, no COMMIT,
         one round trip. On a lost connection an idempotent one is sent again; any other
         fails with StoreUnavailable (it may or may not have been applied)."""
@@ -484,7 +491,7 @@ class PostgresStore(SqlStore):
             except psycopg.OperationalError as exc:
                 if not conn.broken:
                     return False, exc
-                if not getattr(work, "idempotent", False):
+                if not work.idempotent:
                     return False, StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where} while "
                         f"writing: the write may or may not have been applied ({exc})"
@@ -551,19 +558,44 @@ class PostgresStore(SqlStore):
             f"SELECT ?,?,?,?,?,?,?,?,?,?,?,? FROM fence WHERE fence.epoch = ? "
             f"{JOURNAL_CONFLICT} RETURNING (SELECT cancel_requested FROM fence)"
         )
-        params = [*params, run_id, *cp.entries[0], epoch]
         wakes = makes_due(cp.update)
 
-        def work(cur: Cursorish) -> bool:
-            row = cur.one(sql, params)
+        def finish(row: Any, cur: Cursorish) -> bool:
             if row is None:  # the fence matched no row: nothing was written
                 raise lease_lost(run_id, epoch)
             if wakes:
                 cur.wake()
             return bool(row[0])
 
-        work.one_statement = work.idempotent = True  # type: ignore[attr-defined]
-        return self._write(work)
+        params = [*params, run_id, *cp.entries[0], epoch]
+        return self._write(Statement(sql, params, finish, idempotent=True))
+
+    def _run_pipelined(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
+        """One transaction for the batch, in which the one-statement writes are sent all at
+        once (pipeline mode) and their results read together; the other writes follow one
+        by one. A batch then costs a few round trips, not one per write."""
+        with self._write_transaction() as session:
+            cur = Cursorish(session, self._convert)
+            conn = session.connection
+            sent = []
+            try:
+                with conn.pipeline():
+                    for work in works:
+                        if isinstance(work, Statement):
+                            result = conn.cursor().execute(self._convert(work.sql), work.params)
+                            sent.append((work, result))
+            except psycopg.Error as exc:
+                raise _Retry from exc
+            outcomes = {}
+            for work, result in sent:
+                row = result.fetchone()
+                outcomes[id(work)] = self._attempt(lambda c, w=work, r=row: w.finish(r, c), cur)
+            for work in works:
+                if not isinstance(work, Statement):
+                    outcomes[id(work)] = self._attempt(work, cur)
+            if cur.woke:
+                self._announce(cur)
+            return [outcomes[id(work)] for work in works]
 
     # --- wake-ups ------------------------------------------------------------------------
     def _announce(self, cur: Cursorish) -> None:

@@ -14,9 +14,8 @@ may hold other callers' work too. A work function raises domain errors (LeaseLos
 RunNotFound, InvalidRunState) only before it has written anything, so such an error never
 leaves half a write behind in the shared transaction.
 
-A work function marked `one_statement` writes with a single statement (and may read after
-it): alone in its batch, a backend may run it without BEGIN and COMMIT. One also marked
-`idempotent` may be sent again when the connection was lost before its outcome was known.
+A `Statement` is a write made of one statement (then perhaps reads): a backend may send
+many at once and read their results together, or run a lone one without BEGIN and COMMIT.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ from sagaway.store.base import (
 )
 from sagaway.store.groupcommit import GroupCommit
 
-__all__ = ["Cursorish", "SqlStore"]
+__all__ = ["Cursorish", "SqlStore", "Statement"]
 
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
@@ -94,6 +93,26 @@ def lease_lost(run_id: str, epoch: int) -> LeaseLost:
 
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
+
+
+class Statement:
+    """A write of one statement whose first row goes to `finish(row, cursor)`, which may
+    read further and returns the write's value (or raises a domain error, when the statement
+    wrote nothing). An `idempotent` one may be sent again after a lost connection."""
+
+    __slots__ = ("finish", "idempotent", "params", "sql")
+
+    def __init__(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        finish: Callable[[Any, Cursorish], Any],
+        idempotent: bool = False,
+    ) -> None:
+        self.sql, self.params, self.finish, self.idempotent = sql, params, finish, idempotent
+
+    def __call__(self, cur: Cursorish) -> Any:
+        return self.finish(cur.one(self.sql, self.params), cur)
 
 
 class Cursorish:
@@ -164,8 +183,10 @@ class SqlStore(Store):
                     self._announce(cur)
                 return outcomes
         except _Retry:
-            pass
-        # One work hit a database error mid-way: run each alone so only it fails.
+            return self._run_each(works)
+
+    def _run_each(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
+        """A batch hit a database error mid-way: run each write alone so only it fails."""
         outcomes = []
         for work in works:
             try:
@@ -205,26 +226,7 @@ class SqlStore(Store):
     ) -> tuple[RunRecord, bool]:
         claimed = owner is not None
 
-        def work(cur: Cursorish) -> tuple[RunRecord, bool]:
-            row = cur.one(
-                f"INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
-                f"created_at, updated_at, due_at, owner, epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-                f"ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
-                f"RETURNING {RUN_COLUMNS}",
-                (
-                    new.id,
-                    new.saga,
-                    new.key,
-                    new.input,
-                    new.input_hash,
-                    "running" if claimed else "pending",
-                    new.now,
-                    new.now,
-                    lease_until if claimed else new.now,
-                    owner,
-                    1 if claimed else 0,
-                ),
-            )
+        def finish(row: Any, cur: Cursorish) -> tuple[RunRecord, bool]:
             if row is not None:
                 if not claimed:
                     cur.wake()
@@ -235,9 +237,26 @@ class SqlStore(Store):
             )
             return _run(existing), False
 
-        # Alone, it needs no transaction: it writes with one statement, then may only read.
-        work.one_statement = True  # type: ignore[attr-defined]
-        return self._write(work)
+        insert = (
+            f"INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
+            f"created_at, updated_at, due_at, owner, epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+            f"ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
+            f"RETURNING {RUN_COLUMNS}"
+        )
+        params = [
+            new.id,
+            new.saga,
+            new.key,
+            new.input,
+            new.input_hash,
+            "running" if claimed else "pending",
+            new.now,
+            new.now,
+            lease_until if claimed else new.now,
+            owner,
+            1 if claimed else 0,
+        ]
+        return self._write(Statement(insert, params, finish))
 
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._read(
