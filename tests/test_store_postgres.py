@@ -13,11 +13,12 @@ from sagaway import (
     App,
     ConfigurationError,
     ConnectionBudgetExhausted,
+    LeaseLost,
     SchemaVersionError,
     StoreUnavailable,
 )
 from sagaway.store import migrations, open_store
-from sagaway.store.base import NewRun
+from sagaway.store.base import Checkpoint, JournalEntry, NewRun
 from sagaway.store.postgres import PostgresStore, parse_url
 from tests.conftest import FAST, POSTGRES_URL, postgres_schema, wait_for
 
@@ -401,3 +402,53 @@ def test_concurrent_writes_share_transactions():
         reopened = open_store(url)
         assert sum(reopened.count_runs().values()) == 320
         reopened.close()
+
+
+def test_a_batch_keeps_every_write_but_the_one_that_fails():
+    """Writes batched into one transaction (pipelined statements) fail one by one: a stale
+    checkpoint is refused and writes nothing, a duplicate run is an error, the rest commit."""
+    with postgres_schema() as url:
+        store = open_store(url)
+        try:
+            now = time.time()
+            store.create_run(NewRun("taken", "s", None, "{}", "h", now))
+            store.create_run(NewRun("dup", "s", None, "{}", "h", now + 1000))  # never due here
+            stale = store.claim("a:1:0:x", 1, now + 1, now - 1)[0].run.epoch
+            store.claim("b:2:0:y", 1, now + 1, now + 30)  # takes "taken" over: epoch + 1
+            owned = []
+            for i in range(12):
+                run, _ = store.create_run(NewRun(f"r{i}", "s", None, "{}", "h", now), "w", now + 30)
+                owned.append(run)
+            entry = JournalEntry(0, 0, "step", "x", "ok", None, "1", None, 1, now, now)
+            outcomes = {}
+            barrier = threading.Barrier(14)
+
+            def write(name, call):
+                barrier.wait()
+                try:
+                    outcomes[name] = call()
+                except Exception as exc:
+                    outcomes[name] = exc
+
+            calls = [
+                (r.id, lambda r=r: store.checkpoint(Checkpoint(r.id, r.epoch, now, None, [entry])))
+                for r in owned
+            ]
+            calls.append(
+                ("stale", lambda: store.checkpoint(Checkpoint("taken", stale, now, None, [entry])))
+            )
+            calls.append(("dup", lambda: store.create_run(NewRun("dup", "s", None, "{}", "h", 0))))
+            before = store.commit_stats
+            threads = [threading.Thread(target=write, args=call) for call in calls]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            batches = store.commit_stats[0] - before[0]
+            assert batches < len(calls)  # they did share transactions
+            assert all(outcomes[r.id] is False for r in owned)  # committed; no cancel asked
+            assert all(len(store.journal(r.id)) == 1 for r in owned)
+            assert isinstance(outcomes["stale"], LeaseLost) and store.journal("taken") == []
+            assert isinstance(outcomes["dup"], psycopg.errors.UniqueViolation)
+        finally:
+            store.close()
