@@ -2,46 +2,34 @@
 
     postgresql://user[:password]@host[:port]/database?schema=shop&pool_size=4
 
-sagaway's own options are taken out of the query string before connecting; every other
-parameter (sslmode, connect_timeout, application_name, options, ...) goes to libpq as is.
-
-- `schema` (default `sagaway`): every sagaway table lives in this schema, created on first
-  use; stores with different schemas in one database never see each other's runs.
-- `pool_size` (default 4) and `pool_timeout` (seconds, default 10): the connection budget.
-  One process opens at most `pool_size` pooled connections, plus one for LISTEN (see
-  `listen`). A caller that finds every pooled connection busy waits up to `pool_timeout`,
-  then gets `ConnectionBudgetExhausted`; it never hangs.
-- `listen` (default `on`): keep one connection in LISTEN so that workers wake at once when
-  runs become due. `off` (e.g. behind a pooler in transaction mode, which cannot LISTEN)
-  leaves workers polling; the budget is then `pool_size` connections.
+Options (`postgres_url`): `schema` (default `sagaway`) holds every sagaway table; the
+connection budget is `pool_size` pooled connections (default 4) plus one for LISTEN (unless
+`listen=off`); a caller that finds the pool busy waits `pool_timeout` seconds (default 10),
+then gets `ConnectionBudgetExhausted`, never hangs.
 
 Workers claim due runs with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent claims never
-wait on each other. A checkpoint reads its run's epoch `FOR SHARE` inside its transaction:
-no claim (which bumps the epoch) can commit between that read and the checkpoint's commit,
-so a worker that lost its lease cannot write. Sessions end a transaction left idle for
-`IDLE_IN_TRANSACTION` seconds (a paused or cut-off worker never holds row locks for long).
+wait on each other. A checkpoint reads its run's epoch `FOR SHARE` in its own statement (or
+updates the row `WHERE epoch = ...`): no claim, which bumps the epoch, can commit between
+that check and the checkpoint's commit, so a worker that lost its lease cannot write.
+Sessions end a transaction left idle for 10 s, so a paused or cut-off worker never holds
+row locks for long. Writes that make runs due send NOTIFY (`postgres_notify`).
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import select
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from sagaway.errors import (
-    ConfigurationError,
     ConnectionBudgetExhausted,
     SagawayError,
     SchemaVersionError,
@@ -50,6 +38,7 @@ from sagaway.errors import (
 from sagaway.store import migrations
 from sagaway.store.base import Checkpoint
 from sagaway.store.postgres_notify import WakeListener
+from sagaway.store.postgres_url import PostgresSettings, parse_url
 from sagaway.store.sql import (
     JOURNAL_CONFLICT,
     JOURNAL_INSERT,
@@ -62,136 +51,6 @@ from sagaway.store.sql import (
 )
 
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
-
-DEFAULT_SCHEMA = "sagaway"
-DEFAULT_POOL_SIZE = 4
-DEFAULT_POOL_TIMEOUT = 10.0
-IDLE_IN_TRANSACTION = 10.0
-OPTIONS = ("schema", "pool_size", "pool_timeout", "listen")
-# libpq settings sagaway chooses unless the URL sets them: fail fast on an unreachable
-# server, notice a dead network within about a minute, and say who holds the connections.
-LIBPQ_DEFAULTS = {
-    "connect_timeout": "10",
-    "keepalives": "1",
-    "keepalives_idle": "30",
-    "keepalives_interval": "10",
-    "keepalives_count": "3",
-    "application_name": "sagaway",
-}
-_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
-_BOOLEANS = {"on": True, "true": True, "1": True, "yes": True}
-_BOOLEANS |= {"off": False, "false": False, "0": False, "no": False}
-
-
-@dataclass(frozen=True)
-class PostgresSettings:
-    """A parsed store URL: what libpq gets, and sagaway's own options."""
-
-    conninfo: str
-    where: str  # host:port/database, for messages (never the password)
-    schema: str = DEFAULT_SCHEMA
-    pool_size: int = DEFAULT_POOL_SIZE
-    pool_timeout: float = DEFAULT_POOL_TIMEOUT
-    listen: bool = True
-
-    @property
-    def channel(self) -> str:
-        """The NOTIFY channel of this schema (channels are per database, not per schema)."""
-        return f"sagaway_wake_{self.schema}"
-
-    @property
-    def budget(self) -> int:
-        """The most connections one process opens."""
-        return self.pool_size + (1 if self.listen else 0)
-
-
-def _option(url: str, name: str, text: str, convert: Callable[[str], Any], hint: str) -> Any:
-    try:
-        value = convert(text)
-    except (ValueError, KeyError):
-        value = None
-    if value is None:
-        raise ConfigurationError(f"{name}={text!r} in {_redact(url)!r}: {hint}")
-    return value
-
-
-def _positive_int(text: str) -> int | None:
-    value = int(text)
-    return value if value >= 1 else None
-
-
-def _positive_float(text: str) -> float | None:
-    value = float(text)
-    return value if value > 0 else None
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def parse_url(url: str, **overrides: Any) -> PostgresSettings:
-    """Split a `postgresql://` URL into libpq's connection string and sagaway's options;
-    keyword `overrides` (not None) win over the URL's. Raises ConfigurationError naming the
-    bad option and what it accepts."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {key: value for key, value in query if key in OPTIONS}
-    ours.update({key: str(value) for key, value in overrides.items() if value is not None})
-    unknown = set(overrides) - set(OPTIONS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown PostgreSQL store option(s) {sorted(unknown)}: sagaway's are "
-            f"{', '.join(OPTIONS)}"
-        )
-    # libpq decodes %XX but not "+": spaces (as in `options=-c a=b`) must stay %20.
-    rest = urlencode([(k, v) for k, v in query if k not in OPTIONS], quote_via=quote)
-    try:
-        params = conninfo_to_dict(urlunsplit(parts._replace(query=rest)))
-    except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(
-            f"{_redact(url)!r} is not a PostgreSQL URL libpq accepts ({str(exc).strip()}): "
-            f"sagaway's options are {', '.join(OPTIONS)}; any other query parameter must be "
-            "a libpq connection parameter"
-        ) from None
-    schema = ours.get("schema", DEFAULT_SCHEMA)
-    if not _SCHEMA.match(schema) or schema.startswith("pg_"):
-        raise ConfigurationError(
-            f"schema={schema!r} in {_redact(url)!r}: use lowercase letters, digits and _, "
-            "at most 48 characters, not starting with a digit or pg_"
-        )
-    pool_size = _option(
-        url, "pool_size", ours.get("pool_size", str(DEFAULT_POOL_SIZE)), _positive_int,
-        "give the most pooled connections one process may open, an integer >= 1",
-    )  # fmt: skip
-    pool_timeout = _option(
-        url, "pool_timeout", ours.get("pool_timeout", str(DEFAULT_POOL_TIMEOUT)),
-        _positive_float, "give the seconds to wait for a free connection, a number > 0",
-    )  # fmt: skip
-    listen = _option(
-        url, "listen", ours.get("listen", "on"), lambda t: _BOOLEANS[t.lower()], "use on or off"
-    )
-    for key, value in LIBPQ_DEFAULTS.items():
-        params.setdefault(key, value)
-    # Our settings first: a later -c in the URL's own `options` wins over ours.
-    session = (
-        f"-c search_path={schema} "
-        f"-c idle_in_transaction_session_timeout={int(IDLE_IN_TRANSACTION * 1000)}"
-    )
-    params["options"] = f"{session} {params['options']}" if params.get("options") else session
-    host = params.get("host") or "the local socket"
-    where = f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user')}"
-    return PostgresSettings(
-        conninfo=make_conninfo(**params),
-        where=where,
-        schema=schema,
-        pool_size=pool_size,
-        pool_timeout=pool_timeout,
-        listen=listen,
-    )
 
 
 class _Session:
