@@ -162,8 +162,8 @@ def child_sagaway(seconds: float, threads: int) -> dict:
 
 def child_dbos(seconds: float, threads: int) -> dict:
     import logging
+    from importlib import metadata
 
-    import dbos
     from dbos import DBOS, DBOSConfig
     from psycopg.conninfo import conninfo_to_dict
 
@@ -195,7 +195,7 @@ def child_dbos(seconds: float, threads: int) -> dict:
     finally:
         with _admin("postgres") as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {DBOS_DATABASE} WITH (FORCE)")
-    return {"workflows_per_s": rate, "version": getattr(dbos, "__version__", "?")}
+    return {"workflows_per_s": rate, "version": metadata.version("dbos")}
 
 
 def _start_workers(url: str, count: int, work: Path) -> list[subprocess.Popen]:

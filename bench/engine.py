@@ -326,9 +326,10 @@ def main() -> None:
         conc = run_child("dbos", "default", "FULL", s, str(THREADS))["workflows_per_s"]
         rows.append(("DBOS", "out of the box (rollback journal, FULL)", seq, conc))
 
-    print()
-    print("| system | store settings | sequential (sagas/s) | concurrent (sagas/s) |")
-    print("|---|---|---:|---:|")
+    if rows or floors:
+        print()
+        print("| system | store settings | sequential (sagas/s) | concurrent (sagas/s) |")
+        print("|---|---|---:|---:|")
     for system, config, seq, conc in rows:
         print(f"| {system} | {config} | {seq:,.0f} | {conc:,.0f} |")
     for sync, rate in floors.items():
