@@ -208,8 +208,9 @@ class Worker:
             self._wake.clear()
             timeout = idle
             try:
-                free = self.concurrency - self._active
-                self._backlog = free <= 0
+                with self._lock:  # with _done's decrement: no slot freed goes unnoticed
+                    free = self.concurrency - self._active
+                    self._backlog = free <= 0
                 due = store.next_due() if free > 0 else None
                 now = time.time()
                 if due is not None and due <= now:
