@@ -233,6 +233,8 @@ def child_processes(workers: int, runs: int) -> dict:
         client.store  # noqa: B018 - create the schema before the workers race to
         procs = _start_workers(schema.url, workers, work)
         try:
+            time.sleep(0.5)  # let the workers settle (pool connections, first polls)
+            cpu_before = _cpu(procs)
             start = time.perf_counter()
             per_thread = runs // 16
             threads = [
@@ -249,13 +251,48 @@ def child_processes(workers: int, runs: int) -> dict:
                 if time.perf_counter() - start > 300:
                     raise RuntimeError("the workers did not finish within 300 s")
             elapsed = time.perf_counter() - start
+            cpu = {k: v - cpu_before[k] for k, v in _cpu(procs).items()}
         finally:
             for proc in procs:
                 proc.terminate()
             for proc in procs:
                 proc.wait(30)
             client.close()
-    return {"workflows_per_s": total / elapsed, "runs": total}
+    cores = os.cpu_count() or 1
+    return {
+        "workflows_per_s": total / elapsed,
+        "runs": total,
+        "cpu_ms_per_saga": {k: v / total * 1000 for k, v in cpu.items()},
+        "cpu_busy": sum(cpu.values()) / (elapsed * cores),
+    }
+
+
+def _cpu(workers: list[subprocess.Popen]) -> dict[str, float]:
+    """CPU seconds used so far by the worker processes, this client process, and every
+    PostgreSQL server process (Linux /proc; zeros elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def used(pid: int | str) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    server = 0.0
+    for entry in Path("/proc").iterdir() if Path("/proc").exists() else []:
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    server += used(entry.name)
+            except OSError:
+                continue
+    me = os.times()
+    return {
+        "workers": sum(used(proc.pid) for proc in workers),
+        "client": me.user + me.system,
+        "postgres": server,
+    }
 
 
 def child_latency(samples: int) -> dict:
@@ -354,7 +391,7 @@ def report(run_child: Callable[..., dict], seconds: float, threads: int) -> None
     dbos_seq = run_child("pg_dbos", s, "1")
     dbos = run_child("pg_dbos", s, str(threads))
     runs = str(max(800, int(600 * seconds)))
-    scaling = {n: run_child("pg_processes", str(n), runs)["workflows_per_s"] for n in (1, 2, 4)}
+    scaling = {n: run_child("pg_processes", str(n), runs) for n in (1, 2, 4)}
     latency = run_child("pg_latency", "40")
     rows = [
         ("sagaway, in-process worker", "App(postgresql://...)", ours_seq, ours),
@@ -368,10 +405,10 @@ def report(run_child: Callable[..., dict], seconds: float, threads: int) -> None
             f"| {system} | {setup} | {seq['workflows_per_s']:,.0f} sagas/s | "
             f"{conc['workflows_per_s']:,.0f} sagas/s |"
         )
-    for n, rate in scaling.items():
+    for n, result in scaling.items():
         print(
             f"| sagaway, {n} worker process{'es' if n > 1 else ''} | runs started by a client "
-            f"process | | {rate:,.0f} sagas/s |"
+            f"process | | {result['workflows_per_s']:,.0f} sagas/s |"
         )
     print(
         f"| floor: single-row INSERT commits | 1 / {threads} connections | "
@@ -391,6 +428,13 @@ def report(run_child: Callable[..., dict], seconds: float, threads: int) -> None
         f"sequential sagaway commits {used:,.0f} transactions/s (6 per saga) against a floor "
         f"of {floor1:,.0f} single-row commits/s on one connection"
     )
+    for n, result in scaling.items():
+        ms = result["cpu_ms_per_saga"]
+        print(
+            f"{n} worker process{'es' if n > 1 else ''}: CPU {result['cpu_busy']:.0%} busy "
+            f"(all {os.cpu_count()} cores); CPU per saga: workers {ms['workers']:.2f} ms, "
+            f"client {ms['client']:.2f} ms, PostgreSQL {ms['postgres']:.2f} ms"
+        )
     t, f = latency["timer_late_ms"], latency["start_ms"]
     met = "met" if t["p99"] < 100 else "NOT met"
     print(
