@@ -56,12 +56,14 @@ def postgres_schema(**options: object):
     )
     schema = f"test_{uuid.uuid4().hex[:16]}"
     query = urlencode({"schema": schema, **options})
-    yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}{query}"
-    import psycopg
+    try:
+        yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}{query}"
+    finally:
+        import psycopg
 
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-        conn.execute("SET lock_timeout = '10s'")
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
