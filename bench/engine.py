@@ -15,9 +15,17 @@ Also measured: the per-step engine overhead (a 40-step saga on NORMAL: time betw
 consecutive step bodies, p50/p99), and recovery (1,000 runs in flight in a worker process
 that is SIGKILLed: time until a new worker process has finished them all).
 
-    python bench/engine.py                 # everything, ~3 minutes
+PostgreSQL (`postgres` in --only): the same five-step saga with sagaway on PostgreSQL, DBOS
+with its system database on the same server, the raw-commit floor (single-row INSERT
+transactions from 1 and 16 connections), throughput with 1, 2 and 4 `sagaway worker`
+processes executing runs a client process starts, and wake-up latencies (see
+bench/_pg_engine.py; server: $SAGAWAY_BENCH_POSTGRES, default
+postgresql://postgres@127.0.0.1:5432/test; skipped with a note when unreachable).
+
+    python bench/engine.py                 # everything, ~5 minutes
     python bench/engine.py --seconds 2     # shorter runs
     python bench/engine.py --only sagaway,floor
+    python bench/engine.py --only postgres
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import _pg_engine as pg  # the PostgreSQL half of this benchmark, next to this file
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 5
@@ -268,7 +278,7 @@ def run_child(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
-    parser.add_argument("--only", default="floor,sagaway,dbos,overhead,recovery")
+    parser.add_argument("--only", default="floor,sagaway,dbos,overhead,recovery,postgres")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -279,6 +289,11 @@ def main() -> None:
             "dbos": lambda: child_dbos(rest[0], rest[1], float(rest[2]), int(rest[3])),
             "overhead": lambda: child_overhead(float(rest[0])),
             "recovery": lambda: child_recovery(int(rest[0])),
+            "pg_floor": lambda: pg.child_floor(float(rest[0]), int(rest[1])),
+            "pg_sagaway": lambda: pg.child_sagaway(float(rest[0]), int(rest[1])),
+            "pg_dbos": lambda: pg.child_dbos(float(rest[0]), int(rest[1])),
+            "pg_processes": lambda: pg.child_processes(int(rest[0]), int(rest[1])),
+            "pg_latency": lambda: pg.child_latency(int(rest[0])),
         }[kind]()
         print(json.dumps(result))
         return
@@ -311,9 +326,10 @@ def main() -> None:
         conc = run_child("dbos", "default", "FULL", s, str(THREADS))["workflows_per_s"]
         rows.append(("DBOS", "out of the box (rollback journal, FULL)", seq, conc))
 
-    print()
-    print("| system | store settings | sequential (sagas/s) | concurrent (sagas/s) |")
-    print("|---|---|---:|---:|")
+    if rows or floors:
+        print()
+        print("| system | store settings | sequential (sagas/s) | concurrent (sagas/s) |")
+        print("|---|---|---:|---:|")
     for system, config, seq, conc in rows:
         print(f"| {system} | {config} | {seq:,.0f} | {conc:,.0f} |")
     for sync, rate in floors.items():
@@ -358,6 +374,8 @@ def main() -> None:
             f"recovery: {r['in_flight']} runs in flight in a SIGKILLed worker process; a new "
             f"worker process finished {r['finished']} of them in {r['seconds']:.2f} s"
         )
+    if "postgres" in only:
+        pg.report(run_child, args.seconds, THREADS)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from sagaway.engine import (
 )
 from sagaway.errors import (
     ConfigurationError,
+    ConnectionBudgetExhausted,
     IdempotencyConflict,
     InvalidRunState,
     LeaseLost,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 __all__ = [
     "App",
     "ConfigurationError",
+    "ConnectionBudgetExhausted",
     "EngineMetrics",
     "IdempotencyConflict",
     "InvalidRunState",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigurationError",
+    "ConnectionBudgetExhausted",
     "IdempotencyConflict",
     "InvalidRunState",
     "LeaseLost",
@@ -72,6 +73,11 @@ class LeaseLost(SagawayError):
 
 class StoreUnavailable(SagawayError):
     """The store cannot be opened or reached."""
+
+
+class ConnectionBudgetExhausted(StoreUnavailable):
+    """Every connection this process may open to the database was busy for the whole wait:
+    the message names the budget (e.g. PostgreSQL's `pool_size`) and how to raise it."""
 
 
 class SchemaVersionError(SagawayError):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from contextlib import contextmanager
+from urllib.parse import urlencode
 
 import pytest
 
@@ -25,10 +28,53 @@ def require(condition: bool, reason: str) -> None:
 FAST = Retry(attempts=3, base=0.001, cap=0.005)
 
 
-@pytest.fixture(params=["sqlite"])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
-    """A fresh, empty store of each backend."""
-    return f"sqlite:///{tmp_path}/sagaway.db"
+POSTGRES_URL = os.environ.get("SAGAWAY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+_postgres_problem: list[str | None] = []
+
+
+def postgres_problem() -> str | None:
+    """Why the test PostgreSQL server cannot be used, or None when it can (checked once)."""
+    if not _postgres_problem:
+        try:
+            import psycopg
+
+            psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+            _postgres_problem.append(None)
+        except Exception as exc:  # ImportError, OperationalError, ...
+            _postgres_problem.append(f"{type(exc).__name__}: {str(exc).strip()}")
+    return _postgres_problem[0]
+
+
+@contextmanager
+def postgres_schema(**options: object):
+    """The URL of a fresh schema on the test server, dropped afterwards."""
+    problem = postgres_problem()
+    require(
+        problem is None,
+        f"no PostgreSQL server at {POSTGRES_URL} ({problem}): start one or point "
+        "$SAGAWAY_TEST_POSTGRES at one (.ci/run starts it)",
+    )
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    query = urlencode({"schema": schema, **options})
+    try:
+        yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}{query}"
+    finally:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path):
+    """A fresh, empty store of each backend: a SQLite file, or a PostgreSQL schema of its
+    own on the server named by $SAGAWAY_TEST_POSTGRES."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/sagaway.db"
+        return
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture

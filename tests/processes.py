@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class WorkerProcess:
-    """`sagaway worker tests.apps.crashable:app` in a child process."""
+    """`sagaway worker tests.apps.crashable:app` (or another `target`) in a child process."""
 
     def __init__(
         self,
@@ -24,6 +24,7 @@ class WorkerProcess:
         lease: float = 30.0,
         concurrency: int = 8,
         step_seconds: float = 0.0,
+        target: str = "tests.apps.crashable:app",
     ) -> None:
         env = dict(os.environ)
         env.update(
@@ -35,7 +36,7 @@ class WorkerProcess:
         )
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "sagaway.cli", "worker", "tests.apps.crashable:app",
+                sys.executable, "-m", "sagaway.cli", "worker", target,
                 "--concurrency", str(concurrency),
             ],
             cwd=ROOT,

@@ -1,5 +1,6 @@
 """Crash safety with real processes killed by SIGKILL; leases, takeover and fencing."""
 
+import signal
 import time
 
 import pytest
@@ -127,12 +128,19 @@ def test_a_worker_that_lost_its_lease_cannot_write(app):
     assert app.store.journal(run.id) == []  # the late write left nothing behind
 
 
-def test_several_worker_processes_on_one_sqlite_file_never_run_a_run_twice(store_url, log):
+def test_several_worker_processes_on_one_store_never_run_a_run_twice(store_url, log):
     client = build(store_url, str(log))
     # Bodies take 10 ms, so that all three workers get a share of the runs.
     workers = [WorkerProcess(store_url, log, concurrency=8, step_seconds=0.01) for _ in range(3)]
     try:
+        marker = hang(log, "reserve")
         runs = [client.start("checkout", f"m{i}") for i in range(150)]
+        # 24 runs inside `reserve` at once: each of the 3 workers (8 slots) holds some.
+        wait_for(
+            lambda: sum(n for (name, _), n in body_counts(log).items() if name == "reserve") >= 24,
+            what="every worker to hold runs",
+        )
+        marker.unlink()
         for run in runs:
             run.result(timeout=60)
     finally:
@@ -143,7 +151,7 @@ def test_several_worker_processes_on_one_sqlite_file_never_run_a_run_twice(store
         for step in ("reserve", "charge", "ship"):
             assert counts[(step, f"m{i}")] == 1, (step, i, outputs)
     pids = {line.split()[2] for line in log.read_text().splitlines()}
-    assert len(pids) >= 2  # the work was shared
+    assert len(pids) == 3  # the work was shared
 
 
 def test_shutdown_hands_executing_runs_back(make_app):
@@ -182,3 +190,37 @@ def test_shutdown_hands_executing_runs_back(make_app):
     with first:
         assert wait_status(run, "succeeded") == "succeeded"
     assert log == ["slow", "after"]  # slow's completion was kept
+
+
+def test_a_paused_worker_that_comes_back_has_lost_the_run_and_writes_nothing(store_url, log):
+    client = build(store_url, str(log))
+    marker = hang(log, "charge")
+    paused = WorkerProcess(store_url, log, lease=1.0)
+    taker = None
+    try:
+        run = client.start("checkout", "p1")
+        wait_for(lambda: body_counts(log)[("charge", "p1")] == 1, what="charge to start")
+        paused.signal(signal.SIGSTOP)  # alive as far as this host can tell: only the lease ends
+        taker = WorkerProcess(store_url, log, lease=1.0)
+        wait_for(lambda: body_counts(log)[("charge", "p1")] == 2, what="the takeover")
+        marker.unlink()
+        assert run.result(timeout=20)["charge"] == "charge-p1"
+        before = run.refresh()
+        resumed_at = time.time()
+        paused.signal(signal.SIGCONT)  # its charge body returns now; its write must fail
+        time.sleep(1.5)
+        after = run.refresh()
+    finally:
+        paused.signal(signal.SIGCONT)
+        paused_output = paused.stop()
+        if taker is not None:
+            taker.stop()
+        client.close()
+    counts = body_counts(log)
+    assert counts[("reserve", "p1")] == 1
+    assert counts[("charge", "p1")] == 2  # once in each worker: its completion once
+    assert counts[("ship", "p1")] == 1  # the paused worker did not go on
+    assert after == before  # nothing written after it came back
+    assert all(step.finished_at < resumed_at for step in run.steps)
+    assert "lease lost" in paused_output
+    assert after.recoveries == 1

@@ -76,7 +76,10 @@ def run_worker(args: argparse.Namespace) -> int:
         len(app.sagas),
         worker.concurrency,
     )
-    stop.wait()
+    # Wake now and then: a signal the kernel hands to another thread would otherwise leave
+    # the main thread asleep in an untimed wait, and SIGTERM would go unheard.
+    while not stop.wait(0.5):
+        pass
     log.info("stopping: handing back executing runs")
     app.close()
     return 0

@@ -32,6 +32,7 @@ from sagaway.resilience.retry import Permanent
 from sagaway.store.base import (
     COMPENSATION,
     FORWARD,
+    KEEP,
     Checkpoint,
     Claim,
     EventRecord,
@@ -108,6 +109,9 @@ class RunExecution:
         self.store = worker.app.store
         self.run = claim.run
         self.epoch = claim.run.epoch
+        # The lease as this execution knows it was granted (claim, or a checkpoint that renewed
+        # it). The heartbeat renews it too, but no effect starts on the heartbeat's word.
+        self.lease_until = claim.run.due_at or 0.0
         self.forward: dict[int, JournalEntry] = {}
         self.undone: dict[int, JournalEntry] = {}
         for entry in claim.journal:
@@ -336,6 +340,9 @@ class RunExecution:
                 idempotency_key=f"{self.run.id}/{position}{suffix}",
                 compensating=compensating,
             )
+            # Last thing before the body: a pause (a backoff, a flush, a stopped process) may
+            # have outlived the lease, and another worker may have done this step meanwhile.
+            self._hold_lease()
             started = time.monotonic()
             try:
                 value = self.app.invoke(fn, is_async, args, kwargs, timeout, info)
@@ -452,7 +459,12 @@ class RunExecution:
             raise WaitTimeout(signal, timeout)
         if self.cancel_requested and not self.pivot_passed:
             raise _CancelRequested()
-        found = self.store.pending_signal(self.run.id, signal, [sid for sid, _ in self._consumed])
+        try:
+            found = self.store.pending_signal(
+                self.run.id, signal, [sid for sid, _ in self._consumed]
+            )
+        except Exception as exc:
+            raise self._store_failed(exc) from exc
         now = time.time()
         if found is not None:
             self._consumed.append((found.id, position))
@@ -652,8 +664,9 @@ class RunExecution:
         """Make everything recorded so far durable before an effect may happen."""
         if self.worker.stopping.is_set():
             raise _Abandon(True)
-        if self._pending or self._consumed or self._events or self._pivot_reached:
-            self._flush()
+        renew = self._lease_ending()
+        if self._pending or self._consumed or self._events or self._pivot_reached or renew:
+            self._flush(RunUpdate() if renew else None)
         if self.cancel_requested and not unwinding:
             if not self.pivot_passed:
                 raise _CancelRequested()
@@ -681,10 +694,28 @@ class RunExecution:
         except LeaseLost:
             raise _Abandon(False, why="another worker took it over (lease lost)") from None
         except Exception as exc:
-            # Not the saga's failure: hand the run back and let it be tried again later.
-            raise _Abandon(True, retry_in=1.0, why=f"the store failed: {exc!r}") from exc
+            raise self._store_failed(exc) from exc
         self._pending, self._consumed, self._events = [], [], []
         self._pivot_reached = False
+        if update is not None and update.due_at is KEEP:
+            self.lease_until = checkpoint.lease_until
+
+    def _lease_ending(self) -> bool:
+        """True unless the lease surely holds a third of a lease longer: then another worker
+        cannot have taken the run over (its clock would have to be that far ahead)."""
+        return time.time() > self.lease_until - self.worker.lease / 3
+
+    def _hold_lease(self) -> None:
+        """Before an effect: renew the lease (fenced) if it may be ending. A worker that was
+        paused past its lease learns here that it lost the run, before doing anything."""
+        if self._lease_ending():
+            self._flush(RunUpdate())
+
+    def _store_failed(self, error: Exception) -> _Abandon:
+        """The database failed: stop here without the saga seeing the error (it is not the
+        saga's failure) and hand the run back, due a second later; if even that fails, the
+        lease (which only executing runs' heartbeats renew) expires and the run is recovered."""
+        return _Abandon(True, retry_in=1.0, why=f"the store failed: {error!r}")
 
     def _suspend(self, rest: _Suspend) -> None:
         update = RunUpdate(

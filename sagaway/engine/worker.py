@@ -20,6 +20,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sagaway.engine.execution import RunExecution
@@ -49,6 +50,9 @@ def _host_identity() -> str:
 
 
 _HOST = _host_identity()
+# When the store announces due runs (PostgreSQL's LISTEN/NOTIFY), polling only covers a lost
+# notification, so it can be rare.
+NOTIFIED_POLL = 1.0
 _LIVE_OWNERS: set[str] = set()  # workers alive in this process
 
 
@@ -123,9 +127,12 @@ class Worker:
         self._idle = threading.Condition(self._lock)
         self._active = 0
         self._backlog = False
-        self._inflight: set[str] = set()  # runs dispatched to this worker, not yet done
+        # Runs dispatched to this worker and not yet done: only their leases are renewed, so
+        # a run whose execution or hand-back failed half-way is freed when its lease ends.
+        self._inflight: set[str] = set()
         self._queue: queue.SimpleQueue[Completion | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
+        self._unwatch: Callable[[], None] | None = None
         self.executed = 0
         self.recovered = 0
 
@@ -133,6 +140,7 @@ class Worker:
     def start(self) -> None:
         """Start the execution threads, the scheduler and the heartbeat."""
         _LIVE_OWNERS.add(self.owner)
+        self._unwatch = self.app.store.on_wake(self.wake)
         for i in range(self.concurrency):
             self._spawn(self._execute_loop, f"sagaway-exec-{i}")
         self._spawn(self._schedule_loop, "sagaway-scheduler")
@@ -167,6 +175,8 @@ class Worker:
                 break
             if left is not None and left.take():
                 self.app.executed(left.claim.run.id, left, None)
+        if self._unwatch is not None:
+            self._unwatch()
         _LIVE_OWNERS.discard(self.owner)
         return clean
 
@@ -234,12 +244,16 @@ class Worker:
 
     def _schedule_loop(self) -> None:
         store = self.app.store
+        idle = self.poll_interval
+        if self._unwatch is not None:
+            idle = max(idle, NOTIFIED_POLL)
         while not self.stopping.is_set():
             self._wake.clear()
-            timeout = self.poll_interval
+            timeout = idle
             try:
-                free = self.concurrency - self._active
-                self._backlog = free <= 0
+                with self._lock:  # with _done's decrement: no slot freed goes unnoticed
+                    free = self.concurrency - self._active
+                    self._backlog = free <= 0
                 due = store.next_due() if free > 0 else None
                 now = time.time()
                 if due is not None and due <= now:

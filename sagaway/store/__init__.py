@@ -31,7 +31,7 @@ def resolve_url(url: str | None) -> str:
 
 def open_store(url: str | None = None, *, create: bool = True, **options: object) -> Store:
     """Open the store named by `url` (see `resolve_url`); `create=False` refuses to create a
-    new SQLite file. Extra options go to the backend."""
+    new SQLite file or PostgreSQL schema. Extra options go to the backend."""
     url = resolve_url(url)
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sqlite":
@@ -57,7 +57,7 @@ def open_store(url: str | None = None, *, create: bool = True, **options: object
     if scheme in ("postgres", "postgresql"):
         from sagaway.store.postgres import PostgresStore
 
-        return PostgresStore(url, **options)  # type: ignore[arg-type]
+        return PostgresStore(url, create=create, **options)  # type: ignore[arg-type]
     raise ConfigurationError(
         f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )

@@ -10,7 +10,7 @@ commit) and release each caller only after that transaction is durable.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -264,6 +264,13 @@ class Store(ABC):
     @abstractmethod
     def next_due(self) -> float | None:
         """The earliest `due_at` of any run, or None."""
+
+    def on_wake(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Call `callback()` (from a thread of the store's) whenever any process may have
+        made a run due or moved a timer, so a worker looks at once instead of at its next
+        poll. Returns a function that cancels the subscription, or None when this backend
+        cannot tell (SQLite): the caller must then poll."""
+        return None
 
     # --- control ---------------------------------------------------------------------------
     @abstractmethod

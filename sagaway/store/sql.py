@@ -4,10 +4,18 @@ Backends (`sqlite.py`, `postgres.py`) supply connections, transactions, the plac
 style and the row-locking clause; every statement here is written once, with `?`
 placeholders, in the SQL subset SQLite and PostgreSQL agree on.
 
+A write that makes a run due (a new run, a signal to a waiting run, a cancel, a redrive, a
+run handed back or parked on a timer) marks its transaction with `Cursorish.wake()`; the
+backend's `_announce` then tells other processes in that same transaction (PostgreSQL:
+NOTIFY, delivered on commit), so their workers look for due runs at once.
+
 Writes go through a `GroupCommit`: each work function below runs inside a transaction that
 may hold other callers' work too. A work function raises domain errors (LeaseLost,
 RunNotFound, InvalidRunState) only before it has written anything, so such an error never
 leaves half a write behind in the shared transaction.
+
+A `Statement` is a write made of one statement (then perhaps reads): a backend may send
+many at once and read their results together, or run a lone one without BEGIN and COMMIT.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from sagaway.store.base import (
 )
 from sagaway.store.groupcommit import GroupCommit
 
-__all__ = ["Cursorish", "SqlStore"]
+__all__ = ["Cursorish", "SqlStore", "Statement"]
 
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
@@ -49,14 +57,15 @@ RUN_COLUMNS = (
 JOURNAL_COLUMNS = (
     "position, phase, kind, name, status, args, result, error, attempts, started_at, finished_at"
 )
-_JOURNAL_UPSERT = (
-    f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (run_id, phase, position) "
+JOURNAL_INSERT = f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
+JOURNAL_CONFLICT = (
+    "ON CONFLICT (run_id, phase, position) "
     "DO UPDATE SET kind = excluded.kind, name = excluded.name, "
     "status = excluded.status, args = excluded.args, result = excluded.result, "
     "error = excluded.error, attempts = excluded.attempts, "
     "started_at = excluded.started_at, finished_at = excluded.finished_at"
 )
+_JOURNAL_UPSERT = f"{JOURNAL_INSERT}VALUES (?,?,?,?,?,?,?,?,?,?,?,?) {JOURNAL_CONFLICT}"
 _ACTIVE_SQL = "('running', 'compensating')"
 _SHARED = {
     "breaker": ("sagaway_breakers", "state, until, version"),
@@ -75,8 +84,43 @@ def _entry(row: Sequence[Any]) -> JournalEntry:
     return JournalEntry(*row)
 
 
+def makes_due(update: RunUpdate | None) -> bool:
+    """Whether a checkpoint's run update moves the run's due time: handing it back, or
+    parking it on a timer or a signal (other workers should look again)."""
+    if update is None:
+        return False
+    return update.due_at not in (KEEP, None) or update.rest
+
+
+def lease_lost(run_id: str, epoch: int) -> LeaseLost:
+    """The error of a checkpoint refused by its fence."""
+    return LeaseLost(
+        f"run {run_id}: lease epoch {epoch} is no longer current; another worker took the run over"
+    )
+
+
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
+
+
+class Statement:
+    """A write of one statement whose first row goes to `finish(row, cursor)`, which may
+    read further and returns the write's value (or raises a domain error, when the statement
+    wrote nothing). An `idempotent` one may be sent again after a lost connection."""
+
+    __slots__ = ("finish", "idempotent", "params", "sql")
+
+    def __init__(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        finish: Callable[[Any, Cursorish], Any],
+        idempotent: bool = False,
+    ) -> None:
+        self.sql, self.params, self.finish, self.idempotent = sql, params, finish, idempotent
+
+    def __call__(self, cur: Cursorish) -> Any:
+        return self.finish(cur.one(self.sql, self.params), cur)
 
 
 class Cursorish:
@@ -85,6 +129,11 @@ class Cursorish:
     def __init__(self, connection: Any, convert: Callable[[str], str]) -> None:
         self.connection = connection
         self._convert = convert
+        self.woke = False
+
+    def wake(self) -> None:
+        """Note that this transaction makes a run due (or moves a timer)."""
+        self.woke = True
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.connection.execute(self._convert(sql), params)
@@ -130,20 +179,32 @@ class SqlStore(Store):
     def _read_connection(self) -> Iterator[Any]:
         """Yield a connection for reads (autocommit or a short transaction)."""
 
+    def _announce(self, cur: Cursorish) -> None:
+        """Inside a write transaction that made runs due: tell other processes on commit.
+        SQLite has no such channel (its workers poll)."""
+
     # --- plumbing ------------------------------------------------------------------------
     def _run_batch(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
         try:
             with self._write_transaction() as conn:
                 cur = Cursorish(conn, self._convert)
-                return [self._attempt(work, cur) for work in works]
+                outcomes = [self._attempt(work, cur) for work in works]
+                if cur.woke:
+                    self._announce(cur)
+                return outcomes
         except _Retry:
-            pass
-        # One work hit a database error mid-way: run each alone so only it fails.
+            return self._run_each(works)
+
+    def _run_each(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
+        """A batch hit a database error mid-way: run each write alone so only it fails."""
         outcomes = []
         for work in works:
             try:
                 with self._write_transaction() as conn:
-                    outcomes.append((True, work(Cursorish(conn, self._convert))))
+                    cur = Cursorish(conn, self._convert)
+                    outcomes.append((True, work(cur)))
+                    if cur.woke:
+                        self._announce(cur)
             except Exception as exc:
                 outcomes.append((False, exc))
         return outcomes
@@ -175,27 +236,10 @@ class SqlStore(Store):
     ) -> tuple[RunRecord, bool]:
         claimed = owner is not None
 
-        def work(cur: Cursorish) -> tuple[RunRecord, bool]:
-            row = cur.one(
-                f"INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
-                f"created_at, updated_at, due_at, owner, epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
-                f"ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
-                f"RETURNING {RUN_COLUMNS}",
-                (
-                    new.id,
-                    new.saga,
-                    new.key,
-                    new.input,
-                    new.input_hash,
-                    "running" if claimed else "pending",
-                    new.now,
-                    new.now,
-                    lease_until if claimed else new.now,
-                    owner,
-                    1 if claimed else 0,
-                ),
-            )
+        def finish(row: Any, cur: Cursorish) -> tuple[RunRecord, bool]:
             if row is not None:
+                if not claimed:
+                    cur.wake()
                 return _run(row), True
             existing = cur.one(
                 f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE saga = ? AND idem_key = ?",
@@ -203,7 +247,26 @@ class SqlStore(Store):
             )
             return _run(existing), False
 
-        return self._write(work)
+        insert = (
+            f"INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
+            f"created_at, updated_at, due_at, owner, epoch) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+            f"ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
+            f"RETURNING {RUN_COLUMNS}"
+        )
+        params = [
+            new.id,
+            new.saga,
+            new.key,
+            new.input,
+            new.input_hash,
+            "running" if claimed else "pending",
+            new.now,
+            new.now,
+            lease_until if claimed else new.now,
+            owner,
+            1 if claimed else 0,
+        ]
+        return self._write(Statement(insert, params, finish))
 
     def get_run(self, run_id: str) -> RunRecord | None:
         row = self._read(
@@ -374,6 +437,7 @@ class SqlStore(Store):
         else:
             fence, params = self._run_update(cp, cp.update)
         run_id, epoch = cp.run_id, cp.epoch
+        wakes = makes_due(cp.update)
         entries = [(run_id, *entry) for entry in cp.entries]
         consumed = [(position, signal_id) for signal_id, position in cp.consumed]
         events = [(e.run_id, e.at, e.kind, e.data) for e in cp.events]
@@ -381,10 +445,7 @@ class SqlStore(Store):
         def work(cur: Cursorish) -> bool:
             row = cur.one(fence, params)
             if row is None or row[0] != epoch:
-                raise LeaseLost(
-                    f"run {run_id}: lease epoch {epoch} is no longer current; "
-                    "another worker took the run over"
-                )
+                raise lease_lost(run_id, epoch)
             if len(entries) == 1:
                 cur.execute(_JOURNAL_UPSERT, entries[0])
             else:
@@ -396,6 +457,8 @@ class SqlStore(Store):
                     "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
                     events,
                 )
+            if wakes:
+                cur.wake()
             return bool(row[1])
 
         return self._write(work)
@@ -424,15 +487,17 @@ class SqlStore(Store):
         return [row[0] for row in rows]
 
     def expire_owner(self, owner: str, now: float) -> int:
-        return self._write(
-            lambda cur: (
-                cur.execute(
-                    "UPDATE sagaway_runs SET due_at = ? "
-                    f"WHERE owner = ? AND status IN {_ACTIVE_SQL} AND due_at > ?",
-                    (now, owner, now),
-                ).rowcount
-            )
-        )
+        def work(cur: Cursorish) -> int:
+            count = cur.execute(
+                "UPDATE sagaway_runs SET due_at = ? "
+                f"WHERE owner = ? AND status IN {_ACTIVE_SQL} AND due_at > ?",
+                (now, owner, now),
+            ).rowcount
+            if count:
+                cur.wake()
+            return count
+
+        return self._write(work)
 
     def queue_stats(self, now: float) -> tuple[int, float | None]:
         row = self._read(
@@ -474,6 +539,8 @@ class SqlStore(Store):
                 "WHEN status = 'waiting' AND wait_name = ? THEN ? ELSE due_at END WHERE id = ?",
                 (name, now, run_id),
             )
+            if run.status == "waiting" and run.wait_name == name:
+                cur.wake()
             return SignalRecord(row[0], run_id, name, payload, now)
 
         return self._write(work)
@@ -500,6 +567,8 @@ class SqlStore(Store):
                 "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
                 (run_id, now, "cancel_requested", "{}"),
             )
+            if run.status in ("pending", "waiting"):
+                cur.wake()
             return _run(row)
 
         return self._write(work)
@@ -529,6 +598,7 @@ class SqlStore(Store):
                 "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
                 (run_id, now, "redriven", json.dumps({"status": status})),
             )
+            cur.wake()
 
         self._write(work)
 

@@ -1,0 +1,485 @@
+"""The PostgreSQL backend: many worker processes, on many machines, share one database.
+
+    postgresql://user[:password]@host[:port]/database?schema=shop&pool_size=4
+
+Options (`postgres_url`): `schema` (default `sagaway`) holds every sagaway table; the
+connection budget is `pool_size` pooled connections (default 4) plus one for LISTEN (unless
+`listen=off`); a caller that finds the pool busy waits `pool_timeout` seconds (default 10),
+then gets `ConnectionBudgetExhausted`, never hangs.
+
+Workers claim due runs with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent claims never
+wait on each other. A checkpoint reads its run's epoch `FOR SHARE` in its own statement (or
+updates the row `WHERE epoch = ...`): no claim, which bumps the epoch, can commit between
+that check and the checkpoint's commit, so a worker that lost its lease cannot write.
+Sessions end a transaction left idle for 10 s, so a paused or cut-off worker never holds
+row locks for long. Writes that make runs due send NOTIFY (`postgres_notify`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import select
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from sagaway.errors import (
+    ConnectionBudgetExhausted,
+    SagawayError,
+    SchemaVersionError,
+    StoreUnavailable,
+)
+from sagaway.store import migrations
+from sagaway.store.base import Checkpoint
+from sagaway.store.postgres_notify import WakeListener
+from sagaway.store.postgres_url import PostgresSettings, parse_url
+from sagaway.store.sql import (
+    JOURNAL_CONFLICT,
+    JOURNAL_INSERT,
+    Cursorish,
+    SqlStore,
+    Statement,
+    _Retry,
+    lease_lost,
+    makes_due,
+)
+
+__all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
+
+
+class _Session:
+    """A connection as the shared SQL sees it, with one cursor kept for all its statements
+    (a new cursor per statement costs a third of the statement's work in Python)."""
+
+    __slots__ = ("_cursor", "connection")
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self.connection = connection
+        self._cursor = connection.cursor()
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
+        return self._cursor.execute(sql, params)
+
+    def cursor(self) -> psycopg.Cursor:
+        return self.connection.cursor()
+
+
+class _Disconnected(Exception):
+    """A read found its pooled connection dead (server restart, idle timeout, network)."""
+
+
+class PostgresStore(SqlStore):
+    """A Store in one PostgreSQL schema, shared by any number of worker processes.
+
+    Keyword options override the URL's (see the module's docstring); `create=False` refuses
+    to create a schema that does not exist yet. Raises StoreUnavailable when the server
+    cannot be reached or the schema cannot be set up, SchemaVersionError for a schema
+    written by a newer sagaway, ConfigurationError for a bad URL.
+    """
+
+    lock_clause = "FOR UPDATE SKIP LOCKED"
+    _fence_sql = SqlStore._fence_sql + " FOR SHARE"
+    row_lock = "FOR UPDATE"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        pool_timeout: float | None = None,
+        listen: bool | None = None,
+        create: bool = True,
+    ) -> None:
+        self.settings = parse_url(
+            url, schema=schema, pool_size=pool_size, pool_timeout=pool_timeout, listen=listen
+        )
+        self.url = url
+        self._sql: dict[str, str] = {}
+        self._closed = False
+        self._listener: WakeListener | None = None
+        self._listener_lock = threading.Lock()
+        self._server, self._synchronous = self._migrate(create)
+        self._pool: ConnectionPool = ConnectionPool(
+            self.settings.conninfo,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=self.settings.pool_size,
+            timeout=self.settings.pool_timeout,
+            name=f"sagaway-{self.settings.schema}",
+            num_workers=2,
+            open=True,
+        )
+        self._notify_sql = f'NOTIFY "{self.settings.channel}"'
+        super().__init__()
+
+    @property
+    def description(self) -> str:
+        s = self.settings
+        listen = " + 1 for LISTEN" if s.listen else " (no LISTEN: workers poll)"
+        return (
+            f"PostgreSQL {self._server} at {s.where}, schema {s.schema} "
+            f"(synchronous_commit={self._synchronous}; connections: pool of "
+            f"{s.pool_size}{listen})"
+        )
+
+    # --- schema --------------------------------------------------------------------------
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self.settings.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL at {self.settings.where}: {str(exc).strip()} "
+                "(check the URL, that the server runs and accepts this user, and that the "
+                "database exists: createdb NAME)"
+            ) from None
+
+    def _migrate(self, create: bool) -> tuple[str, str]:
+        schema = self.settings.schema
+        latest = migrations.latest("postgres")
+        with self._connect() as conn:
+            try:
+                with conn.transaction():
+                    # Processes starting together migrate one at a time.
+                    conn.execute(
+                        "SELECT pg_advisory_xact_lock(%s)",
+                        (zlib.crc32(f"sagaway:{schema}".encode()),),
+                    )
+                    exists = conn.execute(
+                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+                    ).fetchone()
+                    if not exists and not create:
+                        raise StoreUnavailable(
+                            f"no sagaway schema {schema!r} at {self.settings.where}: check "
+                            "schema= in the URL (--db or $SAGAWAY_DB), or start an App on it "
+                            "first to create it"
+                        )
+                    if not exists:
+                        conn.execute(f'CREATE SCHEMA "{schema}"')
+                    conn.execute(f'SET LOCAL search_path TO "{schema}"')
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS sagaway_meta "
+                        "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                    )
+                    row = conn.execute(
+                        "SELECT value FROM sagaway_meta WHERE key = 'schema_version'"
+                    ).fetchone()
+                    current = int(row[0]) if row else 0
+                    if current > latest:
+                        raise SchemaVersionError(
+                            f"schema {schema!r} at {self.settings.where} has sagaway schema "
+                            f"version {current}, but this sagaway knows versions up to "
+                            f"{latest}: upgrade sagaway to open it (it was written by a newer "
+                            "release)"
+                        )
+                    for version, sql in migrations.migrations("postgres"):
+                        if version > current:
+                            for statement in migrations.statements(sql):
+                                conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO sagaway_meta (key, value) VALUES ('schema_version', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (str(max(current, latest)),),
+                    )
+            except psycopg.errors.InsufficientPrivilege as exc:
+                raise StoreUnavailable(
+                    f"cannot set up schema {schema!r} at {self.settings.where}: "
+                    f"{str(exc).strip()} (have it created for this user, e.g. CREATE SCHEMA "
+                    f"{schema} AUTHORIZATION {conn.info.user}, or grant CREATE)"
+                ) from None
+            except psycopg.Error as exc:
+                raise StoreUnavailable(
+                    f"cannot set up schema {schema!r} at {self.settings.where}: {str(exc).strip()}"
+                ) from None
+            synchronous = conn.execute("SHOW synchronous_commit").fetchone()[0]
+            return conn.info.parameter_status("server_version") or "?", synchronous
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the store's schema."""
+        row = self._read(
+            lambda cur: cur.one("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
+        )
+        return int(row[0])
+
+    # --- connections ---------------------------------------------------------------------
+    def _convert(self, sql: str) -> str:
+        converted = self._sql.get(sql)
+        if converted is None:
+            converted = self._sql[sql] = sql.replace("?", "%s")
+        return converted
+
+    def _get(self, timeout: float | None = None) -> psycopg.Connection:
+        if self._closed:
+            raise StoreUnavailable(f"the store on {self.settings.where} is closed")
+        wait = self.settings.pool_timeout if timeout is None else max(0.0, timeout)
+        try:
+            return self._pool.getconn(wait)
+        except PoolTimeout:
+            raise self._pool_timeout_error(wait) from None
+        except PoolClosed:
+            raise StoreUnavailable(f"the store on {self.settings.where} is closed") from None
+
+    def _pool_timeout_error(self, waited: float) -> StoreUnavailable:
+        s = self.settings
+        stats = self._pool.get_stats()
+        if stats.get("pool_size", 0) >= s.pool_size:
+            return ConnectionBudgetExhausted(
+                f"all {s.pool_size} connections of sagaway's pool to {s.where} stayed busy "
+                f"for {waited:g} s (pool_size={s.pool_size}, pool_timeout={s.pool_timeout:g}): "
+                f"raise pool_size in the store URL (this process then uses up to "
+                f"pool_size{' + 1' if s.listen else ''} connections), lower the worker's "
+                "concurrency, or look for slow queries holding connections"
+            )
+        return StoreUnavailable(
+            f"no connection to PostgreSQL at {s.where} within {waited:g} s: the server is down, "
+            "unreachable or out of connections (max_connections); sagaway keeps trying"
+        )
+
+    def _release_connection(self, conn: psycopg.Connection) -> None:
+        try:
+            self._pool.putconn(conn)
+        except PoolClosed:
+            conn.close()
+
+    def _connection(self, deadline: float | None = None) -> psycopg.Connection:
+        """A pooled connection the server has not closed. An idle connection has nothing to
+        read unless the server ended it (restart, terminate, idle timeout): such a one is
+        dropped and the next one taken, without a round trip."""
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.pool_timeout
+        for attempt in itertools.count():
+            conn = self._get(deadline - time.monotonic())
+            readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+            if not readable:
+                return conn
+            conn.close()
+            self._release_connection(conn)  # the pool replaces closed connections
+            if not self._pause_before_retry(attempt, deadline):
+                raise StoreUnavailable(
+                    f"lost the connection to PostgreSQL at {self.settings.where}, and no "
+                    f"live one came back within {self.settings.pool_timeout:g} s"
+                )
+        raise AssertionError("unreachable")
+
+    def _begin(self) -> psycopg.Connection:
+        """A pooled connection inside a fresh transaction. A connection found dead before
+        anything was sent is replaced (nothing can have been applied), for up to
+        `pool_timeout` seconds."""
+        deadline = time.monotonic() + self.settings.pool_timeout
+        for attempt in itertools.count():
+            conn = self._connection(deadline)
+            try:
+                conn.execute("BEGIN")
+                return conn
+            except psycopg.OperationalError as exc:
+                self._release_connection(conn)  # the pool drops it if broken
+                if not self._pause_before_retry(attempt, deadline):
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where}: "
+                        f"{str(exc).strip()}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _pause_before_retry(attempt: int, deadline: float) -> bool:
+        """After a dead connection: try the next at once (the pool holds others, or opens
+        one), backing off only when failures go on. False once `deadline` has passed."""
+        delay = 0.0 if attempt < 3 else min(0.5, 0.01 * 2 ** (attempt - 3))
+        if time.monotonic() + delay >= deadline:
+            return False
+        time.sleep(delay)
+        return True
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[Any]:
+        conn = self._begin()
+        try:
+            try:
+                yield _Session(conn)
+            except BaseException as exc:
+                if not conn.broken:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        pass
+                if conn.broken and isinstance(exc, psycopg.Error):
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where} in the "
+                        f"middle of a transaction, which was not applied: {str(exc).strip()}"
+                    ) from exc
+                raise
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                if conn.broken:
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where} while "
+                        f"committing: the write may or may not have been applied ({exc})"
+                    ) from exc
+                raise
+        finally:
+            self._release_connection(conn)
+
+    def _run_batch(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
+        if len(works) == 1 and isinstance(works[0], Statement):
+            return [self._run_alone(works[0])]
+        if sum(isinstance(work, Statement) for work in works) < 2:
+            return super()._run_batch(works)
+        try:
+            return self._run_pipelined(works)
+        except _Retry:
+            return self._run_each(works)
+
+    def _run_alone(self, work: Statement) -> tuple[bool, Any]:
+        """A lone write of one statement is a transaction by itself: no BEGIN, no COMMIT,
+        one round trip. On a lost connection an idempotent one is sent again; any other
+        fails with StoreUnavailable (it may or may not have been applied)."""
+        deadline = time.monotonic() + self.settings.pool_timeout
+        for attempt in itertools.count():
+            conn = self._connection(deadline)
+            cur = Cursorish(_Session(conn), self._convert)
+            try:
+                value = work(cur)
+            except SagawayError as exc:
+                return False, exc
+            except psycopg.OperationalError as exc:
+                if not conn.broken:
+                    return False, exc
+                if not work.idempotent:
+                    return False, StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where} while "
+                        f"writing: the write may or may not have been applied ({exc})"
+                    )
+                if not self._pause_before_retry(attempt, deadline):
+                    return False, StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where}: "
+                        f"{str(exc).strip()}"
+                    )
+                continue
+            except psycopg.Error as exc:
+                return False, exc
+            finally:
+                self._release_connection(conn)
+            if cur.woke:  # after the commit, which is all NOTIFY promises anyway
+                try:
+                    self._read(self._announce)
+                except (psycopg.Error, StoreUnavailable):
+                    pass  # a lost wake-up costs one fallback poll
+            return True, value
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _read_connection(self) -> Iterator[Any]:
+        conn = self._connection()
+        try:
+            yield _Session(conn)
+        except psycopg.OperationalError as exc:
+            if conn.broken:
+                raise _Disconnected() from exc
+            raise
+        finally:
+            self._release_connection(conn)
+
+    def _read(self, work: Callable[[Cursorish], Any]) -> Any:
+        # Reads have no effect: one on a dead connection is simply tried again on another.
+        deadline = time.monotonic() + self.settings.pool_timeout
+        for attempt in itertools.count():
+            try:
+                return super()._read(work)
+            except _Disconnected as lost:
+                if not self._pause_before_retry(attempt, deadline):
+                    raise StoreUnavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where}: "
+                        f"{str(lost.__cause__).strip()}"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    # --- checkpoints -----------------------------------------------------------------------
+    def checkpoint(self, cp: Checkpoint) -> bool:
+        """The common checkpoint (one journal line, perhaps a change of the run row) as one
+        statement: the fence (a row lock, or the fenced UPDATE) in a WITH clause and the
+        journal line inserted only from its row. Each statement costs a round trip, and
+        most checkpoints are this one."""
+        if len(cp.entries) != 1 or cp.consumed or cp.events:
+            return super().checkpoint(cp)
+        if cp.update is None:
+            fence, params = self._fence_sql, [cp.run_id]
+        else:
+            fence, params = self._run_update(cp, cp.update)
+        run_id, epoch = cp.run_id, cp.epoch
+        sql = (
+            f"WITH fence AS ({fence}) {JOURNAL_INSERT}"
+            f"SELECT ?,?,?,?,?,?,?,?,?,?,?,? FROM fence WHERE fence.epoch = ? "
+            f"{JOURNAL_CONFLICT} RETURNING (SELECT cancel_requested FROM fence)"
+        )
+        wakes = makes_due(cp.update)
+
+        def finish(row: Any, cur: Cursorish) -> bool:
+            if row is None:  # the fence matched no row: nothing was written
+                raise lease_lost(run_id, epoch)
+            if wakes:
+                cur.wake()
+            return bool(row[0])
+
+        params = [*params, run_id, *cp.entries[0], epoch]
+        return self._write(Statement(sql, params, finish, idempotent=True))
+
+    def _run_pipelined(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
+        """One transaction for the batch, in which the one-statement writes are sent all at
+        once (pipeline mode) and their results read together; the other writes follow one
+        by one. A batch then costs a few round trips, not one per write."""
+        with self._write_transaction() as session:
+            cur = Cursorish(session, self._convert)
+            conn = session.connection
+            sent = []
+            try:
+                with conn.pipeline():
+                    for work in works:
+                        if isinstance(work, Statement):
+                            result = conn.cursor().execute(self._convert(work.sql), work.params)
+                            sent.append((work, result))
+            except psycopg.Error as exc:
+                raise _Retry from exc
+            outcomes = {}
+            for work, result in sent:
+                row = result.fetchone()
+                outcomes[id(work)] = self._attempt(lambda c, w=work, r=row: w.finish(r, c), cur)
+            for work in works:
+                if not isinstance(work, Statement):
+                    outcomes[id(work)] = self._attempt(work, cur)
+            if cur.woke:
+                self._announce(cur)
+            return [outcomes[id(work)] for work in works]
+
+    # --- wake-ups ------------------------------------------------------------------------
+    def _announce(self, cur: Cursorish) -> None:
+        cur.execute(self._notify_sql)
+
+    def on_wake(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        if not self.settings.listen or self._closed:
+            return None
+        with self._listener_lock:
+            if self._listener is None:
+                listener = WakeListener(
+                    self.settings.conninfo, self.settings.channel, self.settings.where
+                )
+                listener.start()
+                self._listener = listener
+        return self._listener.subscribe(callback)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Wait for writes under way, stop listening and close every connection."""
+        if self._closed:
+            return
+        self._group.close()
+        self._closed = True
+        if self._listener is not None:
+            self._listener.stop()
+        self._pool.close(timeout=5.0)

@@ -1,0 +1,54 @@
+"""A five-step saga for tests that run many worker processes and kill or pause some.
+
+Each step body appends `<run id> <position> <pid> <start time>` to $SAGAWAY_TEST_LOG (one
+O_APPEND write per line, so lines of several processes never mix) and returns
+`"<pid> <start time>"`: the journal then says which body's completion was recorded. The
+bodies of the third and later steps in process PID wait while the file `<log>.hold-PID`
+exists (and say so in `<log>.hold-PID.waiting`): a test can stop a worker mid-run, with
+steps recorded before and after the one in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from sagaway import App, Retry, current_step
+
+STEPS = 5
+
+
+def build(url: str, log: str, lease: float = 2.0) -> App:
+    """An App with the saga `five` on `url`, logging step bodies to `log`."""
+    app = App(url, lease=lease, retry=Retry(attempts=3, base=0.01, cap=0.05))
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    hold = f"{log}.hold-{os.getpid()}"
+
+    @app.step
+    def work(n: int) -> str:
+        info = current_step()
+        started = f"{os.getpid()} {time.time():.6f}"
+        os.write(fd, f"{info.run_id} {info.position} {started}\n".encode())
+        time.sleep(0.005)  # long enough for runs to be in flight when a worker is stopped
+        if info.position >= 2 and os.path.exists(hold):
+            with open(f"{hold}.waiting", "a") as f:
+                f.write(f"{info.run_id}\n")
+            while os.path.exists(hold):
+                time.sleep(0.01)
+        return started
+
+    @app.saga()
+    def five(ctx, n: int) -> int:
+        for _ in range(STEPS):
+            work(n)
+        return n
+
+    return app
+
+
+if "SAGAWAY_TEST_LOG" in os.environ:
+    app = build(
+        os.environ["SAGAWAY_DB"],
+        os.environ["SAGAWAY_TEST_LOG"],
+        float(os.environ.get("SAGAWAY_TEST_LEASE", "2")),
+    )
