@@ -122,6 +122,15 @@ def test_longer_periods_fold_the_minute_buckets(app):
     assert all(start % 300 == 0 for start, _ in five)
 
 
+def break_metrics_table(store):
+    """Drop the metrics table behind the store's back, as a broken database would."""
+    if hasattr(store, "path"):
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("DROP TABLE sagaway_metrics")
+    else:
+        store._write(lambda cur: cur.execute("DROP TABLE sagaway_metrics"))
+
+
 def test_a_store_that_cannot_be_read_makes_the_alarm_insufficient_data_not_ok(app, tmp_path):
     run_checkouts(app, declined=1, paid=0)
     config = parse_config(
@@ -133,9 +142,7 @@ def test_a_store_that_cannot_be_read_makes_the_alarm_insufficient_data_not_ok(ap
     monitor.start_at(now - 120)
     monitor.evaluate_until(now - 60)
     assert monitor.states["comp"] == OK
-    path = app.store.path
-    with sqlite3.connect(path) as broken:  # the table goes away under the reader
-        broken.execute("DROP TABLE sagaway_metrics")
+    break_metrics_table(app.store)  # the table goes away under the reader
     monitor.evaluate_until(now + 60)
     last = monitor.transitions[-1]
     assert last.state == INSUFFICIENT and "cannot read compensations from the store" in last.reason

@@ -116,6 +116,9 @@ def test_a_new_schema_is_created_with_the_latest_version():
                 )
             }
             assert tables == {
+                "sagaway_breakers",
+                "sagaway_limiters",
+                "sagaway_metrics",
                 "sagaway_meta",
                 "sagaway_runs",
                 "sagaway_journal",
