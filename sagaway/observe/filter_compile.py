@@ -8,10 +8,10 @@ function per use, doing in order:
 1. a rejecting *pre-check* on the raw text that rules out most non-matching lines without
    parsing them (below), switched off for a while when it lets most lines through;
 2. parsing with the json module's C scanner called directly, which skips the Python-level
-   wrapper of `json.loads` (about a third of its time on a 200-byte log line). Only a line
-   the scanner takes whole from its first character is accepted this way; anything else
-   (leading or trailing whitespace, extra data, an error) goes through `json.loads` itself,
-   so exactly what `json.loads` accepts is accepted;
+   wrapper of `json.loads` (a large part of its time on a log line of a few hundred bytes).
+   Only a line the scanner takes whole from its first character is accepted this way;
+   anything else (leading or trailing whitespace, extra data, an error) goes through
+   `json.loads` itself, so exactly what `json.loads` accepts is accepted;
 3. the condition as one Python expression over the parsed dict, with the fetched values in
    local variables: about what a hand-written `if` costs.
 
