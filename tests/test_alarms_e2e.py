@@ -240,3 +240,22 @@ notifiers:
     assert summary["rotations"] >= 1 and summary["lines"]["undated"] == 0
     events = [json.loads(line) for line in out.splitlines()]
     assert any(e["event"] == "notification" and e["kind"] == "OK" for e in events)
+
+
+def test_replay_reports_malformed_json_as_a_lower_bound(tmp_path):
+    # Two truncated lines; only the one that could match is parsed, so only it is counted.
+    log = tmp_path / "app.log"
+    log.write_text(
+        f'{{"timestamp": "{iso(T0)}", "path": "/api/checkout", "status": 503,\n'
+        f'{{"timestamp": "{iso(T0 + 1)}", "path": "/api/checkout", "status": 200,\n'
+        f'{{"timestamp": "{iso(T0 + 2)}", "path": "/api/checkout", "status": 502}}\n'
+    )
+    config = tmp_path / "alarms.yaml"
+    config.write_text(CONFIG.format(url="http://127.0.0.1:9/unused"))
+    env = {"OPS_HOOK_TOKEN": "x"}
+    text = run_cli("replay", "--config", str(config), "--logs", str(log), env=env)
+    assert text.returncode == 0, text.stderr
+    assert "checkout-5xx: 1 matched, 0 value errors, at least 1 malformed JSON" in text.stdout
+    report = run_cli("replay", "--config", str(config), "--logs", str(log), "--json", env=env)
+    stats = json.loads(report.stdout)["filters"]["checkout-5xx"]
+    assert stats == {"matched": 1, "value_errors": 0, "malformed_json_at_least": 1}

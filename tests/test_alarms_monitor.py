@@ -120,6 +120,10 @@ def test_policy_validation(kwargs, fragment):
         ({}, '{"timestamp": "yesterday"}', None),
         ({}, '{"timestamp": true}', None),
         ({}, '{"broken json', None),
+        ({}, '{"timestamp": 1e999}', None),  # infinite: not a time
+        ({}, '{"ts": 1' + "0" * 400 + "}", None),
+        ({"format": "epoch"}, '{"ts": "nan"}', None),
+        ({}, '{"ts": 1, "ts": 2, "x": ' + "[" * 100_000 + "}", None),  # too deep to parse
     ],
 )
 def test_timestamps_are_read_from_json_fields_columns_or_line_starts(kwargs, line, expected):

@@ -1,27 +1,16 @@
-"""Matching log lines against a parsed filter pattern.
+"""What a filter pattern means: value semantics and the reference matcher.
 
-Two matchers with one meaning:
-
-- `reference_match` walks the AST for every line: JSON lines are always parsed. It is the
-  specification, kept short so it can be read against the documentation.
-- `compile_matcher` builds the fast path used in production. For JSON patterns it first runs a
-  *rejecting pre-check* on the raw line and only parses the lines that may match.
-
-Why the pre-check is sound: in a line with no backslash, a JSON string cannot contain a `"`,
-so every occurrence of `"key"` followed by `:` is a real object key and the token after the
-colon is its raw value. If the last key of a selector occurs nowhere, the selector cannot
-resolve; if it occurs exactly once, that occurrence is the only value the selector could
-resolve to, so a comparison that fails on it fails for the line. Any other case (a backslash,
-a repeated key, an array index, an unusual value token) falls back to parsing. Tests check
-the two matchers agree on generated lines and patterns.
+`reference_match` walks the AST for every line, parsing every JSON line with `json.loads`.
+It is the specification, kept short so it can be read against the documentation; the fast
+path used in production (filter_compile.py) is tested to give the same answers. The value
+semantics here (`compare_json`, `resolve`, `numeric_value`) are shared by both.
 """
 
 from __future__ import annotations
 
 import json
-import operator
+import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 from sagaway.observe.filter_syntax import (
@@ -44,9 +33,19 @@ from sagaway.observe.filter_syntax import (
     TermPattern,
 )
 
-__all__ = ["Match", "compile_matcher", "reference_match", "split_fields"]
+__all__ = [
+    "MISSING",
+    "Match",
+    "compare_json",
+    "numeric_value",
+    "reference_match",
+    "resolve",
+    "split_fields",
+    "term_found",
+]
 
-_MISSING = object()
+MISSING = object()
+"""What `resolve` returns when a selector does not resolve."""
 _NUMBER_TEXT = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
 # A space-delimited field: [bracketed], "quoted" (backslash escapes) or a run of non-spaces.
 _FIELD = re.compile(r'\[([^\]]*)\]|"((?:[^"\\]|\\.)*)"|(\S+)')
@@ -94,8 +93,8 @@ def _order(op: str, left: float, right: float) -> bool:
     return left != right
 
 
-def _compare_json(cond: Comparison, value: Any) -> bool:
-    """A comparison against a resolved JSON value (never `_MISSING`)."""
+def compare_json(cond: Comparison, value: Any) -> bool:
+    """Whether `cond` holds for a resolved JSON value (never `MISSING`)."""
     if value is None or isinstance(value, dict | list):
         return False  # only value nodes (string, number, boolean) compare
     want = cond.value
@@ -134,18 +133,32 @@ def _compare_field(cond: Comparison, text: str) -> bool:
 
 
 def resolve(document: Any, selector: Selector) -> Any:
-    """The value at `selector` in `document`, or the module's missing marker."""
+    """The value at `selector` in `document`, or `MISSING`."""
     node = document
     for step in selector.path:
         if isinstance(step, str):
             if not isinstance(node, dict) or step not in node:
-                return _MISSING
+                return MISSING
             node = node[step]
         else:
             if not isinstance(node, list) or step >= len(node):
-                return _MISSING
+                return MISSING
             node = node[step]
     return node
+
+
+def numeric_value(raw: Any) -> float | None:
+    """A metric value: a finite number, or a string that reads as one; else None."""
+    if isinstance(raw, bool):
+        return None
+    try:
+        if isinstance(raw, int | float | str):
+            number = float(raw)
+        else:
+            return None
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond float's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _eval_json(expr: Expr, document: dict) -> bool:
@@ -155,14 +168,14 @@ def _eval_json(expr: Expr, document: dict) -> bool:
         return _eval_json(expr.left, document) or _eval_json(expr.right, document)
     value = resolve(document, expr.target)  # type: ignore[arg-type]
     if isinstance(expr, NotExists):
-        return value is _MISSING
-    if value is _MISSING:
+        return value is MISSING
+    if value is MISSING:
         return False
     if isinstance(expr, NullCheck):
         return value is None
     if isinstance(expr, BoolCheck):
         return value is expr.value
-    return _compare_json(expr, value)
+    return compare_json(expr, value)
 
 
 def _eval_fields(expr: Expr, fields: dict[str, str]) -> bool:
@@ -208,7 +221,8 @@ def _fields(pattern: DelimitedPattern, line: str) -> dict[str, str] | None:
     return named
 
 
-def _term_found(term: Term, line: str) -> bool:
+def term_found(term: Term, line: str) -> bool:
+    """Whether a literal term occurs in `line` (case-sensitively) or a regex term is found."""
     if term.regex is not None:
         return term.regex.search(line) is not None
     return term.text in line  # type: ignore[operator]
@@ -217,7 +231,7 @@ def _term_found(term: Term, line: str) -> bool:
 def _parse_object(line: str) -> dict | None:
     try:
         document = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # too deeply nested to parse is not JSON either
         return None
     return document if isinstance(document, dict) else None
 
@@ -231,8 +245,8 @@ def reference_match(pattern: Pattern, line: str) -> Match | None:
         return _TEXT_MATCH
     if isinstance(pattern, TermPattern):
         for group in pattern.groups:
-            if all(_term_found(t, line) for t in group.include) and not any(
-                _term_found(t, line) for t in group.exclude
+            if all(term_found(t, line) for t in group.include) and not any(
+                term_found(t, line) for t in group.exclude
             ):
                 return _TEXT_MATCH
         return None
@@ -247,218 +261,3 @@ def reference_match(pattern: Pattern, line: str) -> Match | None:
     if pattern.condition is not None and not _eval_fields(pattern.condition, fields):
         return None
     return Match(fields=fields)
-
-
-# --- the compiled matcher -------------------------------------------------------------------
-
-# After `"key"`: a colon, then a JSON number, a string without escapes, a literal, or any
-# other character (the start of a container, or of something that is not JSON).
-_VALUE_AFTER_KEY = re.compile(
-    r'\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|"[^"]*"|true|false|null|.)'
-)
-_NUMBER_AFTER_KEY = re.compile(r"\s*:\s*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)")
-_ORDERINGS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_LITERALS = {"true": True, "false": False, "null": None}
-
-Check = Callable[[str], bool]
-
-
-def _token_value(token: str) -> Any:
-    if token in _LITERALS:
-        return _LITERALS[token]
-    if token[0] == '"':
-        return token[1:-1]
-    if token != "-" and (token[0] == "-" or token[0].isdigit()):
-        # The same conversions json.loads applies to a number token.
-        return float(token) if any(c in token for c in ".eE") else int(token)
-    return _MISSING
-
-
-def _leaf_check(cond: Expr) -> Check | None:
-    """A check that returns False only when `cond` is certainly false for the line."""
-    if isinstance(cond, NotExists | Logical) or not isinstance(cond.target, Selector):
-        return None
-    key = cond.target.path[-1]
-    if not isinstance(key, str):
-        return None
-    needle = '"' + key + '"'
-    skip = len(needle)
-    value_at = _VALUE_AFTER_KEY.match
-
-    want = cond.value if isinstance(cond, Comparison) else None
-    if isinstance(want, NumberValue) and cond.op in _ORDERINGS:
-        # The hot case (`$.status >= 500`): compare the raw number without building values.
-        compare, bound = _ORDERINGS[cond.op], want.number
-        number_at = _NUMBER_AFTER_KEY.match
-        seen: dict[str, bool] = {}
-
-        def ordering(line: str) -> bool:
-            i = line.find(needle)
-            if i < 0:
-                return False
-            if line.rfind(needle) != i:
-                return True
-            # No number after `"key":` means no such key, or a value that never orders.
-            m = number_at(line, i + skip)
-            if m is None:
-                return False
-            token = m.group(1)
-            verdict = seen.get(token)
-            if verdict is None:
-                # float() is exact below 16 characters; longer tokens convert as json does.
-                number = float(token) if len(token) < 16 else _token_value(token)
-                verdict = compare(number, bound)
-                if len(seen) < 4096:  # status codes and the like repeat: remember a few
-                    seen[token] = verdict
-            return verdict
-
-        return ordering
-
-    if isinstance(cond, NullCheck):
-
-        def holds(value: Any) -> bool:
-            return value is None
-
-    elif isinstance(cond, BoolCheck):
-        expected = cond.value
-
-        def holds(value: Any) -> bool:
-            return value is expected
-
-    else:
-
-        def holds(value: Any) -> bool:
-            return _compare_json(cond, value)  # type: ignore[arg-type]
-
-    def check(line: str) -> bool:
-        i = line.find(needle)
-        if i < 0:
-            return False
-        if line.rfind(needle) != i:
-            return True
-        m = value_at(line, i + skip)
-        if m is None:
-            return False
-        value = _token_value(m.group(1))
-        return value is _MISSING or holds(value)
-
-    return check
-
-
-def _precheck(expr: Expr) -> Check | None:
-    if isinstance(expr, Logical):
-        left, right = _precheck(expr.left), _precheck(expr.right)
-        if expr.op == "and":
-            if left is None or right is None:
-                return left or right
-            return lambda line: left(line) and right(line)
-        if left is None or right is None:
-            return None
-        return lambda line: left(line) or right(line)
-    return _leaf_check(expr)
-
-
-def _compile_expr(expr: Expr) -> Callable[[dict], bool]:
-    """`expr` as nested closures over a parsed document; the same answers as `_eval_json`."""
-    if isinstance(expr, Logical):
-        left, right = _compile_expr(expr.left), _compile_expr(expr.right)
-        if expr.op == "and":
-            return lambda doc: left(doc) and right(doc)
-        return lambda doc: left(doc) or right(doc)
-    if not isinstance(expr, Comparison):
-        return lambda doc: _eval_json(expr, doc)
-    selector = expr.target
-    assert isinstance(selector, Selector)
-    if len(selector.path) == 1 and isinstance(selector.path[0], str):
-        key = selector.path[0]
-
-        def get(doc: dict) -> Any:
-            return doc.get(key, _MISSING)
-
-    else:
-
-        def get(doc: dict) -> Any:
-            return resolve(doc, selector)
-
-    want = expr.value
-    if isinstance(want, NumberValue) and expr.op in _ORDERINGS:
-        compare, bound = _ORDERINGS[expr.op], want.number
-
-        def ordering(doc: dict) -> bool:
-            value = get(doc)
-            kind = type(value)
-            return (kind is int or kind is float) and compare(value, bound)
-
-        return ordering
-
-    def comparison(doc: dict) -> bool:
-        value = get(doc)
-        return value is not _MISSING and _compare_json(expr, value)
-
-    return comparison
-
-
-# The pre-check is skipped for a while when it lets most lines through (it would only cost
-# time); it is sampled again afterwards, as the mix of lines changes.
-_SAMPLE, _SKIP = 1024, 16384
-
-
-def _json_matcher(pattern: JsonPattern) -> Callable[[str], Match | None]:
-    """JSON pattern with a rejecting pre-check; counts lines that failed to parse."""
-    evaluate = _compile_expr(pattern.expr)
-    check = _precheck(pattern.expr)
-    loads = json.loads
-    unparsable = [0]
-    # sampled lines, lines the pre-check let through, lines left to skip the pre-check
-    window = [0, 0, 0]
-
-    def match(line: str) -> Match | None:
-        if check is not None:
-            if window[2]:
-                window[2] -= 1
-            else:
-                window[0] += 1
-                if window[0] >= _SAMPLE:
-                    if window[1] * 2 > window[0]:
-                        window[2] = _SKIP
-                    window[0] = window[1] = 0
-                if not check(line) and "\\" not in line:
-                    return None
-                window[1] += 1
-        try:
-            document = loads(line)
-        except ValueError:
-            unparsable[0] += 1
-            return None
-        if type(document) is dict and evaluate(document):
-            return Match(document=document)
-        return None
-
-    match.unparsable = unparsable  # type: ignore[attr-defined]
-    return match
-
-
-def compile_matcher(pattern: Pattern) -> Callable[[str], Match | None]:
-    """A function `line -> Match | None` equivalent to `reference_match(pattern, line)`."""
-    if isinstance(pattern, MatchAll):
-        return lambda line: _TEXT_MATCH
-    if isinstance(pattern, TermPattern):
-        if len(pattern.groups) == 1 and all(t.text is not None for t in pattern.groups[0].include):
-            group = pattern.groups[0]
-            include = tuple(t.text for t in group.include)
-            exclude = group.exclude
-
-            def terms(line: str) -> Match | None:
-                for text in include:
-                    if text not in line:
-                        return None
-                for term in exclude:
-                    if _term_found(term, line):
-                        return None
-                return _TEXT_MATCH
-
-            return terms
-        return lambda line: reference_match(pattern, line)
-    if isinstance(pattern, JsonPattern):
-        return _json_matcher(pattern)
-    return lambda line: reference_match(pattern, line)

@@ -13,16 +13,10 @@ The syntax is documented in docs/alarms.md; `FilterPattern` parses it once (rais
 
 from __future__ import annotations
 
-import math
 import re
-from typing import Any
 
-from sagaway.observe.filter_match import (
-    Match,
-    compile_matcher,
-    reference_match,
-    resolve,
-)
+from sagaway.observe.filter_compile import compile_matcher, compile_observer, compile_test
+from sagaway.observe.filter_match import Match, reference_match
 from sagaway.observe.filter_syntax import (
     DelimitedPattern,
     FilterPatternError,
@@ -51,7 +45,9 @@ class FilterPattern:
     def __init__(self, text: str) -> None:
         self.text = text
         self.ast: Pattern = parse_pattern(text)
-        self._match = compile_matcher(self.ast)
+        self._unparsable = [0]
+        self._match = compile_matcher(self.ast, self._unparsable)
+        self._test = compile_test(self.ast, self._unparsable)
 
     @property
     def kind(self) -> str:
@@ -64,9 +60,12 @@ class FilterPattern:
 
     @property
     def unparsable(self) -> int:
-        """JSON patterns: lines that had to be parsed and were not valid JSON."""
-        counter = getattr(self._match, "unparsable", None)
-        return counter[0] if counter else 0
+        """JSON patterns: lines this pattern parsed that were not valid JSON.
+
+        A lower bound on the malformed lines it saw: a line the raw-text pre-check rules out
+        is not parsed, so whether it was valid JSON is not known.
+        """
+        return self._unparsable[0]
 
     def match(self, line: str) -> Match | None:
         """The match (with the JSON object or named fields), or None."""
@@ -74,7 +73,7 @@ class FilterPattern:
 
     def matches(self, line: str) -> bool:
         """Whether `line` matches."""
-        return self._match(line) is not None
+        return self._test(line)
 
     def reference(self, line: str) -> Match | None:
         """The same answer as `match`, by the straightforward evaluator (for tests)."""
@@ -105,12 +104,29 @@ class MetricFilter:
         self.name = name
         self.pattern = pattern if isinstance(pattern, FilterPattern) else FilterPattern(pattern)
         self.default = None if default is None else float(default)
-        self.matched = 0
-        self.value_errors = 0
         self._constant: float | None = None
         self._selector: Selector | None = None
         self._field: str | None = None
         self._configure_value(value)
+        self._counts = [0, 0]  # matched, value errors
+        source = self._selector or self._field
+        self._observe = compile_observer(
+            self.pattern.ast,
+            self._constant if source is None else source,
+            self.default,
+            self._counts,
+            self.pattern._unparsable,
+        )
+
+    @property
+    def matched(self) -> int:
+        """Lines that matched the pattern."""
+        return self._counts[0]
+
+    @property
+    def value_errors(self) -> int:
+        """Matching lines whose value was missing or not a finite number."""
+        return self._counts[1]
 
     def _configure_value(self, value: float | str) -> None:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -166,37 +182,8 @@ class MetricFilter:
         return f"{self._constant:g}"
 
     def observe(self, line: str) -> float | None:
-        """The observation `line` contributes, or None for none."""
-        match = self.pattern.match(line)
-        if match is None:
-            return self.default
-        self.matched += 1
-        if self._constant is not None:
-            return self._constant
-        raw: Any
-        if self._selector is not None:
-            raw = resolve(match.document, self._selector)
-        else:
-            raw = (match.fields or {}).get(self._field or "")
-        number = _numeric(raw)
-        if number is None:
-            self.value_errors += 1
-        return number
+        """The observation `line` contributes, or None for none. Never raises."""
+        return self._observe(line)
 
     def __repr__(self) -> str:
         return f"MetricFilter({self.name!r}, {self.pattern.text!r}, value={self.value_spec!r})"
-
-
-def _numeric(raw: Any) -> float | None:
-    if isinstance(raw, bool):
-        return None
-    if isinstance(raw, int | float):
-        number = float(raw)
-    elif isinstance(raw, str):
-        try:
-            number = float(raw)
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if math.isfinite(number) else None

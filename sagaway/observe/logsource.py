@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -38,7 +39,14 @@ _KEY_VALUE = r'"{key}"\s*:\s*("[^"\\]*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)'
 FORMATS = ("auto", "iso8601", "epoch", "epoch_ms")
 
 
-def _epoch(number: float, unit: str) -> float:
+def _epoch(raw: float | str, unit: str) -> float | None:
+    """Seconds for an epoch value, or None when it is not a finite number."""
+    try:
+        number = float(raw)
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond float's range
+        return None
+    if not math.isfinite(number):  # an infinite time would break every bucket after it
+        return None
     if unit == "epoch_ms" or (unit == "auto" and abs(number) > 1e11):
         return number / 1000.0
     return number
@@ -104,7 +112,7 @@ class TimestampReader:
                     break
         try:
             document = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting too deep to parse is not JSON either
             return None
         if not isinstance(document, dict):
             return None
@@ -126,7 +134,7 @@ class TimestampReader:
         if isinstance(raw, bool):
             return None
         if isinstance(raw, int | float):
-            return _epoch(float(raw), self.format) if self.format != "iso8601" else None
+            return _epoch(raw, self.format) if self.format != "iso8601" else None
         if raw == self._last[0]:
             return self._last[1]
         value = self._parse_text(raw.strip())
@@ -137,10 +145,7 @@ class TimestampReader:
     def _parse_text(self, text: str) -> float | None:
         fmt = self.format
         if fmt in ("epoch", "epoch_ms") or (fmt == "auto" and re.fullmatch(r"-?\d+(\.\d+)?", text)):
-            try:
-                return _epoch(float(text), fmt)
-            except ValueError:
-                return None
+            return _epoch(text, fmt)
         try:
             if fmt in ("auto", "iso8601"):
                 try:
