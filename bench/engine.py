@@ -37,7 +37,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -66,27 +65,6 @@ def child_floor(sync: str, seconds: float) -> dict:
     return {"commits_per_s": n / (time.perf_counter() - start)}
 
 
-def _drive(call, seconds: float, threads: int) -> float:
-    """Call `call()` back to back from `threads` threads for `seconds`; return calls/s."""
-    for _ in range(5):
-        call()
-    done = [0] * threads
-    stop = time.perf_counter() + seconds
-
-    def loop(k: int) -> None:
-        while time.perf_counter() < stop:
-            call()
-            done[k] += 1
-
-    start = time.perf_counter()
-    workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return sum(done) / (time.perf_counter() - start)
-
-
 def child_sagaway(sync: str, seconds: float, threads: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from sagaway import App
@@ -105,7 +83,7 @@ def child_sagaway(sync: str, seconds: float, threads: int) -> dict:
         return x
 
     with app:
-        rate = _drive(lambda: app.start(five, 1).result(), seconds, threads)
+        rate = pg.drive(lambda: app.start(five, 1).result(), seconds, threads)
         batches, writes = app.store.commit_stats  # type: ignore[attr-defined]
     app.close()
     return {"workflows_per_s": rate, "writes_per_commit": writes / max(1, batches)}
@@ -177,7 +155,7 @@ def child_dbos(journal: str, sync: str, seconds: float, threads: int) -> dict:
         return x
 
     DBOS.launch()
-    rate = _drive(lambda: five(1), seconds, threads)
+    rate = pg.drive(lambda: five(1), seconds, threads)
     DBOS.destroy()
     return {"workflows_per_s": rate}
 

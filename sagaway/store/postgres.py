@@ -32,7 +32,6 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from sagaway.errors import (
     ConnectionBudgetExhausted,
     SagawayError,
-    SchemaVersionError,
     StoreUnavailable,
 )
 from sagaway.store import migrations
@@ -142,7 +141,6 @@ class PostgresStore(SqlStore):
 
     def _migrate(self, create: bool) -> tuple[str, str]:
         schema = self.settings.schema
-        latest = migrations.latest("postgres")
         with self._connect() as conn:
             try:
                 with conn.transaction():
@@ -163,29 +161,8 @@ class PostgresStore(SqlStore):
                     if not exists:
                         conn.execute(f'CREATE SCHEMA "{schema}"')
                     conn.execute(f'SET LOCAL search_path TO "{schema}"')
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS sagaway_meta "
-                        "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-                    )
-                    row = conn.execute(
-                        "SELECT value FROM sagaway_meta WHERE key = 'schema_version'"
-                    ).fetchone()
-                    current = int(row[0]) if row else 0
-                    if current > latest:
-                        raise SchemaVersionError(
-                            f"schema {schema!r} at {self.settings.where} has sagaway schema "
-                            f"version {current}, but this sagaway knows versions up to "
-                            f"{latest}: upgrade sagaway to open it (it was written by a newer "
-                            "release)"
-                        )
-                    for version, sql in migrations.migrations("postgres"):
-                        if version > current:
-                            for statement in migrations.statements(sql):
-                                conn.execute(statement)
-                    conn.execute(
-                        "INSERT INTO sagaway_meta (key, value) VALUES ('schema_version', %s) "
-                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                        (str(max(current, latest)),),
+                    migrations.apply(
+                        conn, "postgres", f"schema {schema!r} at {self.settings.where}", "%s"
                     )
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise StoreUnavailable(

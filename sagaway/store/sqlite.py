@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sagaway.errors import ConfigurationError, SchemaVersionError, StoreUnavailable
+from sagaway.errors import ConfigurationError, StoreUnavailable
 from sagaway.store import migrations
 from sagaway.store.sql import SqlStore
 
@@ -106,33 +106,10 @@ class SqliteStore(SqlStore):
         return conn
 
     def _migrate(self) -> None:
-        latest = migrations.latest("sqlite")
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS sagaway_meta "
-                "(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-            row = conn.execute(
-                "SELECT value FROM sagaway_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            current = int(row[0]) if row else 0
-            if current > latest:
-                raise SchemaVersionError(
-                    f"{self.path!r} has sagaway schema version {current}, but this sagaway knows "
-                    f"versions up to {latest}: upgrade sagaway to open it "
-                    "(it was written by a newer release)"
-                )
-            for version, sql in migrations.migrations("sqlite"):
-                if version > current:
-                    for statement in migrations.statements(sql):
-                        conn.execute(statement)
-            conn.execute(
-                "INSERT INTO sagaway_meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(max(current, latest)),),
-            )
+            migrations.apply(conn, "sqlite", repr(self.path))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
