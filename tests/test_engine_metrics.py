@@ -1,14 +1,16 @@
 """The engine's own metrics: per-minute buckets in the store, Prometheus exposition."""
 
 import socket
+import time
 import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sagaway import Permanent, SagaCompensated
+from sagaway import ConfigurationError, Permanent, SagaCompensated
 from sagaway.engine.metrics import MinuteRecorder
 from sagaway.observe.engine_metrics import StoreCollector, metric_series, serve_metrics
+from tests.conftest import wait_for
 
 
 def run_some(app):
@@ -97,3 +99,46 @@ def test_a_failed_write_keeps_the_buckets_for_the_next_flush():
     recorder.started("checkout")
     recorder.close()
     assert [(name, count) for name, _labels, _m, count, *_ in written] == [("runs_started", 3)]
+
+
+def _bucket(name, minute):
+    return (name, "saga=checkout", minute, 1, 1.0, 1.0, 1.0)
+
+
+def test_pruning_deletes_only_buckets_older_than_the_cutoff_a_day_at_a_time(app):
+    now = int(time.time() // 60)
+    old = [_bucket("runs_started", now - 1440 * days) for days in (40, 39, 3)]
+    recent = [_bucket("runs_started", now - 5), _bucket("retries", now)]
+    app.store.add_metrics(old + recent)
+    batches_before = app.store.commit_stats[0]
+    assert app.store.prune_metrics(now - 1440 * 2) == 3
+    # 38 days of minutes to walk: one transaction per day, never one delete of everything.
+    assert app.store.commit_stats[0] - batches_before == 38
+    left = {(row[0], row[2]) for row in app.store.metric_rows()}
+    assert left == {("runs_started", now - 5), ("retries", now)}
+    assert app.store.prune_metrics(now - 1440 * 2) == 0
+
+
+def test_the_recorder_prunes_past_the_retention_at_its_first_flush(make_app):
+    app = make_app(metrics_retention_days=1)
+    now = int(time.time() // 60)
+    app.store.add_metrics([_bucket("runs_started", now - 2 * 1440), _bucket("retries", now - 60)])
+    app.recorder.flush_every = 0.05
+    app.recorder.observe("runs_started", "saga=checkout")  # starts the flusher
+
+    def minutes():
+        return {row[2] for row in app.store.metric_rows()}
+
+    wait_for(lambda: now - 2 * 1440 not in minutes(), what="the two-day-old bucket pruned")
+    assert now - 60 in minutes()
+    assert app.prune_metrics() == 0
+
+
+def test_retention_must_be_positive_or_none(make_app):
+    for bad in (0, -1):
+        with pytest.raises(ConfigurationError, match=r"metrics_retention_days=.*above 0, or None"):
+            make_app(metrics_retention_days=bad)
+    keep_all = make_app(metrics_retention_days=None)
+    keep_all.store.add_metrics([_bucket("runs_started", 1)])
+    assert keep_all.prune_metrics() == 0
+    assert len(keep_all.store.metric_rows()) == 1

@@ -92,6 +92,7 @@ class App:
         compensation_retry: Retry | None = None,
         metrics: EngineMetrics | None = None,
         record_metrics: bool = True,
+        metrics_retention_days: float | None = 35.0,
     ) -> None:
         self.url = store.url if store is not None else resolve_url(url)
         self._store = store
@@ -103,8 +104,18 @@ class App:
         self.compensation_retry = compensation_retry or Retry(attempts=10, base=0.2, cap=5.0)
         # The engine's own metrics go to the store as per-minute buckets (read them with
         # `sagaway metrics`); `metrics` adds an observer of the caller's, e.g. Prometheus.
+        if metrics_retention_days is not None and not metrics_retention_days > 0:
+            raise ConfigurationError(
+                f"App(metrics_retention_days={metrics_retention_days!r}): give a number of "
+                "days above 0, or None to keep the engine's metric buckets forever"
+            )
+        self.metrics_retention_days = metrics_retention_days
         self.recorder = (
-            MinuteRecorder(lambda rows: self.store.add_metrics(rows), sample=self._gauges)
+            MinuteRecorder(
+                lambda rows: self.store.add_metrics(rows),
+                sample=self._gauges,
+                prune=None if metrics_retention_days is None else self.prune_metrics,
+            )
             if record_metrics
             else None
         )
@@ -412,6 +423,14 @@ class App:
             ("queue_depth", "", float(depth)),
             ("queue_age_seconds", "", 0.0 if oldest is None else max(0.0, now - oldest)),
         ]
+
+    def prune_metrics(self) -> int:
+        """Delete the engine's metric buckets older than `metrics_retention_days`; return how
+        many went. The recorder calls this hourly; nothing happens without a retention."""
+        if self.metrics_retention_days is None:
+            return 0
+        cutoff = time.time() - self.metrics_retention_days * 86400
+        return self.store.prune_metrics(int(cutoff // 60))
 
     def close(self) -> None:
         """Shut down the worker, write the last metrics and close the store."""

@@ -127,16 +127,22 @@ class MinuteRecorder(EngineMetrics):
     """Aggregates measurements per minute in memory and writes them to the store every
     `flush_every` seconds (and on `flush()`), as (name, labels, minute, count, sum, min,
     max) buckets that every process adds to. A failed write keeps the buckets for the next
-    try, so a store outage delays metrics but does not lose them."""
+    try, so a store outage delays metrics but does not lose them. `prune`, if given, is
+    called from the flusher every `prune_every` seconds (first at the first flush) to
+    delete buckets past their retention."""
 
     def __init__(
         self,
         write: Callable[[list[tuple]], None],
         flush_every: float = 2.0,
         sample: Callable[[], list[tuple[str, str, float]]] | None = None,
+        prune: Callable[[], object] | None = None,
+        prune_every: float = 3600.0,
     ) -> None:
         self._write = write
         self._sample = sample
+        self._prune = prune
+        self.prune_every = prune_every
         self.flush_every = flush_every
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str, int], list[float]] = {}
@@ -165,8 +171,15 @@ class MinuteRecorder(EngineMetrics):
         self._flusher.start()
 
     def _loop(self) -> None:
+        next_prune = time.monotonic()  # the first prune runs at the first flush
         while not self._stop.wait(self.flush_every):
             self.flush()
+            if self._prune is not None and time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + self.prune_every
+                try:
+                    self._prune()
+                except Exception:
+                    log.warning("sagaway metrics: pruning old buckets failed", exc_info=True)
 
     def flush(self) -> None:
         """Write the buckets gathered so far (and a sample of the gauges) to the store."""

@@ -317,6 +317,10 @@ class Store(ABC):
         """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
 
     @abstractmethod
+    def prune_metrics(self, before_minute: int) -> int:
+        """Delete the buckets of minutes before `before_minute`; return how many went."""
+
+    @abstractmethod
     def metric_totals(self) -> list[tuple[str, str, int, float]]:
         """(name, labels, count, sum) over every stored bucket."""
 

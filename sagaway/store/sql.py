@@ -682,6 +682,20 @@ class SqlStore(Store):
             )
         )
 
+    def prune_metrics(self, before_minute: int) -> int:
+        # A day of minutes per transaction: a long-neglected store is cut down without
+        # holding the write lock for one huge delete.
+        oldest = self._read(lambda cur: cur.one("SELECT MIN(minute) FROM sagaway_metrics"))[0]
+        deleted = 0
+        while oldest is not None and oldest < before_minute:
+            oldest = min(oldest + 1440, before_minute)
+            deleted += self._write(
+                lambda cur, upto=oldest: (
+                    cur.execute("DELETE FROM sagaway_metrics WHERE minute < ?", (upto,)).rowcount
+                )
+            )
+        return deleted
+
     def metric_totals(self) -> list[tuple[str, str, int, float]]:
         rows = self._read(
             lambda cur: cur.all(
