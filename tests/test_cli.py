@@ -74,6 +74,26 @@ def test_cancel_and_redrive_from_the_command_line(shop, capsys):
     assert code == 2 and "only failed runs can be redriven" in err
 
 
+def test_runs_prune_deletes_what_ended_long_ago_and_refuses_a_bad_age(shop, capsys):
+    app, checkout = shop
+    with app:
+        done = app.start(checkout, "o4")
+        wait_status(done, "waiting")
+        app.signal(done.id, "confirmed", {})
+        done.result(timeout=10)
+        pending = app.start(checkout, "o5")
+        wait_status(pending, "waiting")
+    code, _, err = cli(capsys, "runs", "prune", "--older-than", "soon", "--db", app.url)
+    assert code == 2 and "--older-than: 'soon' is not a duration" in err
+    code, out, _ = cli(capsys, "runs", "prune", "--older-than", "1h", "--db", app.url)
+    assert code == 0 and out.startswith("deleted 0 run(s)")
+    assert app.store.get_run(done.id) is not None
+    code, out, _ = cli(capsys, "runs", "prune", "--older-than", "1ms", "--db", app.url)
+    assert code == 0 and out.startswith("deleted 1 run(s) that ended succeeded, compensated")
+    assert app.store.get_run(done.id) is None
+    assert app.store.get_run(pending.id).status == "waiting"
+
+
 def test_unknown_ids_bad_json_and_missing_databases_get_one_line_errors(shop, capsys, tmp_path):
     app, checkout = shop
     run = app.start(checkout, "o3")

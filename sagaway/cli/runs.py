@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagaway.cli import CliError
-from sagaway.store.base import STATUSES
+from sagaway.store.base import STATUSES, TERMINAL
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -57,6 +57,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_db_option(redrive)
     redrive.add_argument("run_id", metavar="ID")
     redrive.set_defaults(handler=redrive_run)
+
+    prune = sub.add_parser(
+        "prune",
+        help="delete runs that ended long ago, with their journals",
+        description="Delete runs that ended more than --older-than ago (by default those "
+        "that succeeded, compensated or were cancelled; failed runs wait for a redrive and are "
+        "kept unless named), with their journals, signals and events. A key whose run was "
+        "deleted is free again.",
+    )
+    add_db_option(prune)
+    prune.add_argument(
+        "--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 2w: time since it ended"
+    )
+    prune.add_argument(
+        "--status",
+        action="append",
+        choices=sorted(TERMINAL),
+        help="only runs that ended so (repeat for several; default: all but failed)",
+    )
+    prune.set_defaults(handler=prune_runs)
 
 
 def open_app(url: str | None) -> Any:
@@ -253,4 +273,17 @@ def cancel_run(args: argparse.Namespace) -> int:
 def redrive_run(args: argparse.Namespace) -> int:
     run = _steer(args, lambda app: app.redrive(args.run_id).record)
     print(f"run {args.run_id}: redriven, now {run.status}; a worker resumes it")
+    return 0
+
+
+def prune_runs(args: argparse.Namespace) -> int:
+    from sagaway.observe.slo_spec import parse_duration
+
+    try:
+        age = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise CliError(f"--older-than: {exc}") from None
+    statuses = args.status or ["succeeded", "compensated", "cancelled"]
+    count = _steer(args, lambda app: app.prune_runs(age, statuses))
+    print(f"deleted {count} run(s) that ended {', '.join(statuses)} over {args.older_than} ago")
     return 0

@@ -9,7 +9,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from sagaway.engine import serde
@@ -423,6 +423,23 @@ class App:
             ("queue_depth", "", float(depth)),
             ("queue_age_seconds", "", 0.0 if oldest is None else max(0.0, now - oldest)),
         ]
+
+    def prune_runs(
+        self,
+        older_than: float,
+        statuses: Sequence[str] = ("succeeded", "compensated", "cancelled"),
+    ) -> int:
+        """Delete runs that ended (with one of `statuses`) more than `older_than` seconds
+        ago, with their journals, signals and events; return how many went.
+
+        `failed` runs are kept unless named: they wait for someone to redrive them. A key
+        whose run was pruned is free again: `start` with it creates a new run.
+        """
+        if not older_than >= 0:
+            raise ConfigurationError(
+                f"prune_runs(older_than={older_than!r}): give the age in seconds, 0 or more"
+            )
+        return self.store.prune_runs(time.time() - older_than, statuses)
 
     def prune_metrics(self) -> int:
         """Delete the engine's metric buckets older than `metrics_retention_days`; return how

@@ -311,6 +311,11 @@ class Store(ABC):
         """Atomically read a token bucket's (tokens, stamp) — None if never used — call
         `change(level) -> (new_level, value)`, store `new_level`, and return `value`."""
 
+    @abstractmethod
+    def prune_runs(self, ended_before: float, statuses: Sequence[str]) -> int:
+        """Delete runs with one of these terminal `statuses` last updated before
+        `ended_before`, with their journals, signals and events; return how many went."""
+
     # --- metrics ----------------------------------------------------------------------------
     @abstractmethod
     def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:

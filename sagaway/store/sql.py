@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sagaway.errors import (
+    ConfigurationError,
     InvalidRunState,
     LeaseLost,
     RunNotFound,
@@ -35,6 +36,7 @@ from sagaway.errors import (
 )
 from sagaway.store.base import (
     KEEP,
+    TERMINAL,
     Checkpoint,
     Claim,
     EventRecord,
@@ -663,6 +665,39 @@ class SqlStore(Store):
             return value
 
         return self._write(work)
+
+    def prune_runs(self, ended_before: float, statuses: Sequence[str]) -> int:
+        wanted = sorted(set(statuses))
+        if not wanted or not set(wanted) <= TERMINAL:
+            raise ConfigurationError(
+                f"prune_runs(statuses={list(statuses)!r}): give one or more of "
+                f"{sorted(TERMINAL)} (runs that have not ended are never pruned)"
+            )
+        batch = 500  # runs per transaction: the write lock is held briefly, many times
+
+        def work(cur: Cursorish) -> int:
+            # Selected and deleted in one write transaction (PostgreSQL: the rows locked),
+            # so a run redriven meanwhile is either redriven first and kept, or gone.
+            ids = [
+                row[0]
+                for row in cur.all(
+                    f"SELECT id FROM sagaway_runs WHERE status IN ({_marks(wanted)}) "
+                    f"AND updated_at < ? ORDER BY updated_at LIMIT {batch} {self.row_lock}",
+                    (*wanted, ended_before),
+                )
+            ]
+            if ids:
+                for table in ("sagaway_journal", "sagaway_signals", "sagaway_events"):
+                    cur.execute(f"DELETE FROM {table} WHERE run_id IN ({_marks(ids)})", ids)
+                cur.execute(f"DELETE FROM sagaway_runs WHERE id IN ({_marks(ids)})", ids)
+            return len(ids)
+
+        deleted = 0
+        while True:
+            count = self._write(work)
+            deleted += count
+            if count < batch:
+                return deleted
 
     # --- metrics ----------------------------------------------------------------------------
     def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
