@@ -259,3 +259,15 @@ def test_replay_reports_malformed_json_as_a_lower_bound(tmp_path):
     report = run_cli("replay", "--config", str(config), "--logs", str(log), "--json", env=env)
     stats = json.loads(report.stdout)["filters"]["checkout-5xx"]
     assert stats == {"matched": 1, "value_errors": 0, "malformed_json_at_least": 1}
+    # The malformed line that was parsed is also set aside, with the filter that saw it.
+    rejects = tmp_path / "rejects.jsonl"
+    run_cli(
+        "replay", "--config", str(config), "--logs", str(log), "--rejects", str(rejects), env=env
+    )
+    aside = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert aside == [
+        {
+            "reason": "not valid JSON (filter 'checkout-5xx' parsed it)",
+            "line": log.read_text().splitlines()[0],
+        }
+    ]

@@ -74,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="keep evaluating N periods after the end (to see recovery or missing data)",
     )
-    replay.add_argument("--rejects", help="write lines set aside (undated, too old) to this file")
+    replay.add_argument(
+        "--rejects", help="write lines set aside (undated, too old, not valid JSON) to this file"
+    )
     replay.set_defaults(handler=_replay)
 
     watch = commands.add_parser(

@@ -10,7 +10,9 @@ from the data) and `watch` (time comes from the clock).
 
 Nothing is dropped silently: undated lines are counted and handed to `on_reject`, lines
 that arrive for a period already evaluated are counted as late (and still used by later
-evaluations), and lines older than what is kept are counted and handed to `on_reject`.
+evaluations), lines older than what is kept are counted and handed to `on_reject`, and a
+line a JSON filter parsed and found not to be JSON is counted by that filter and a copy is
+handed to `on_reject` (it still counts in its period, as a line that matched nothing).
 """
 
 from __future__ import annotations
@@ -179,11 +181,19 @@ class Monitor:
             stats.first = at
         if stats.last is None or at > stats.last:
             stats.last = at
+        unparsable = None
         for metric_filter, targets in self._filters:
+            pattern = metric_filter.pattern
+            before = pattern.unparsable
             value = metric_filter.observe(line)
+            if pattern.unparsable != before and unparsable is None:
+                unparsable = metric_filter.name
             if value is not None:
                 for series, _ in targets:
                     series.add(at, value)
+        if unparsable is not None and self.on_reject:
+            # Still counted in its period (it matched nothing); a copy is set aside to look at.
+            self.on_reject(line, f"not valid JSON (filter {unparsable!r} parsed it)")
 
     def evaluate_until(self, now: float) -> list[Transition]:
         """Evaluate every period that ended at or before `now`; return the transitions."""
