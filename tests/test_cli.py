@@ -88,6 +88,11 @@ def test_runs_prune_deletes_what_ended_long_ago_and_refuses_a_bad_age(shop, caps
     code, out, _ = cli(capsys, "runs", "prune", "--older-than", "1h", "--db", app.url)
     assert code == 0 and out.startswith("deleted 0 run(s)")
     assert app.store.get_run(done.id) is not None
+    code, out, _ = cli(
+        capsys, "runs", "prune", "--older-than", "1ms", "--status", "failed", "--db", app.url
+    )
+    assert code == 0 and out.startswith("deleted 0 run(s) that ended failed over 1ms ago")
+    assert app.store.get_run(done.id) is not None
     code, out, _ = cli(capsys, "runs", "prune", "--older-than", "1ms", "--db", app.url)
     assert code == 0 and out.startswith("deleted 1 run(s) that ended succeeded, compensated")
     assert app.store.get_run(done.id) is None

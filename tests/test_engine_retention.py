@@ -1,12 +1,14 @@
 """Deleting runs that ended long ago (`App.prune_runs`, `sagaway runs prune`), on both
 backends: only ended runs of the statuses asked for, with everything recorded about them."""
 
+import threading
 import time
+from contextlib import closing
 
 import pytest
 
-from sagaway import ConfigurationError, Permanent, SagaCompensated, SagaFailed
-from tests.conftest import wait_status
+from sagaway import App, ConfigurationError, Permanent, RunNotFound, SagaCompensated, SagaFailed
+from tests.conftest import FAST, POSTGRES_URL, postgres_schema, wait_status
 
 
 def declare(app):
@@ -93,8 +95,11 @@ def test_prune_deletes_ended_runs_of_the_statuses_asked_for_and_everything_about
         assert again.id != ok.id
         assert again.result(timeout=10) == "fine"
 
+        app.signal(failed.id, "confirm", {"late": True})  # failed runs still take signals
+        assert signals(app, failed.id) == 1
         assert app.prune_runs(0, statuses=["failed"]) == 1
         assert app.store.get_run(failed.id) is None
+        assert signals(app, failed.id) == 0
         assert app.store.get_run(waiting.id).status == "waiting"
 
 
@@ -128,5 +133,39 @@ def test_prune_works_through_many_runs_a_batch_per_transaction(make_app):
     time.sleep(0.01)
     before = app.store.commit_stats[0]  # the worker has stopped: nothing else writes
     assert app.prune_runs(0) == 1201
-    assert app.store.commit_stats[0] - before == 3  # 500 + 500 + 201
+    # 500 + 500 + 201, and one that finds nothing left.
+    assert app.store.commit_stats[0] - before == 4
     assert app.store.count_runs().get("succeeded", 0) == 0
+
+
+@pytest.mark.postgres
+def test_postgres_a_signal_racing_a_prune_of_its_run_is_refused_and_leaves_nothing():
+    with postgres_schema() as url, closing(App(url, record_metrics=False, retry=FAST)) as app:
+        checkout = declare(app)
+        with app:
+            run = finished(app, checkout, "lost")  # failed: it would take a signal
+        import psycopg
+
+        outcome = []
+        with psycopg.connect(POSTGRES_URL) as pruner:
+            pruner.execute(f'SET search_path TO "{app.store.settings.schema}"')
+            # A prune half done: the run locked and deleted, not yet committed.
+            pruner.execute("SELECT id FROM sagaway_runs WHERE id = %s FOR UPDATE", (run.id,))
+            pruner.execute("DELETE FROM sagaway_journal WHERE run_id = %s", (run.id,))
+            pruner.execute("DELETE FROM sagaway_runs WHERE id = %s", (run.id,))
+
+            def send():
+                try:
+                    app.signal(run.id, "confirm", {})
+                    outcome.append("sent")
+                except RunNotFound:
+                    outcome.append("not found")
+
+            sender = threading.Thread(target=send)
+            sender.start()
+            time.sleep(0.3)
+            assert outcome == []  # the signal waits for the run's lock
+            pruner.commit()
+            sender.join(10)
+        assert outcome == ["not found"]
+        assert signals(app, run.id) == 0

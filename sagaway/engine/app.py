@@ -104,10 +104,11 @@ class App:
         self.compensation_retry = compensation_retry or Retry(attempts=10, base=0.2, cap=5.0)
         # The engine's own metrics go to the store as per-minute buckets (read them with
         # `sagaway metrics`); `metrics` adds an observer of the caller's, e.g. Prometheus.
-        if metrics_retention_days is not None and not metrics_retention_days > 0:
+        if metrics_retention_days is not None and not metrics_retention_days >= 1:
+            # Below a day, a prune could cut into minutes other processes are still adding to.
             raise ConfigurationError(
                 f"App(metrics_retention_days={metrics_retention_days!r}): give a number of "
-                "days above 0, or None to keep the engine's metric buckets forever"
+                "days, 1 or more, or None to keep the engine's metric buckets forever"
             )
         self.metrics_retention_days = metrics_retention_days
         self.recorder = (
@@ -441,13 +442,14 @@ class App:
             )
         return self.store.prune_runs(time.time() - older_than, statuses)
 
-    def prune_metrics(self) -> int:
-        """Delete the engine's metric buckets older than `metrics_retention_days`; return how
-        many went. The recorder calls this hourly; nothing happens without a retention."""
+    def prune_metrics(self, stop: Callable[[], bool] | None = None) -> int:
+        """Delete the engine's metric buckets older than `metrics_retention_days`, a day of
+        minutes per transaction until done or `stop()` is true; return how many went. The
+        recorder calls this hourly; nothing happens without a retention."""
         if self.metrics_retention_days is None:
             return 0
         cutoff = time.time() - self.metrics_retention_days * 86400
-        return self.store.prune_metrics(int(cutoff // 60))
+        return self.store.prune_metrics(int(cutoff // 60), stop)
 
     def close(self) -> None:
         """Shut down the worker, write the last metrics and close the store."""

@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sagaway.errors import StoreUnavailable
+
 __all__ = [
     "LATENCY_BUCKETS",
     "EngineMetrics",
@@ -127,16 +129,16 @@ class MinuteRecorder(EngineMetrics):
     """Aggregates measurements per minute in memory and writes them to the store every
     `flush_every` seconds (and on `flush()`), as (name, labels, minute, count, sum, min,
     max) buckets that every process adds to. A failed write keeps the buckets for the next
-    try, so a store outage delays metrics but does not lose them. `prune`, if given, is
+    try, so a store outage delays metrics but does not lose them. `prune(stop)`, if given, is
     called from the flusher every `prune_every` seconds (first at the first flush) to
-    delete buckets past their retention."""
+    delete buckets past their retention; it should return early once `stop()` is true."""
 
     def __init__(
         self,
         write: Callable[[list[tuple]], None],
         flush_every: float = 2.0,
         sample: Callable[[], list[tuple[str, str, float]]] | None = None,
-        prune: Callable[[], object] | None = None,
+        prune: Callable[[Callable[[], bool]], object] | None = None,
         prune_every: float = 3600.0,
     ) -> None:
         self._write = write
@@ -177,7 +179,9 @@ class MinuteRecorder(EngineMetrics):
             if self._prune is not None and time.monotonic() >= next_prune:
                 next_prune = time.monotonic() + self.prune_every
                 try:
-                    self._prune()
+                    self._prune(self._stop.is_set)  # a long prune gives way to close()
+                except StoreUnavailable:
+                    log.debug("sagaway metrics: store closed while pruning", exc_info=True)
                 except Exception:
                     log.warning("sagaway metrics: pruning old buckets failed", exc_info=True)
 

@@ -322,8 +322,9 @@ class Store(ABC):
         """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
 
     @abstractmethod
-    def prune_metrics(self, before_minute: int) -> int:
-        """Delete the buckets of minutes before `before_minute`; return how many went."""
+    def prune_metrics(self, before_minute: int, stop: Callable[[], bool] | None = None) -> int:
+        """Delete the buckets of minutes before `before_minute`, a day of minutes per
+        transaction, until done or `stop()` is true; return how many went."""
 
     @abstractmethod
     def metric_totals(self) -> list[tuple[str, str, int, float]]:

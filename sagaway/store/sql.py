@@ -247,6 +247,10 @@ class SqlStore(Store):
                 f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE saga = ? AND idem_key = ?",
                 (new.saga, new.key),
             )
+            if existing is None:
+                # The run holding the key was pruned between the two statements (PostgreSQL
+                # reads each statement's own snapshot): the key is free, insert again.
+                return finish(cur.one(insert, params), cur)
             return _run(existing), False
 
         insert = (
@@ -516,9 +520,12 @@ class SqlStore(Store):
         return None if row is None or row[0] is None else float(row[0])
 
     # --- control -------------------------------------------------------------------------
-    @staticmethod
-    def _existing(cur: Cursorish, run_id: str) -> RunRecord:
-        row = cur.one(f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE id = ?", (run_id,))
+    def _existing(self, cur: Cursorish, run_id: str) -> RunRecord:
+        # Locked (PostgreSQL) so that a prune deleting the run cannot commit between this
+        # read and the writes that follow: they would add signals or events to no run.
+        row = cur.one(
+            f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE id = ? {self.row_lock}", (run_id,)
+        )
         if row is None:
             raise RunNotFound(run_id)
         return _run(row)
@@ -676,13 +683,16 @@ class SqlStore(Store):
         batch = 500  # runs per transaction: the write lock is held briefly, many times
 
         def work(cur: Cursorish) -> int:
-            # Selected and deleted in one write transaction (PostgreSQL: the rows locked),
-            # so a run redriven meanwhile is either redriven first and kept, or gone.
+            # Selected and deleted in one write transaction (PostgreSQL: the rows locked;
+            # signal, cancel and redrive lock the run too), so a run redriven meanwhile is
+            # either redriven first and kept, or gone with everything about it. Rows another
+            # pruner holds are skipped: it deletes them.
+            skip = " SKIP LOCKED" if self.row_lock else ""
             ids = [
                 row[0]
                 for row in cur.all(
                     f"SELECT id FROM sagaway_runs WHERE status IN ({_marks(wanted)}) "
-                    f"AND updated_at < ? ORDER BY updated_at LIMIT {batch} {self.row_lock}",
+                    f"AND updated_at < ? LIMIT {batch} {self.row_lock}{skip}",
                     (*wanted, ended_before),
                 )
             ]
@@ -693,11 +703,11 @@ class SqlStore(Store):
             return len(ids)
 
         deleted = 0
-        while True:
+        while True:  # until a batch finds nothing: on PostgreSQL one may come back short
             count = self._write(work)
-            deleted += count
-            if count < batch:
+            if count == 0:
                 return deleted
+            deleted += count
 
     # --- metrics ----------------------------------------------------------------------------
     def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
@@ -717,15 +727,17 @@ class SqlStore(Store):
             )
         )
 
-    def prune_metrics(self, before_minute: int) -> int:
+    def prune_metrics(self, before_minute: int, stop: Callable[[], bool] | None = None) -> int:
         # A day of minutes per transaction: a long-neglected store is cut down without
         # holding the write lock for one huge delete.
-        oldest = self._read(lambda cur: cur.one("SELECT MIN(minute) FROM sagaway_metrics"))[0]
         deleted = 0
-        while oldest is not None and oldest < before_minute:
-            oldest = min(oldest + 1440, before_minute)
+        while stop is None or not stop():
+            oldest = self._read(lambda cur: cur.one("SELECT MIN(minute) FROM sagaway_metrics"))[0]
+            if oldest is None or oldest >= before_minute:
+                break
+            upto = min(oldest + 1440, before_minute)
             deleted += self._write(
-                lambda cur, upto=oldest: (
+                lambda cur, upto=upto: (
                     cur.execute("DELETE FROM sagaway_metrics WHERE minute < ?", (upto,)).rowcount
                 )
             )
