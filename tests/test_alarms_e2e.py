@@ -154,6 +154,12 @@ def test_check_reports_config_errors_on_one_line_with_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith(f"sagaway: error: {config}:2: filter 'f': pattern error")
     assert "column 15" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    config.write_text("period: 60\n")  # valid, but it would watch nothing
+    result = run_cli("check", "--config", str(config))
+    assert result.returncode == 2 and "defines no alarm: add an `alarms:` list" in result.stderr
+    config.write_bytes(b"period: 60\n\xff")
+    result = run_cli("check", "--config", str(config))
+    assert result.returncode == 2 and "not UTF-8 text (byte 11)" in result.stderr
 
 
 def test_check_summarises_a_valid_config_without_secrets(tmp_path):

@@ -226,7 +226,7 @@ composites:
         (
             "filters: [{name: errors, pattern: ERROR}]\n"
             "alarms: [{name: a, metric: errors, threshold: 1, notify: [ops]}]",
-            "notifies 'ops', which is not a notifier",
+            "alarms.yaml:2: alarm 'a': notify names 'ops', which is not a notifier",
         ),
         ("composites: [{name: c, rule: 'ALARM(x) AND'}]", "rule error at column 13"),
         ("composites: [{name: c, rule: 'ALARM(x)'}]", "refers to 'x', which is not"),
@@ -235,10 +235,17 @@ composites:
             "cycle: a -> b -> a",
         ),
         ("notifiers: [{name: n, type: pager}]", "'type' must be one of webhook"),
-        ("notifiers: [{name: n, type: webhook, url: 'ftp://x'}]", "must be an http(s) URL"),
+        (
+            "notifiers: [{name: n, type: webhook, url: 'ftp://x'}]",
+            "must be an http(s) URL such as https://hooks.example.com/…, but its scheme is 'ftp'",
+        ),
+        (
+            "notifiers: [{name: n, type: webhook, url: 'not a url'}]",
+            "but it has no http(s):// scheme",
+        ),
         (
             "notifiers: [{name: n, type: slack, url: '${NOT_SET_ANYWHERE_42}'}]",
-            "environment variable NOT_SET_ANYWHERE_42 is not set",
+            "alarms.yaml:1: notifier 'n': environment variable NOT_SET_ANYWHERE_42 is not set",
         ),
         ("filters: [{name: f, pattern: ERROR, value: $.x}]", "must be a JSON pattern"),
         ("timestamp: {field: time}", "must be a JSON selector"),
@@ -251,6 +258,7 @@ def test_config_errors_name_the_entry_and_the_fix(text, fragment):
         parse_config(text, source="alarms.yaml")
     message = str(caught.value)
     assert message.startswith("alarms.yaml"), message
+    assert message.count("alarms.yaml") == 1, message  # one place, said once
     assert fragment in message, message
 
 

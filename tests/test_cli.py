@@ -136,3 +136,66 @@ def test_metrics_series_prints_minutes(shop, capsys):
     code, out, _ = cli(capsys, "metrics", "series", "runs_finished", "--db", app.url, "--json")
     points = [p for p in json.loads(out) if p["value"] is not None]
     assert code == 0 and sum(p["value"] for p in points) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "list", "--limit", "0"], "argument --limit: 0 is out of range: give 1 or more"),
+        (
+            ["worker", "x:app", "--lease", "-3"],
+            "--lease: -3 is out of range: give a number above 0",
+        ),
+        (["worker", "x:app", "--concurrency", "0"], "--concurrency: 0 is out of range"),
+        (["metrics", "serve", "--port", "99999"], "--port: 99999 is out of range: give from 0 to"),
+        (["metrics", "series", "retries", "--minutes", "-5"], "--minutes: -5 is out of range"),
+        (["runs", "list", "--limit", "many"], "argument --limit: 'many' is not a whole number"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_by_name(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_percentiles_of_stored_metrics_are_refused_with_the_reason(capsys):
+    code, _, err = cli(capsys, "metrics", "series", "step_seconds", "--stat", "p99")
+    assert code == 2 and "percentiles cannot be computed from it" in err
+
+
+def test_a_worker_module_missing_a_dependency_is_told_apart_from_a_missing_module(
+    tmp_path, capsys, monkeypatch
+):
+    (tmp_path / "needs_dep.py").write_text("import no_such_dependency_here\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = cli(capsys, "worker", "needs_dep:app")
+    assert code == 2
+    assert "importing 'needs_dep' failed: No module named 'no_such_dependency_here'" in err
+    assert "PYTHONPATH" not in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    from sagaway import App
+
+    app = App(f"sqlite:///{tmp_path}/many.db", record_metrics=False)
+
+    @app.saga()
+    def idle(ctx, n):
+        return n
+
+    for n in range(1000):  # no worker: they stay pending; the listing is ~200 kB of JSON
+        app.start(idle, n)
+    app.close()
+    cmd = [sys.executable, "-m", "sagaway.cli", "runs", "list", "--json", "--limit", "1000"]
+    cmd += ["--db", f"{tmp_path}/many.db"]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout.read(1) == b"["
+        proc.stdout.close()  # the reader leaves, as `| head -c 1` does
+        err = proc.stderr.read().decode()
+        assert proc.wait(30) == 0
+    assert "Traceback" not in err and "BrokenPipeError" not in err

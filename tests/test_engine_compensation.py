@@ -117,10 +117,10 @@ def test_a_failing_pivot_compensates_the_steps_before_it(app):
     ]
 
 
-def test_failed_compensation_stops_unwinding_and_marks_failed(app):
+def test_failed_compensation_stops_unwinding_and_marks_failed(app, caplog):
     log = []
     trip = declare_trip(app, log, fail_at="c", undo_fails={"b": 99})
-    with app:
+    with app, caplog.at_level("WARNING", logger="sagaway"):
         run = app.start(trip, "o1")
         with pytest.raises(SagaFailed, match="while compensating step 'b'") as caught:
             run.result(timeout=10)
@@ -129,6 +129,10 @@ def test_failed_compensation_stops_unwinding_and_marks_failed(app):
     assert undos == ["c", "b", "b", "b"]  # 3 tries of b (fixture retry), a never reached
     escalations = [json.loads(e.data) for e in run.events if e.kind == "escalation"]
     assert escalations and escalations[0]["step"] == "b"
+    # An operator watching the worker's log hears of it too.
+    warned = [r.getMessage() for r in caplog.records if "needs attention" in r.getMessage()]
+    assert len(warned) == 1 and run.id in warned[0]
+    assert "step=b, reason=compensation exhausted its retries" in warned[0]
 
 
 def test_redrive_resumes_unwinding_from_the_failed_compensation(app):

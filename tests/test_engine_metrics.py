@@ -146,3 +146,18 @@ def test_retention_must_be_positive_or_none(make_app):
     keep_all.store.add_metrics([_bucket("runs_started", 1)])
     assert keep_all.prune_metrics() == 0
     assert len(keep_all.store.metric_rows()) == 1
+
+
+def test_leaving_with_app_writes_the_last_buckets(app):
+    @app.step
+    def noop():
+        return None
+
+    @app.saga()
+    def tiny(ctx):
+        noop()
+
+    with app:
+        app.start(tiny).result(timeout=10)
+    # No flush asked for, and the flusher (every 2 s) has not run yet.
+    assert sum(row[3] for row in app.store.metric_rows("runs_finished")) == 1

@@ -195,6 +195,10 @@ def test_table_and_html_outputs(logs, capsys, tmp_path):
         (["--config", "missing.yaml", "--alb", "."], "cannot read the SLO specification"),
         (["--config", "{config}", "--alb", "nowhere"], "nowhere: no such file or directory"),
         (["--config", "{config}", "--alb", "{logs}", "--at", "noon"], "--at 'noon' is not"),
+        (
+            ["--config", "{config}", "--alb", "{logs}", "--quarantine", "/nowhere/q.jsonl"],
+            "--quarantine /nowhere/q.jsonl: the folder /nowhere does not exist",
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, message, logs, capsys):
@@ -209,3 +213,26 @@ def test_a_spec_error_names_the_line(tmp_path, capsys):
     config.write_text(SPEC.replace("objective: 99\n", "objective: 99.x\n"))
     assert main(["slo", "report", "--config", str(config), "--alb", str(tmp_path)]) == 2
     assert "line 10: slos[1].objective" in capsys.readouterr().err
+
+
+def test_an_evaluation_time_outside_the_logs_is_pointed_out(logs, capsys):
+    args = ["slo", "report", "--config", str(logs / "slo.yaml"), "--alb", str(logs / "logs")]
+    assert main([*args, "--at", "2030-01-01T00:00:00Z"]) == 0
+    assert "--at 2030-01-01T00:00:00Z puts every SLO window outside the logs, which span" in (
+        capsys.readouterr().err
+    )
+    assert main([*args, "--at", "2024-05-02T12:00:00Z"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_clean_run_removes_the_quarantine_file_an_earlier_run_left(tmp_path, capsys):
+    config = tmp_path / "slo.yaml"
+    config.write_text(SPEC)
+    stale = tmp_path / "q.jsonl"
+    stale.write_text('{"file": "old.log", "line": 1, "reason": "old", "text": "x"}\n')
+    log = tmp_path / "good.log"
+    log.write_text(line("2024-05-02T23:00:00.000000Z") + "\n")
+    args = ["slo", "report", "--config", str(config), "--alb", str(log), "--quarantine", str(stale)]
+    assert main(args) == 0
+    assert "1 parsed, 0 malformed" in capsys.readouterr().out
+    assert not stale.exists()

@@ -75,6 +75,14 @@ def test_calendar_windows_codes_durations_and_defaults():
         ("service: [unclosed\n", "line 2: not valid YAML"),
         ("", "the file is empty"),
         (
+            ISSUE_SPEC.replace("objective: 99.9 ", "objective: 0.999"),
+            "objective 0.999 is read as 0.999 percent: objectives are percentages, write 99.9",
+        ),
+        (
+            ISSUE_SPEC.replace("threshold: 0.3", "threshold: 300"),
+            "300 is read as 300 seconds: a bare number is seconds (0.3 is 300 ms)",
+        ),
+        (
             ISSUE_SPEC.replace("path_prefix: /api/", "path_regex: '^/api/(?!internal)'"),
             "slos[0].filter.path_regex: lookarounds and backreferences are not supported",
         ),
@@ -96,3 +104,6 @@ def test_alert_overrides_are_validated(tmp_path):
         load_slo_spec(path)
     with pytest.raises(SloSpecError, match="cannot read"):
         load_slo_spec(tmp_path / "missing.yaml")
+    path.write_bytes(b"service: shop\n\xff\xfe")
+    with pytest.raises(SloSpecError, match=r"not UTF-8 text \(byte 14\): save it as UTF-8"):
+        load_slo_spec(path)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sagaway.cli import CliError
+from sagaway.cli import CliError, non_negative_float, non_negative_int
 from sagaway.cli.alarm_inputs import (
     add_source_options,
     open_engine,
@@ -69,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     replay.add_argument(
         "--extra-periods",
-        type=int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="keep evaluating N periods after the end (to see recovery or missing data)",
@@ -98,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     watch.add_argument(
         "--grace",
-        type=float,
+        type=non_negative_float,
         default=None,
         metavar="SECONDS",
         help="wait this long after a period ends before evaluating it (late lines; default 2, "
@@ -116,9 +116,15 @@ def _load(path: str):
     from sagaway.observe.alarm_config import ConfigError, load_config
 
     try:
-        return load_config(path)
+        config = load_config(path)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
+    if not config.alarms and not config.composites:
+        raise CliError(
+            f"{path}: defines no alarm: add an `alarms:` list (a filter, engine metric or SLO "
+            "source and a threshold each), see docs/alarms.md"
+        )
+    return config
 
 
 def _check(args: argparse.Namespace) -> int:

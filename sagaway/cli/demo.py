@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sagaway.cli import positive_int
+
 
 def register(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser(
@@ -13,7 +15,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "mail bounces, responses get lost and the worker is SIGKILLed; exits 1 if an "
         "invariant (no duplicate order, stock conserved, ...) breaks.",
     )
-    demo.add_argument("--customers", type=int, default=300, help="how many (default 300)")
+    demo.add_argument("--customers", type=positive_int, default=300, help="how many (default 300)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument(
         "--dir", default="demo-data", help="where to put the databases (default ./demo-data)"

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from sagaway.cli import CliError
+from sagaway.cli import CliError, port_number, positive_int
 from sagaway.cli.runs import add_db_option
 
 
@@ -23,7 +23,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_db_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=9464, help="port (default 9464)")
+    serve.add_argument("--port", type=port_number, default=9464, help="port (default 9464)")
     serve.set_defaults(handler=serve_command)
 
     series = sub.add_parser("series", help="print one metric per minute")
@@ -36,7 +36,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="LABEL=VALUE",
         help="only label sets with this value (repeatable), e.g. --where status=compensated",
     )
-    series.add_argument("--minutes", type=int, default=60, help="how far back (default 60)")
+    series.add_argument(
+        "--minutes", type=positive_int, default=60, help="how far back (default 60)"
+    )
     series.add_argument(
         "--stat", default="count", help="count (default), sum, avg, min, max per minute"
     )
@@ -89,6 +91,11 @@ def series_command(args: argparse.Namespace) -> int:
         stat = parse_statistic(args.stat)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    if stat.startswith("p"):
+        raise CliError(
+            f"--stat {args.stat}: the store keeps per-minute count, sum, min and max, not every "
+            "value, so percentiles cannot be computed from it: use count, sum, avg, min or max"
+        )
     store = _store(args.db)
     try:
         series = metric_series(store, args.name, where, since=time.time() - args.minutes * 60)

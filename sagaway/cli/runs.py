@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sagaway.cli import CliError
+from sagaway.cli import CliError, positive_int
 from sagaway.store.base import STATUSES, TERMINAL
 
 
@@ -21,7 +21,7 @@ def add_db_option(parser: argparse.ArgumentParser) -> None:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    runs = commands.add_parser("runs", help="list, inspect, signal, cancel and redrive runs")
+    runs = commands.add_parser("runs", help="list, inspect, signal, cancel, redrive and prune runs")
     sub = runs.add_subparsers(dest="runs_command", metavar="ACTION")
     sub.required = True
 
@@ -29,7 +29,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_db_option(listing)
     listing.add_argument("--status", choices=STATUSES, help="only runs with this status")
     listing.add_argument("--saga", help="only runs of this saga")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument(
+        "--limit", type=positive_int, default=50, help="at most this many (default 50)"
+    )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=list_runs)
 
@@ -246,7 +248,7 @@ def show_run(args: argparse.Namespace) -> int:
         for column in ("at (UTC)", "kind", "details"):
             log.add_column(column)
         for e in events:
-            log.add_row(_when(e.at), e.kind, _short(json.loads(e.data), 90))
+            log.add_row(_when(e.at), e.kind, _short(json.loads(e.data), 400))  # rich wraps it
         console.print(log)
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -24,7 +25,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     report.add_argument("--config", required=True, help="SLO specification (YAML)")
     report.add_argument(
-        "--alb", action="append", required=True, metavar="PATH", help="log file or directory"
+        "--alb",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="log file or directory (repeat for several)",
     )
     report.add_argument("--at", help="evaluation time, ISO 8601 (default: newest log entry)")
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -33,7 +38,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--quarantine",
         default="alb-quarantine.jsonl",
         metavar="FILE",
-        help="where malformed lines go (default: %(default)s, only written if there are any)",
+        help="where malformed lines go (default: %(default)s; it holds this run's lines only and "
+        "is removed when there are none)",
     )
     report.set_defaults(handler=run_report)
 
@@ -69,6 +75,10 @@ def _when(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def run_report(args: argparse.Namespace) -> int:
     """Compute the report and print it as a table or JSON; write HTML if asked."""
     from sagaway.observe.slo import report_from_alb
@@ -76,6 +86,9 @@ def run_report(args: argparse.Namespace) -> int:
 
     spec = _load(args.config)
     at = _when(args.at)
+    folder = os.path.dirname(os.path.abspath(args.quarantine))
+    if not os.path.isdir(folder):
+        raise CliError(f"--quarantine {args.quarantine}: the folder {folder} does not exist")
     try:
         report = report_from_alb(spec, args.alb, at=at, quarantine_path=args.quarantine)
     except (FileNotFoundError, ValueError) as exc:
@@ -85,6 +98,15 @@ def run_report(args: argparse.Namespace) -> int:
             f"no parseable access log entry in {', '.join(args.alb)} "
             f"({report.source.malformed} malformed lines set aside in {args.quarantine})"
         )
+    first, last = report.source.first, report.source.last
+    if at is not None and first is not None and last is not None:
+        outside = [r.slo.name for r in report.results if r.at < first or r.window_start > last]
+        if outside and len(outside) == len(report.results):
+            print(
+                f"sagaway: note: --at {args.at} puts every SLO window outside the logs, which "
+                f"span {_iso(first)} to {_iso(last)}: the report counts no request",
+                file=sys.stderr,
+            )
     if args.html:
         from sagaway.observe.slo_html import report_html
 
@@ -113,8 +135,11 @@ def run_rules(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
     else:
         sys.stdout.write(text)
     return 0

@@ -10,7 +10,7 @@ import sys
 import threading
 from typing import Any
 
-from sagaway.cli import CliError
+from sagaway.cli import CliError, positive_float, positive_int
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -21,8 +21,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "SIGTERM or Ctrl-C; executing runs are handed back at their next step boundary.",
     )
     worker.add_argument("target", metavar="MODULE:ATTR", help="e.g. shop.checkout:app")
-    worker.add_argument("--concurrency", type=int, help="runs executed at once (default: App's)")
-    worker.add_argument("--lease", type=float, help="lease seconds (default: the App's)")
+    worker.add_argument(
+        "--concurrency", type=positive_int, help="runs executed at once (default: App's)"
+    )
+    worker.add_argument("--lease", type=positive_float, help="lease seconds (default: the App's)")
     worker.add_argument("--quiet", action="store_true", help="log warnings only")
     worker.set_defaults(handler=run_worker)
 
@@ -39,9 +41,18 @@ def load_app(target: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        missing = getattr(exc, "name", None)
+        if (
+            isinstance(exc, ModuleNotFoundError)
+            and missing
+            and (module_name == missing or module_name.startswith(missing + "."))
+        ):
+            raise CliError(
+                f"cannot import {module_name!r} ({exc}): run from the directory that contains "
+                "it or add it to PYTHONPATH"
+            ) from None
         raise CliError(
-            f"cannot import {module_name!r} ({exc}): run from the directory that contains it "
-            "or add it to PYTHONPATH"
+            f"importing {module_name!r} failed: {exc} (install what it needs in this environment)"
         ) from None
     app: Any = module
     for part in attr.split("."):

@@ -413,6 +413,8 @@ class App:
         worker, self.worker = self.worker, None
         if worker is not None:
             worker.stop(timeout)
+        if self.recorder is not None and self._store is not None:
+            self.recorder.flush()  # leaving `with app:` keeps what was measured
 
     def _gauges(self) -> list[tuple[str, str, float]]:
         """Queue depth and age, sampled with each metrics flush by a process running a worker."""

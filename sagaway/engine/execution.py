@@ -159,8 +159,7 @@ class RunExecution:
                 f"define (it defines: {', '.join(sorted(self.app.sagas)) or 'none'}): deploy "
                 "the code that defines it, then `redrive` the run"
             )
-            self._events.append(self._event("escalation", reason="unknown saga"))
-            self.app.metrics.escalated(self.run.saga, None)
+            self._escalate(None, reason="unknown saga")
             self._finish("failed", error=self._error_text(error, phase="forward"))
             return
         arguments = serde.loads(self.run.input)
@@ -202,8 +201,7 @@ class RunExecution:
             doc = self._error_text(exc, phase="forward", position=position, step=step)
         if isinstance(exc, NonDeterminismError) or self.pivot_passed:
             reason = "non-determinism" if isinstance(exc, NonDeterminismError) else "after pivot"
-            self._events.append(self._event("escalation", reason=reason, step=step))
-            self.app.metrics.escalated(self.run.saga, step)
+            self._escalate(step, reason=reason)
             self._finish("failed", error=doc)
         else:
             self._unwind(error=doc)
@@ -623,17 +621,26 @@ class RunExecution:
                 now,
             )
         )
-        self.app.metrics.escalated(self.run.saga, entry.name)
-        self._events.append(
-            self._event(
-                "escalation",
-                reason="compensation exhausted its retries",
-                step=entry.name,
-                position=entry.position,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+        self._escalate(
+            entry.name,
+            reason="compensation exhausted its retries",
+            position=entry.position,
+            error=f"{type(exc).__name__}: {exc}",
         )
         self._finish("failed", error=text)
+
+    def _escalate(self, step: str | None, **details: Any) -> None:
+        """The run ends `failed` and needs a person: record the event, count it, log it."""
+        fields = {"step": step, **details} if step is not None else details
+        self._events.append(self._event("escalation", **fields))
+        self.app.metrics.escalated(self.run.saga, step)
+        log.warning(
+            "run %s of saga %r failed and needs attention (%s): see `sagaway runs show %s`",
+            self.run.id,
+            self.run.saga,
+            ", ".join(f"{key}={value}" for key, value in fields.items()),
+            self.run.id,
+        )
 
     # --- writes ------------------------------------------------------------------------------
     def _record(self, entry: JournalEntry) -> None:

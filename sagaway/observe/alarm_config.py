@@ -98,6 +98,8 @@ def load_config(path: str | Path) -> AlarmConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     return parse_config(text, source=str(path))
 
 
@@ -141,6 +143,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
     alarms: list[MetricAlarm] = []
     engine: dict[str, EngineMetricRef] = {}
     notify: dict[str, tuple[str, ...]] = {}
+    notify_at: dict[str, Entry] = {}  # where each alarm's notify list was written
     policies: dict[str, NotifyPolicy] = {}
     for i, raw in enumerate(top.get("alarms", list, [])):
         entry = Entry(raw, f"alarms[{i}]", source, _ALARM_KEYS + _POLICY_KEYS + ("notify",))
@@ -180,6 +183,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
             )
         alarms.append(alarm)
         notify[name] = entry.names("notify", defaults.names("notify"))
+        notify_at[name] = entry if "notify" in entry.data else defaults
         policies[name] = _policy(entry, defaults)
 
     composites: list[CompositeAlarm] = []
@@ -202,6 +206,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
         composites.append(composite)
         composite_entries.append((composite, entry))
         notify[name] = entry.names("notify", defaults.names("notify"))
+        notify_at[name] = entry if "notify" in entry.data else defaults
         policies[name] = _policy(entry, defaults)
 
     sources: list = list(top.names("sources"))
@@ -226,9 +231,9 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
         for target in targets:
             if target not in notifiers:
                 known = ", ".join(notifiers) or "none are declared"
-                raise ConfigError(
-                    f"{source}: {name!r} notifies {target!r}, which is not a notifier "
-                    f"(known: {known})"
+                raise notify_at[name].error(
+                    f"notify names {target!r}, which is not a notifier (known: {known})",
+                    "notify",
                 )
     delivery = Entry(
         top.get("delivery", dict, LineMap()),
@@ -397,6 +402,8 @@ def _notifiers(top: Entry, source: str) -> dict[str, Notifier]:
             else:
                 cls = SlackNotifier if kind == "slack" else WebhookNotifier
                 notifiers[name] = cls(name, **common)
+        except ConfigError:
+            raise  # already says where
         except ValueError as exc:
             raise entry.error(str(exc)) from None
     return notifiers

@@ -16,6 +16,7 @@ paths agree on which lines count; see `RULES`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -319,7 +320,8 @@ def printable(raw: bytes) -> str:
 
 class Quarantine:
     """Where refused lines go: one JSON object per line with `file`, `line` (1-based number in
-    that file), `reason` and `text`. The file is created on the first refused line only."""
+    that file), `reason` and `text`. The file is replaced on the first refused line, and a
+    file left by an earlier run is removed on `close()` when no line was refused."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
@@ -335,10 +337,13 @@ class Quarantine:
         self.count += 1
 
     def close(self) -> None:
-        """Flush and close the file (if any line was set aside)."""
+        """Flush and close the file; remove an earlier run's file if nothing was set aside."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+        elif self.count == 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
 
     def __enter__(self) -> Quarantine:
         return self

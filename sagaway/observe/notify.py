@@ -133,8 +133,15 @@ class WebhookNotifier(Notifier):
         super().__init__(name, kinds)
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Say what is wrong without echoing the URL, which may carry a token.
+            problem = (
+                f"its scheme is {parts.scheme!r}" if parts.scheme else "it has no http(s):// scheme"
+            )
+            if parts.scheme in ("http", "https"):
+                problem = "it has no host"
             raise ValueError(
-                f"{self.kind} {name!r}: url must be an http(s) URL, got {safe_url(url)}"
+                f"{self.kind} {name!r}: url must be an http(s) URL such as "
+                f"https://hooks.example.com/…, but {problem}"
             )
         self.url = url
         self.headers = dict(headers or {})

@@ -236,6 +236,12 @@ def _objective(lines: _Lines, value: Any, path: tuple[Any, ...]) -> float:
         raise lines.error(
             path, f"objective {value!r} must be a percentage between 0 and 100, e.g. 99.9"
         )
+    if percent <= 1:
+        raise lines.error(
+            path,
+            f"objective {value!r} is read as {percent:g} percent: objectives are percentages, "
+            f"write {percent * 100:g} for {percent * 100:g}%",
+        )
     return round(percent / 100.0, 12)
 
 
@@ -270,6 +276,12 @@ def _indicator(lines: _Lines, value: Any, path: tuple[Any, ...]) -> Indicator:
         if threshold <= 0:
             raise lines.error(
                 (*path, "threshold"), f"{raw!r}: give seconds as a number (0.3) or 300ms"
+            )
+        if isinstance(raw, int | float) and threshold > 60:
+            raise lines.error(
+                (*path, "threshold"),
+                f"{raw!r} is read as {raw} seconds: a bare number is seconds (0.3 is 300 ms); "
+                "write a threshold above a minute with its unit, e.g. 2m",
             )
         return Indicator(type="latency", bad_status=(), threshold=threshold)
     raise lines.error(
@@ -441,4 +453,6 @@ def load_slo_spec(path: str | Path) -> SloSpec:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SloSpecError(f"{path}: cannot read the SLO specification: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SloSpecError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
     return parse_slo_spec(text, str(path))

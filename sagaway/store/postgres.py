@@ -52,6 +52,11 @@ from sagaway.store.sql import (
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
 
 
+def _one_line(error: BaseException) -> str:
+    """The driver's message on one line (libpq's span several, with tabs)."""
+    return " ".join(str(error).split())
+
+
 class _Session:
     """A connection as the shared SQL sees it, with one cursor kept for all its statements
     (a new cursor per statement costs a third of the statement's work in Python)."""
@@ -134,7 +139,7 @@ class PostgresStore(SqlStore):
             return psycopg.connect(self.settings.conninfo, autocommit=True)
         except psycopg.Error as exc:
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL at {self.settings.where}: {str(exc).strip()} "
+                f"cannot connect to PostgreSQL at {self.settings.where}: {_one_line(exc)} "
                 "(check the URL, that the server runs and accepts this user, and that the "
                 "database exists: createdb NAME)"
             ) from None
@@ -167,12 +172,12 @@ class PostgresStore(SqlStore):
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise StoreUnavailable(
                     f"cannot set up schema {schema!r} at {self.settings.where}: "
-                    f"{str(exc).strip()} (have it created for this user, e.g. CREATE SCHEMA "
+                    f"{_one_line(exc)} (have it created for this user, e.g. CREATE SCHEMA "
                     f"{schema} AUTHORIZATION {conn.info.user}, or grant CREATE)"
                 ) from None
             except psycopg.Error as exc:
                 raise StoreUnavailable(
-                    f"cannot set up schema {schema!r} at {self.settings.where}: {str(exc).strip()}"
+                    f"cannot set up schema {schema!r} at {self.settings.where}: {_one_line(exc)}"
                 ) from None
             synchronous = conn.execute("SHOW synchronous_commit").fetchone()[0]
             return conn.info.parameter_status("server_version") or "?", synchronous
@@ -259,7 +264,7 @@ class PostgresStore(SqlStore):
                 if not self._pause_before_retry(attempt, deadline):
                     raise StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where}: "
-                        f"{str(exc).strip()}"
+                        f"{_one_line(exc)}"
                     ) from None
         raise AssertionError("unreachable")
 
@@ -288,7 +293,7 @@ class PostgresStore(SqlStore):
                 if conn.broken and isinstance(exc, psycopg.Error):
                     raise StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where} in the "
-                        f"middle of a transaction, which was not applied: {str(exc).strip()}"
+                        f"middle of a transaction, which was not applied: {_one_line(exc)}"
                     ) from exc
                 raise
             try:
@@ -297,7 +302,7 @@ class PostgresStore(SqlStore):
                 if conn.broken:
                     raise StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where} while "
-                        f"committing: the write may or may not have been applied ({exc})"
+                        f"committing: the write may or may not have been applied ({_one_line(exc)})"
                     ) from exc
                 raise
         finally:
@@ -331,12 +336,12 @@ class PostgresStore(SqlStore):
                 if not work.idempotent:
                     return False, StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where} while "
-                        f"writing: the write may or may not have been applied ({exc})"
+                        f"writing: the write may or may not have been applied ({_one_line(exc)})"
                     )
                 if not self._pause_before_retry(attempt, deadline):
                     return False, StoreUnavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where}: "
-                        f"{str(exc).strip()}"
+                        f"{_one_line(exc)}"
                     )
                 continue
             except psycopg.Error as exc:
