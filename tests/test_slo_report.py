@@ -215,8 +215,9 @@ def test_a_spec_error_names_the_line(tmp_path, capsys):
     assert "line 10: slos[1].objective" in capsys.readouterr().err
 
 
-def test_an_evaluation_time_outside_the_logs_is_pointed_out(logs, capsys):
+def test_an_evaluation_time_outside_the_logs_is_pointed_out(logs, capsys, tmp_path):
     args = ["slo", "report", "--config", str(logs / "slo.yaml"), "--alb", str(logs / "logs")]
+    args += ["--quarantine", str(tmp_path / "q.jsonl")]
     assert main([*args, "--at", "2030-01-01T00:00:00Z"]) == 0
     assert "--at 2030-01-01T00:00:00Z puts every SLO window outside the logs, which span" in (
         capsys.readouterr().err
