@@ -78,8 +78,7 @@ def serve_command(args: argparse.Namespace) -> int:
 def series_command(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from sagaway.observe.engine_metrics import metric_series
-    from sagaway.observe.series import parse_statistic
+    from sagaway.observe.engine_metrics import engine_statistic, metric_series
 
     where = {}
     for item in args.where:
@@ -88,14 +87,9 @@ def series_command(args: argparse.Namespace) -> int:
             raise CliError(f"--where {item!r} is not LABEL=VALUE, e.g. --where status=failed")
         where[key] = value
     try:
-        stat = parse_statistic(args.stat)
+        stat = engine_statistic(args.stat)
     except ValueError as exc:
-        raise CliError(str(exc)) from None
-    if stat.startswith("p"):
-        raise CliError(
-            f"--stat {args.stat}: the store keeps per-minute count, sum, min and max, not every "
-            "value, so percentiles cannot be computed from it: use count, sum, avg, min or max"
-        )
+        raise CliError(f"--stat: {exc}") from None
     store = _store(args.db)
     try:
         series = metric_series(store, args.name, where, since=time.time() - args.minutes * 60)

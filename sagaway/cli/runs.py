@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagaway.cli import CliError, positive_int
-from sagaway.store.base import STATUSES, TERMINAL
+from sagaway.store.base import SETTLED, STATUSES, TERMINAL
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -285,7 +285,7 @@ def prune_runs(args: argparse.Namespace) -> int:
         age = parse_duration(args.older_than)
     except ValueError as exc:
         raise CliError(f"--older-than: {exc}") from None
-    statuses = args.status or ["succeeded", "compensated", "cancelled"]
+    statuses = args.status or list(SETTLED)
     count = _steer(args, lambda app: app.prune_runs(age, statuses))
     print(f"deleted {count} run(s) that ended {', '.join(statuses)} over {args.older_than} ago")
     return 0

@@ -99,14 +99,17 @@ def run_report(args: argparse.Namespace) -> int:
             f"({report.source.malformed} malformed lines set aside in {args.quarantine})"
         )
     first, last = report.source.first, report.source.last
-    if at is not None and first is not None and last is not None:
-        outside = [r.slo.name for r in report.results if r.at < first or r.window_start > last]
-        if outside and len(outside) == len(report.results):
-            print(
-                f"sagaway: note: --at {args.at} puts every SLO window outside the logs, which "
-                f"span {_iso(first)} to {_iso(last)}: the report counts no request",
-                file=sys.stderr,
-            )
+    if (
+        at is not None
+        and first is not None
+        and last is not None
+        and all(r.at < first or r.window_start > last for r in report.results)
+    ):
+        print(
+            f"sagaway: note: --at {args.at} puts every SLO window outside the logs, which "
+            f"span {_iso(first)} to {_iso(last)}: the report counts no request",
+            file=sys.stderr,
+        )
     if args.html:
         from sagaway.observe.slo_html import report_html
 

@@ -36,7 +36,7 @@ from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.store import open_store, resolve_url
-from sagaway.store.base import Claim, NewRun, Store
+from sagaway.store.base import SETTLED, Claim, NewRun, Store
 
 __all__ = ["App", "StepTimeout"]
 
@@ -430,7 +430,7 @@ class App:
     def prune_runs(
         self,
         older_than: float,
-        statuses: Sequence[str] = ("succeeded", "compensated", "cancelled"),
+        statuses: Sequence[str] = SETTLED,
     ) -> int:
         """Delete runs that ended (with one of `statuses`) more than `older_than` seconds
         ago, with their journals, signals and events; return how many went.

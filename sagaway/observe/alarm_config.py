@@ -26,7 +26,14 @@ from sagaway.observe.alarm_config_sources import (
 )
 from sagaway.observe.alarms import AlarmDefinitionError, MetricAlarm
 from sagaway.observe.composite import AlarmSet, CompositeAlarm
-from sagaway.observe.config_yaml import ConfigError, Entry, LineMap, expand, load_yaml
+from sagaway.observe.config_yaml import (
+    ConfigError,
+    Entry,
+    LineMap,
+    expand,
+    load_yaml,
+    read_config_text,
+)
 from sagaway.observe.engine_alarms import GAUGES, EngineMetricRef
 from sagaway.observe.filters import FilterPatternError, MetricFilter
 from sagaway.observe.incident import KINDS, NotifyPolicy
@@ -93,13 +100,7 @@ class AlarmConfig:
 
 def load_config(path: str | Path) -> AlarmConfig:
     """Read and validate `path`; raise ConfigError (one line, pointing at the problem)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the file: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    text = read_config_text(path, ConfigError, "the file")
     return parse_config(text, source=str(path))
 
 

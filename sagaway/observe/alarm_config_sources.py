@@ -11,6 +11,7 @@ from sagaway.observe.alarms import MetricAlarm
 from sagaway.observe.composite import CompositeAlarm
 from sagaway.observe.config_yaml import Entry, LineMap, expand
 from sagaway.observe.engine_alarms import BUCKET_SECONDS, ENGINE_LABELS, EngineMetricRef
+from sagaway.observe.engine_metrics import engine_statistic
 from sagaway.observe.filters import MetricFilter
 from sagaway.observe.slo_alarms import SLO_PREFIX, SloAlerts
 from sagaway.observe.slo_spec import SloSpecError, load_slo_spec, parse_duration
@@ -81,12 +82,10 @@ def check_engine_alarm(entry: Entry, alarm: MetricAlarm, period_given: bool) -> 
             f"(60, 120, 300, ...){fix}",
             "period" if period_given else None,
         )
-    if alarm.statistic.startswith("p"):
-        raise entry.error(
-            f"statistic {alarm.statistic}: engine metrics keep count, sum, min and max per "
-            "minute, not each value, so percentiles cannot be computed; use avg or max",
-            "statistic",
-        )
+    try:
+        engine_statistic(alarm.statistic)
+    except ValueError as exc:
+        raise entry.error(str(exc), "statistic") from None
 
 
 def check_children(

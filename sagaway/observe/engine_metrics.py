@@ -15,9 +15,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sagaway.engine.metrics import LATENCY_BUCKETS
-from sagaway.observe.series import Series
+from sagaway.observe.series import Series, parse_statistic
 
-__all__ = ["ENGINE_METRICS", "StoreCollector", "metric_series", "parse_labels", "serve_metrics"]
+__all__ = [
+    "ENGINE_METRICS",
+    "StoreCollector",
+    "engine_statistic",
+    "metric_series",
+    "parse_labels",
+    "serve_metrics",
+]
 
 # Stored name -> (Prometheus name, kind, help).
 ENGINE_METRICS: dict[str, tuple[str, str, str]] = {
@@ -40,6 +47,18 @@ ENGINE_METRICS: dict[str, tuple[str, str, str]] = {
         "How long the oldest due run has waited for a worker.",
     ),
 }
+
+
+def engine_statistic(name: str) -> str:
+    """`parse_statistic(name)` for engine metrics, which also refuses percentiles: the
+    store's one-minute buckets hold count, sum, min and max, not each value."""
+    stat = parse_statistic(name)
+    if stat.startswith("p"):
+        raise ValueError(
+            f"statistic {name}: engine metrics keep count, sum, min and max per minute, not "
+            "each value, so percentiles cannot be computed; use count, sum, avg, min or max"
+        )
+    return stat
 
 
 def parse_labels(text: str) -> dict[str, str]:

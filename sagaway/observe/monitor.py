@@ -136,7 +136,11 @@ class Monitor:
             keep = alarm.statistic.startswith("p")
             series = Series(alarm.period, keep_samples=keep)
             self._series.setdefault(alarm.metric or "", []).append((series, alarm))
-        self._filters = [(f, self._series.get(name, [])) for name, f in config.filters.items()]
+        # Only JSON filters can find a line unparsable; the others skip that check per line.
+        self._filters = [
+            (f, self._series.get(name, []), f.pattern.kind == "json")
+            for name, f in config.filters.items()
+        ]
         self._trackers: dict[str, IncidentTracker] = {}
         for name in config.alarm_set.names:
             period = alarms[name].period if name in alarms else config.period
@@ -182,12 +186,14 @@ class Monitor:
         if stats.last is None or at > stats.last:
             stats.last = at
         unparsable = None
-        for metric_filter, targets in self._filters:
-            pattern = metric_filter.pattern
-            before = pattern.unparsable
-            value = metric_filter.observe(line)
-            if pattern.unparsable != before and unparsable is None:
-                unparsable = metric_filter.name
+        for metric_filter, targets, json_pattern in self._filters:
+            if json_pattern:
+                before = metric_filter.pattern.unparsable
+                value = metric_filter.observe(line)
+                if unparsable is None and metric_filter.pattern.unparsable != before:
+                    unparsable = metric_filter.name
+            else:
+                value = metric_filter.observe(line)
             if value is not None:
                 for series, _ in targets:
                     series.add(at, value)

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from sagaway.observe.config_yaml import read_config_text
+
 __all__ = [
     "DEFAULT_ALERTS",
     "AlertRule",
@@ -449,10 +451,5 @@ def parse_slo_spec(text: str, source: str = "<spec>") -> SloSpec:
 
 def load_slo_spec(path: str | Path) -> SloSpec:
     """Read and validate an SLO specification file (`SloSpecError` on any problem)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SloSpecError(f"{path}: cannot read the SLO specification: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise SloSpecError(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    text = read_config_text(path, SloSpecError, "the SLO specification")
     return parse_slo_spec(text, str(path))

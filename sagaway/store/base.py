@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "KEEP",
+    "SETTLED",
     "TERMINAL",
     "Checkpoint",
     "Claim",
@@ -29,6 +30,9 @@ __all__ = [
 ]
 
 TERMINAL = frozenset({"succeeded", "compensated", "failed", "cancelled"})
+# The ends nothing reopens (`failed` waits for a redrive): no signal is kept for them, and
+# pruning takes them by default.
+SETTLED = ("succeeded", "compensated", "cancelled")
 STATUSES = (
     "pending",
     "running",

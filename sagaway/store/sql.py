@@ -36,6 +36,7 @@ from sagaway.errors import (
 )
 from sagaway.store.base import (
     KEEP,
+    SETTLED,
     TERMINAL,
     Checkpoint,
     Claim,
@@ -533,7 +534,7 @@ class SqlStore(Store):
     def send_signal(self, run_id: str, name: str, payload: str, now: float) -> SignalRecord:
         def work(cur: Cursorish) -> SignalRecord:
             run = self._existing(cur, run_id)
-            if run.status in ("succeeded", "compensated", "cancelled"):
+            if run.status in SETTLED:
                 raise InvalidRunState(
                     f"run {run_id} has ended ({run.status}): signals are kept only for runs "
                     "that can still wait for them"
@@ -557,7 +558,7 @@ class SqlStore(Store):
     def request_cancel(self, run_id: str, now: float) -> RunRecord:
         def work(cur: Cursorish) -> RunRecord:
             run = self._existing(cur, run_id)
-            if run.status in ("succeeded", "compensated", "failed", "cancelled"):
+            if run.status in TERMINAL:
                 raise InvalidRunState(
                     f"run {run_id} has already ended ({run.status}); there is nothing to cancel"
                 )
@@ -686,13 +687,12 @@ class SqlStore(Store):
             # Selected and deleted in one write transaction (PostgreSQL: the rows locked;
             # signal, cancel and redrive lock the run too), so a run redriven meanwhile is
             # either redriven first and kept, or gone with everything about it. Rows another
-            # pruner holds are skipped: it deletes them.
-            skip = " SKIP LOCKED" if self.row_lock else ""
+            # pruner holds are skipped (the claim's clause): it deletes them.
             ids = [
                 row[0]
                 for row in cur.all(
                     f"SELECT id FROM sagaway_runs WHERE status IN ({_marks(wanted)}) "
-                    f"AND updated_at < ? LIMIT {batch} {self.row_lock}{skip}",
+                    f"AND updated_at < ? LIMIT {batch} {self.lock_clause}",
                     (*wanted, ended_before),
                 )
             ]
