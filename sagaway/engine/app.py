@@ -528,17 +528,23 @@ class App:
 
             async def body() -> Any:
                 STEP.set(info)
-                if timeout is None:
-                    return await fn(*args, **kwargs)
                 try:
+                    if timeout is None:
+                        return await fn(*args, **kwargs)
                     async with asyncio.timeout(timeout) as scope:
                         return await fn(*args, **kwargs)
                 except TimeoutError:
-                    if scope.expired():
+                    if timeout is not None and scope.expired():
                         raise StepTimeout(late) from None
                     raise  # the body's own TimeoutError
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    # asyncio lets these two stop the event loop: carry them out instead.
+                    return _Escaped(exc)
 
-            return asyncio.run_coroutine_threadsafe(body(), self._event_loop()).result()
+            value = asyncio.run_coroutine_threadsafe(body(), self._event_loop()).result()
+            if isinstance(value, _Escaped):
+                raise value.error
+            return value
         # A step called inside a step's body is a plain function call, not a saga step.
         outer = EXECUTION.set(None)
         token = STEP.set(info)
@@ -549,6 +555,13 @@ class App:
         finally:
             STEP.reset(token)
             EXECUTION.reset(outer)
+
+
+class _Escaped:
+    """A SystemExit or KeyboardInterrupt raised by an async body, carried out of the loop."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 def _call_with_timeout(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,15 @@ log = logging.getLogger("sagaway")
 INLINE_SLEEP = 1.0
 # A run parked by a step's breaker, rate limit or bulkhead rests on a wait of this name.
 PARK_PREFIX = "park:"
+
+
+def is_interrupt(error: BaseException) -> bool:
+    """A Ctrl-C in the main thread (a caller executing its own run): it stops the program,
+    it is not the saga's failure. Everywhere else a KeyboardInterrupt is user code's."""
+    return (
+        isinstance(error, KeyboardInterrupt)
+        and threading.current_thread() is threading.main_thread()
+    )
 
 
 def unwrap_permanent(error: BaseException) -> BaseException:
@@ -147,6 +157,9 @@ class RunExecution:
                 log.warning("run %s: stopped executing it: %s", self.run.id, stop.why)
             if stop.release:
                 self._release(stop.retry_in)
+        except KeyboardInterrupt:
+            self._release()  # Ctrl-C in the caller's thread: hand the run back, then stop
+            raise
         finally:
             self.app.executed(self.run.id, completion, self._outcome)
 
@@ -178,7 +191,11 @@ class RunExecution:
                 outcome = ("suspend", rest)
             except _CancelRequested:
                 outcome = ("cancel", None)
-            except Exception as exc:
+            except _Abandon:
+                raise
+            except BaseException as exc:  # sys.exit() in saga code fails the saga, too
+                if is_interrupt(exc):
+                    raise
                 outcome = ("error", self._nondeterminism or exc)
         finally:
             EXECUTION.reset(token)
@@ -344,7 +361,20 @@ class RunExecution:
             started = time.monotonic()
             try:
                 value = self.app.invoke(fn, is_async, args, kwargs, timeout, info)
-            except Exception as exc:
+            except BaseException as exc:
+                if is_interrupt(exc):
+                    raise
+                if not isinstance(exc, Exception):
+                    # sys.exit(), KeyboardInterrupt... from user code must not kill this
+                    # thread: the try fails like any error (the policy decides on a retry).
+                    log.warning(
+                        "run %s: %s %r raised %s, which is not an Exception: it counts as "
+                        "a failure of the try (raise an Exception to signal a failure)",
+                        self.run.id,
+                        "compensation of step" if compensating else "step",
+                        name,
+                        type(exc).__name__,
+                    )
                 if permit is not None:
                     permit.record_failure(exc, time.monotonic() - started)
                 if guards is not None and isinstance(exc, Rejected) and exc.retry_after:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sagaway.engine.execution import RunExecution
+from sagaway.engine.execution import RunExecution, is_interrupt
 from sagaway.store.base import Claim
 
 if TYPE_CHECKING:
@@ -214,7 +214,10 @@ class Worker:
         try:
             RunExecution(self, claim).execute(completion)
             self.executed += 1
-        except Exception:
+        except BaseException as exc:
+            if is_interrupt(exc):
+                raise  # Ctrl-C in the caller's thread (`Run.result` executing its own run)
+            # Nothing may end an execution thread: a dead one would keep claiming runs.
             log.exception("run %s: unexpected error in the engine", claim.run.id)
         finally:
             with self._lock:
