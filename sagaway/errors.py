@@ -6,6 +6,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionBudgetExhausted",
     "IdempotencyConflict",
+    "InvalidInput",
     "InvalidRunState",
     "LeaseLost",
     "NonDeterminismError",
@@ -36,15 +37,23 @@ class SerializationError(SagawayError, TypeError):
     """A saga input, step argument or step result could not be stored as JSON."""
 
 
-class IdempotencyConflict(SagawayError):
-    """`start` was called with a key already used for a different input."""
+class InvalidInput(SagawayError, TypeError):
+    """The arguments given to `start` do not fit the saga function's signature."""
 
-    def __init__(self, saga: str, key: str, run_id: str) -> None:
+
+class IdempotencyConflict(SagawayError):
+    """`start` was called with a key already used for a different input; `difference`
+    says which arguments differ."""
+
+    def __init__(self, saga: str, key: str, run_id: str, difference: str = "") -> None:
+        differs = f" ({difference})" if difference else ""
         super().__init__(
             f"idempotency key {key!r} of saga {saga!r} is already used by run {run_id} with a "
-            "different input: reuse the key only for the same request, or choose a new key"
+            f"different input{differs}: reuse the key only for the same request, or choose a "
+            "new key"
         )
         self.saga, self.key, self.run_id = saga, key, run_id
+        self.difference = difference
 
 
 class RunNotFound(SagawayError, LookupError):

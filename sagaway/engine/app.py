@@ -284,11 +284,13 @@ class App:
         Raises SerializationError if the input is not JSON data.
         """
         name = self._saga_name(saga)
-        text = serde.dumps(
-            {"args": list(args), "kwargs": kwargs}, f"the input of saga {name!r}", canonical=True
-        )
+        definition = self.sagas[name]
+        identity = definition.identity(args, kwargs)
+        what = f"the input of saga {name!r}"
+        text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
+        digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         now = time.time()
-        new = NewRun(new_run_id(), name, key, text, serde.input_hash(text), now)
+        new = NewRun(new_run_id(), name, key, text, digest, now)
         worker = self.worker
         reserved = worker is not None and worker.reserve()
         try:
@@ -304,8 +306,11 @@ class App:
         if not created:
             if reserved and worker:
                 worker.unreserve()
-            if record.input_hash != new.input_hash:
-                raise IdempotencyConflict(name, key or "", record.id)
+            # Runs created before inputs were bound to the signature hashed the raw input.
+            if record.input_hash not in (digest, serde.input_hash(text)):
+                raise IdempotencyConflict(
+                    name, key or "", record.id, _difference(definition, record.input, identity)
+                )
             return Run(self, record)
         self.metrics.started(name)
         if reserved and worker:
@@ -555,6 +560,28 @@ class App:
         finally:
             STEP.reset(token)
             EXECUTION.reset(outer)
+
+
+def _difference(saga: SagaDefinition, stored: str, given: dict[str, Any]) -> str:
+    """Which arguments of a conflicting start differ from the stored run's input."""
+    try:
+        data = serde.loads(stored)
+        before = saga.identity(data["args"], data["kwargs"])
+    except Exception:  # the saga's signature changed since: say nothing rather than guess
+        return ""
+
+    def show(value: Any) -> str:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    parts = []
+    for name in dict.fromkeys([*before, *given]):
+        old, new = before.get(name, "(default)"), given.get(name, "(default)")
+        if old != new:
+            old_text = old if name not in before else show(old)
+            new_text = new if name not in given else show(new)
+            parts.append(f"{name}: {old_text} stored, {new_text} given")
+    return "; ".join(parts)
 
 
 class _Escaped:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sagaway.engine.context import EXECUTION
-from sagaway.errors import ConfigurationError
+from sagaway.errors import ConfigurationError, InvalidInput
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
@@ -19,6 +19,16 @@ if TYPE_CHECKING:
     from sagaway.engine.app import App
 
 __all__ = ["Compensation", "SagaDefinition", "StepDefinition"]
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return value is default or bool(value == default)
+    except Exception:  # an __eq__ that raises or returns an array
+        return False
 
 
 def _accepts_result(fn: Callable[..., Any]) -> bool:
@@ -125,9 +135,33 @@ class SagaDefinition:
         self.app = app
         self.fn = fn
         self.name = name
+        self.signature = inspect.signature(fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
+
+    def identity(self, args: tuple | list, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The input as the saga function sees it: each parameter's value by name, leaving
+        out parameters at their default. `start(s, "o", 1)`, `start(s, "o", amount=1)` and
+        `start(s, "o", 1, currency="EUR")` with that default all give the same identity.
+        Raises InvalidInput when the arguments do not fit the saga's signature."""
+        try:
+            bound = self.signature.bind(None, *args, **kwargs)  # None stands for ctx
+        except TypeError as exc:
+            raise InvalidInput(
+                f"saga {self.name!r} cannot be started with these arguments ({exc}); its "
+                f"signature is {self.name}{self.signature}"
+            ) from None
+        names = list(self.signature.parameters)
+        found: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            default = self.signature.parameters[name].default
+            if default is not inspect.Parameter.empty and _same(value, default):
+                continue
+            if not value and self.signature.parameters[name].kind in _VARIADIC:
+                continue  # an empty *args or **kwargs
+            found[name] = value
+        return dict(sorted(found.items(), key=lambda item: names.index(item[0])))
 
     def __repr__(self) -> str:
         return f"<saga {self.name}>"

@@ -227,12 +227,10 @@ class RunExecution:
         later = sorted(p for p in self.forward if p >= self.position)
         if later:
             entry = self.forward[later[0]]
-            raise NonDeterminismError(
-                f"run {self.run.id} of saga {self.run.saga!r}: the saga returned after "
-                f"{self.position} journal positions, but the journal records {entry.kind} "
-                f"{entry.name!r} at position {entry.position}: the saga's code changed while "
-                "this run was in flight. Restore the code it started with, or fix the run's "
-                "path and `redrive` it"
+            self._diverged(
+                entry.position,
+                f"the saga returned after {self.position} journal positions, but the journal "
+                f"records {entry.kind} {entry.name!r} at position {entry.position}",
             )
 
     def _next(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
@@ -242,19 +240,35 @@ class RunExecution:
         self.position += 1
         entry = self.forward.get(position)
         if entry is not None and (entry.kind != kind or entry.name != name):
-            self._nondeterminism = NonDeterminismError(
-                f"run {self.run.id} of saga {self.run.saga!r}: replay reached {kind} {name!r} at "
-                f"journal position {position}, but the journal records {entry.kind} "
-                f"{entry.name!r} there: the saga's code changed while this run was in flight. "
-                "Restore the code it started with, or fix it and `redrive` the run"
+            self._diverged(
+                position,
+                f"replay reached {kind} {name!r} at journal position {position}, but the "
+                f"journal records {entry.kind} {entry.name!r} there",
             )
-            raise self._nondeterminism
         return position, entry
+
+    def _diverged(self, position: int, what: str) -> None:
+        """Replay took another path than the journal: fail the run, saying where and why."""
+        self._nondeterminism = NonDeterminismError(
+            f"run {self.run.id} of saga {self.run.saga!r}: {what}. Either the saga's code "
+            "changed while this run was in flight, or code between steps is not deterministic "
+            "(random numbers, clock readings, unordered data such as sets, reads of files or "
+            "databases outside a step: use ctx.now(), ctx.uuid(), or move it into a step). "
+            "Restore the code the run started with, or fix it and `redrive` the run"
+        )
+        raise self._nondeterminism
 
     def call_step(self, step: StepDefinition, args: tuple, kwargs: dict) -> Any:
         """Run (or replay) one step call made by the saga function."""
         position, entry = self._next("step", step.name)
+        digest = serde.arguments_digest(args, kwargs)
         if entry is not None:
+            if entry.digest is not None and digest != entry.digest:
+                self._diverged(
+                    position,
+                    f"replay called step {step.name!r} at journal position {position} with "
+                    "other arguments than the recorded call",
+                )
             if entry.status == "ok":
                 if step.pivot:
                     self.pivot_passed = True
@@ -293,6 +307,7 @@ class RunExecution:
                     tries,
                     started,
                     time.time(),
+                    digest,
                 )
             )
             # The saga sees the error as a replay will: rebuilt from what was recorded.
@@ -313,6 +328,7 @@ class RunExecution:
                 tries,
                 started,
                 time.time(),
+                digest,
             )
         )
         if step.pivot:

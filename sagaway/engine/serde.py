@@ -16,7 +16,15 @@ from typing import Any
 
 from sagaway.errors import RemoteError, SerializationError
 
-__all__ = ["SCALARS", "dumps", "error_doc", "input_hash", "loads", "rebuild_error"]
+__all__ = [
+    "SCALARS",
+    "arguments_digest",
+    "dumps",
+    "error_doc",
+    "input_hash",
+    "loads",
+    "rebuild_error",
+]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _CANONICAL = json.JSONEncoder(
@@ -42,6 +50,16 @@ def dumps(value: Any, what: str, *, canonical: bool = False) -> str:
 def input_hash(text: str) -> str:
     """A digest identifying a saga input, used to detect idempotency-key reuse."""
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def arguments_digest(args: tuple | list, kwargs: dict[str, Any]) -> str | None:
+    """A digest of a step call's arguments, compared on replay; None when they are not JSON
+    data (such a step takes them without a check)."""
+    try:
+        text = _CANONICAL.encode([args, kwargs])
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:

@@ -89,7 +89,8 @@ class JournalEntry(NamedTuple):
 
     phase 0 holds the forward actions (kind `step`, `wait`, `sleep`, `now`); phase 1 holds
     the compensation of the forward step at the same position. `status` is `ok`, `failed`
-    or (for waits) `timeout`. Payloads are JSON text.
+    or (for waits) `timeout`. Payloads are JSON text. `digest` identifies a step call's
+    arguments (None when they are not JSON data, and on entries older than schema 5).
     """
 
     position: int
@@ -103,6 +104,7 @@ class JournalEntry(NamedTuple):
     attempts: int = 1
     started_at: float = 0.0
     finished_at: float = 0.0
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
