@@ -12,7 +12,7 @@ import time
 import pytest
 
 from sagaway import EngineMetrics, Retry
-from sagaway.engine import worker as worker_module
+from sagaway.engine import _recovery as recovery
 from sagaway.store.groupcommit import GroupCommit
 
 
@@ -162,13 +162,13 @@ def test_workers_are_judged_alive_on_hosts_without_proc(monkeypatch):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     try:
-        monkeypatch.setattr(worker_module, "_PROC", False)
-        alive = f"{worker_module._HOST}:{child.pid}:0:abcdef"
-        dead = f"{worker_module._HOST}:{gone.pid}:0:abcdef"
-        assert worker_module.owner_is_dead(alive) is False
-        assert worker_module.owner_is_dead(dead) is True
+        monkeypatch.setattr(recovery, "_PROC", False)
+        alive = f"{recovery._HOST}:{child.pid}:0:abcdef"
+        dead = f"{recovery._HOST}:{gone.pid}:0:abcdef"
+        assert recovery.owner_is_dead(alive) is False
+        assert recovery.owner_is_dead(dead) is True
         elsewhere = f"another-host:{gone.pid}:0:abcdef"
-        assert worker_module.owner_is_dead(elsewhere) is False  # only its lease can tell
+        assert recovery.owner_is_dead(elsewhere) is False  # only its lease can tell
     finally:
         child.kill()
         child.wait()

@@ -6,17 +6,16 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sagaway.engine._attempts import Body
 from sagaway.engine.context import EXECUTION
-from sagaway.errors import ConfigurationError, InvalidInput
+from sagaway.errors import ConfigurationError, InvalidInput, StepTimeout
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
-
-if TYPE_CHECKING:
-    from sagaway.engine.app import App
+from sagaway.resilience.timeout import Timeout
 
 __all__ = ["Compensation", "SagaDefinition", "StepDefinition"]
 
@@ -36,6 +35,16 @@ def _accepts_result(fn: Callable[..., Any]) -> bool:
     return any(p.name == "result" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
+def _timeout(seconds: float | None, what: str) -> Timeout | None:
+    """The per-try timeout of a step or compensation body (one behaviour for both: the
+    resilience `Timeout`, raising `StepTimeout`)."""
+    if seconds is None:
+        return None
+    if not seconds > 0:
+        raise ConfigurationError(f"{what}: timeout must be positive seconds, got {seconds!r}")
+    return Timeout(seconds, name=what, error=StepTimeout)
+
+
 @dataclass(frozen=True)
 class Compensation:
     """How to undo a step: the function, its retry policy and per-try timeout."""
@@ -45,6 +54,7 @@ class Compensation:
     timeout: float | None
     is_async: bool
     takes_result: bool
+    timeout_guard: Timeout | None = None
 
 
 class StepDefinition:
@@ -53,7 +63,6 @@ class StepDefinition:
 
     def __init__(
         self,
-        app: App,
         fn: Callable[..., Any],
         name: str,
         retry: Retry,
@@ -63,9 +72,9 @@ class StepDefinition:
         bulkhead: Bulkhead | None = None,
         rate_limit: RateLimiter | None = None,
         deadline: float | None = None,
+        compensation_retry: Retry | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
-        self.app = app
         self.fn = fn
         self.name = name
         self.retry = retry
@@ -77,6 +86,8 @@ class StepDefinition:
         self.deadline = deadline
         self.guarded = breaker is not None or bulkhead is not None or rate_limit is not None
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.body = Body(fn, self.is_async, retry, _timeout(timeout, f"step {name!r}"))
+        self.compensation_retry = compensation_retry or Retry()
         self.undo: Compensation | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -108,10 +119,11 @@ class StepDefinition:
                 )
             self.undo = Compensation(
                 fn=undo,
-                retry=retry or self.app.compensation_retry,
+                retry=retry or self.compensation_retry,
                 timeout=timeout,
                 is_async=inspect.iscoroutinefunction(undo),
                 takes_result=_accepts_result(undo),
+                timeout_guard=_timeout(timeout, f"compensation of step {self.name!r}"),
             )
             return undo
 
@@ -125,14 +137,13 @@ class StepDefinition:
 class SagaDefinition:
     """A saga: a function `fn(ctx, *args, **kwargs)` whose steps sagaway journals."""
 
-    def __init__(self, app: App, fn: Callable[..., Any], name: str) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
         functools.update_wrapper(self, fn)
         if inspect.iscoroutinefunction(fn):
             raise ConfigurationError(
                 f"saga {name!r} is an async function: write sagas as plain functions "
                 "(steps may be async; the saga calls them like plain functions)"
             )
-        self.app = app
         self.fn = fn
         self.name = name
         self.signature = inspect.signature(fn)

@@ -40,10 +40,13 @@ from sagaway.store.base import (
     TERMINAL,
     Checkpoint,
     Claim,
+    EntryStatus,
     EventRecord,
     JournalEntry,
     NewRun,
+    Phase,
     RunRecord,
+    RunStatus,
     RunUpdate,
     SignalRecord,
     Store,
@@ -82,13 +85,15 @@ _SHARED = {
 
 def _run(row: Sequence[Any]) -> RunRecord:
     values = list(row)
+    values[5] = RunStatus(values[5])
     values[14] = bool(values[14])
     values[15] = bool(values[15])
     return RunRecord(*values)
 
 
 def _entry(row: Sequence[Any]) -> JournalEntry:
-    return JournalEntry(*row)
+    position, phase, kind, name, status, *rest = row
+    return JournalEntry(position, Phase(phase), kind, name, EntryStatus(status), *rest)
 
 
 def makes_due(update: RunUpdate | None) -> bool:
