@@ -11,7 +11,6 @@ from sagaway.engine import (
     SagaContext,
     Step,
     StepInfo,
-    StepTimeout,
     current_step,
 )
 from sagaway.errors import (
@@ -27,14 +26,17 @@ from sagaway.errors import (
     SagaCancelled,
     SagaCompensated,
     SagaFailed,
+    SagaOutcome,
     SagawayError,
     SchemaVersionError,
     SerializationError,
+    StepTimeout,
     StoreUnavailable,
     UnknownSaga,
     WaitTimeout,
 )
 from sagaway.resilience import Permanent, Retry
+from sagaway.store.base import RunStatus
 
 __version__ = "0.1.0"
 __all__ = [
@@ -52,10 +54,12 @@ __all__ = [
     "Retry",
     "Run",
     "RunNotFound",
+    "RunStatus",
     "SagaCancelled",
     "SagaCompensated",
     "SagaContext",
     "SagaFailed",
+    "SagaOutcome",
     "SagawayError",
     "SchemaVersionError",
     "SerializationError",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sagaway.engine import _serde as serde
-from sagaway.errors import RunNotFound, SagaCancelled, SagaCompensated, SagaFailed
+from sagaway.errors import RunNotFound, SagaCancelled, SagaCompensated, SagaFailed, SagaOutcome
 from sagaway.store.base import (
     TERMINAL,
     ErrorRecord,
@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Run", "Step"]
 
-_OUTCOMES = {"compensated": SagaCompensated, "failed": SagaFailed, "cancelled": SagaCancelled}
+_OUTCOMES: dict[str, type[SagaOutcome]] = {
+    RunStatus.COMPENSATED: SagaCompensated,
+    RunStatus.FAILED: SagaFailed,
+    RunStatus.CANCELLED: SagaCancelled,
+}
 
 
 @dataclass(frozen=True)

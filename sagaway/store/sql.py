@@ -275,7 +275,7 @@ class SqlStore(Store):
             new.key,
             new.input,
             new.input_hash,
-            "running" if claimed else "pending",
+            RunStatus.RUNNING if claimed else RunStatus.PENDING,
             new.now,
             new.now,
             lease_until if claimed else new.now,
@@ -558,7 +558,7 @@ class SqlStore(Store):
                 "WHEN status = 'waiting' AND wait_name = ? THEN ? ELSE due_at END WHERE id = ?",
                 (name, now, run_id),
             )
-            if run.status == "waiting" and run.wait_name == name:
+            if run.status == RunStatus.WAITING and run.wait_name == name:
                 cur.wake()
             return SignalRecord(row[0], run_id, name, payload, now)
 
@@ -586,7 +586,7 @@ class SqlStore(Store):
                 "INSERT INTO sagaway_events (run_id, at, kind, data) VALUES (?, ?, ?, ?)",
                 (run_id, now, "cancel_requested", "{}"),
             )
-            if run.status in ("pending", "waiting"):
+            if run.status in (RunStatus.PENDING, RunStatus.WAITING):
                 cur.wake()
             return _run(row)
 
@@ -595,11 +595,11 @@ class SqlStore(Store):
     def redrive(self, run_id: str, now: float, status: str, rerun_position: int | None) -> None:
         def work(cur: Cursorish) -> None:
             run = self._existing(cur, run_id)
-            if run.status != "failed":
+            if run.status != RunStatus.FAILED:
                 raise InvalidRunState(
                     f"run {run_id} is {run.status}: only failed runs can be redriven"
                 )
-            keep_error = status == "compensating"  # the original error ends the unwinding
+            keep_error = status == RunStatus.COMPENSATING  # the original error ends the unwinding
             cur.execute(
                 "UPDATE sagaway_runs SET status = ?, due_at = ?, owner = NULL, updated_at = ?, "
                 "wait_name = NULL, wait_position = NULL, wait_deadline = NULL"
