@@ -1,15 +1,28 @@
-"""The exceptions users can catch. Every message says what was wrong and what to do."""
+"""Every exception sagaway raises, under one root users can catch: `SagawayError`.
+
+Every message says what was wrong and what to do. The saga outcomes (`SagaOutcome`), the
+store's errors, the resilience primitives' refusals (`ResilienceError`) and step timeouts
+all live here. Apart from the root on purpose: `Permanent` (in `sagaway.resilience`), which
+user code raises to skip retries, and the engine's private control-flow signals, which are
+`BaseException`s so that saga code catching `Exception` cannot swallow them.
+"""
 
 from __future__ import annotations
 
 __all__ = [
+    "BreakerOpen",
+    "BulkheadFull",
     "ConfigurationError",
     "ConnectionBudgetExhausted",
     "IdempotencyConflict",
+    "InvalidInput",
     "InvalidRunState",
     "LeaseLost",
     "NonDeterminismError",
+    "RateLimited",
+    "Rejected",
     "RemoteError",
+    "ResilienceError",
     "RunNotFound",
     "SagaCancelled",
     "SagaCompensated",
@@ -18,7 +31,9 @@ __all__ = [
     "SagawayError",
     "SchemaVersionError",
     "SerializationError",
+    "StepTimeout",
     "StoreUnavailable",
+    "TimeoutExceeded",
     "UnknownSaga",
     "WaitTimeout",
 ]
@@ -36,15 +51,23 @@ class SerializationError(SagawayError, TypeError):
     """A saga input, step argument or step result could not be stored as JSON."""
 
 
-class IdempotencyConflict(SagawayError):
-    """`start` was called with a key already used for a different input."""
+class InvalidInput(SagawayError, TypeError):
+    """The arguments given to `start` do not fit the saga function's signature."""
 
-    def __init__(self, saga: str, key: str, run_id: str) -> None:
+
+class IdempotencyConflict(SagawayError):
+    """`start` was called with a key already used for a different input; `difference`
+    says which arguments differ."""
+
+    def __init__(self, saga: str, key: str, run_id: str, difference: str = "") -> None:
+        differs = f" ({difference})" if difference else ""
         super().__init__(
             f"idempotency key {key!r} of saga {saga!r} is already used by run {run_id} with a "
-            "different input: reuse the key only for the same request, or choose a new key"
+            f"different input{differs}: reuse the key only for the same request, or choose a "
+            "new key"
         )
         self.saga, self.key, self.run_id = saga, key, run_id
+        self.difference = difference
 
 
 class RunNotFound(SagawayError, LookupError):
@@ -136,3 +159,118 @@ class SagaCancelled(SagaOutcome):
     """The run was cancelled; what it had done was compensated."""
 
     status = "cancelled"
+
+
+# --- the resilience primitives ----------------------------------------------------------
+def _rebuild(cls: type[ResilienceError], args: tuple, state: dict) -> ResilienceError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class ResilienceError(SagawayError):
+    """Base of every error a resilience primitive raises; `name` is the primitive's name.
+
+    Errors pickle and unpickle with all their attributes (to cross process boundaries).
+    """
+
+    def __init__(self, message: str, *, name: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+    def __reduce__(self) -> tuple:
+        return (_rebuild, (type(self), self.args, self.__dict__.copy()))
+
+
+class Rejected(ResilienceError):
+    """The call was refused without calling the function.
+
+    `retry_after` is the number of seconds after which a new attempt may be admitted
+    (None when the primitive cannot tell).
+    """
+
+    def __init__(self, message: str, *, name: str, retry_after: float | None) -> None:
+        super().__init__(message, name=name)
+        self.retry_after = retry_after
+
+
+class BreakerOpen(Rejected):
+    """A circuit breaker refused the call.
+
+    `state` is the breaker's state at refusal (a `BreakerState`, which is a str):
+    "open", "half_open" with every trial slot taken, or "forced_open". `retry_after` is
+    the seconds until the breaker will next admit a trial call; `retry_at` is the same
+    moment as wall-clock seconds since the epoch (`time.time()` scale), suitable for
+    parking work durably. `reason` says why the breaker opened.
+    """
+
+    def __init__(
+        self, *, name: str, state: str, retry_after: float, retry_at: float, reason: str = ""
+    ) -> None:
+        # Refusing must stay cheap while a breaker is open under load: the message is
+        # formatted only if someone reads it.
+        Exception.__init__(self, name, state)
+        self.name = name
+        self.retry_after = retry_after
+        self.state = state
+        self.retry_at = retry_at
+        self.reason = reason
+
+    def __str__(self) -> str:
+        detail = f" ({self.reason})" if self.reason else ""
+        return (
+            f"circuit breaker {self.name!r} is {self.state}{detail}: call not permitted, "
+            f"next trial in {self.retry_after:.3f}s"
+        )
+
+
+class BulkheadFull(Rejected):
+    """A bulkhead had no free slot within its `max_wait`; `waited` is how long we waited."""
+
+    def __init__(self, *, name: str, max_concurrent: int, waited: float) -> None:
+        super().__init__(
+            f"bulkhead {name!r} is full: {max_concurrent} calls already running "
+            f"(waited {waited:.3f}s for a slot)",
+            name=name,
+            retry_after=None,
+        )
+        self.max_concurrent = max_concurrent
+        self.waited = waited
+
+
+class RateLimited(Rejected):
+    """A rate limiter had no token due within the allowed wait.
+
+    `retry_after` is the seconds until the requested tokens will be due (they were not
+    taken: a later attempt must ask again).
+    """
+
+    def __init__(self, *, name: str, tokens: float, retry_after: float, max_wait: float) -> None:
+        super().__init__(
+            f"rate limiter {name!r}: {tokens:g} token(s) due in {retry_after:.3f}s, "
+            f"more than the allowed wait of {max_wait:.3f}s",
+            name=name,
+            retry_after=retry_after,
+        )
+        self.tokens = tokens
+        self.max_wait = max_wait
+
+
+class TimeoutExceeded(ResilienceError, TimeoutError):
+    """A call took longer than its `Timeout`; also a builtin `TimeoutError`.
+
+    For coroutines the call was cancelled. For plain functions it was abandoned: it keeps
+    running in its worker thread, and its eventual result is discarded.
+    """
+
+    def __init__(self, *, name: str, seconds: float, abandoned: bool) -> None:
+        how = "abandoned in its thread" if abandoned else "cancelled"
+        super().__init__(f"{name} timed out after {seconds:g}s (call {how})", name=name)
+        self.seconds = seconds
+        self.abandoned = abandoned
+
+
+class StepTimeout(TimeoutExceeded):
+    """A step or compensation try did not finish within the step's `timeout`: the try
+    counts as failed (an async body was cancelled, a plain one abandoned in its thread)."""

@@ -1,16 +1,19 @@
 """The engine's own metrics: per-minute buckets in the store, Prometheus exposition."""
 
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from sagaway import ConfigurationError, Permanent, SagaCompensated
+from sagaway import App, ConfigurationError, Permanent, SagaCompensated
 from sagaway.engine.metrics import MinuteRecorder
 from sagaway.observe.engine_metrics import StoreCollector, metric_series, serve_metrics
 from tests.conftest import wait_for
+from tests.processes import ROOT
 
 
 def run_some(app):
@@ -161,3 +164,24 @@ def test_leaving_with_app_writes_the_last_buckets(app):
         app.start(tiny).result(timeout=10)
     # No flush asked for, and the flusher (every 2 s) has not run yet.
     assert sum(row[3] for row in app.store.metric_rows("runs_finished")) == 1
+
+
+def test_a_process_that_only_starts_runs_stores_its_metrics_when_it_exits(store_url, tmp_path):
+    script = (
+        "import sys\n"
+        "from sagaway import App\n"
+        "app = App(sys.argv[1])\n"
+        "@app.saga()\n"
+        "def checkout(ctx, n):\n"
+        "    return n\n"
+        "for n in range(3):\n"
+        "    app.start(checkout, n)\n"
+        # No app.close(), no worker: a web handler or a cron job that returns at once.
+    )
+    subprocess.run([sys.executable, "-c", script, store_url], check=True, cwd=ROOT, timeout=60)
+    reader = App(store_url)
+    try:
+        assert sum(row[3] for row in reader.store.metric_rows("runs_started")) == 3
+        assert len(reader.runs()) == 3
+    finally:
+        reader.close()

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from sagaway import IdempotencyConflict, SagaFailed
+from sagaway import IdempotencyConflict, InvalidInput, SagaFailed
 from tests.conftest import wait_status
 from tests.processes import ROOT
 
@@ -31,6 +31,42 @@ def test_the_same_key_with_another_input_is_a_conflict(app):
     run = app.start(checkout, {"id": "c1"}, key="cart-42")
     with pytest.raises(IdempotencyConflict, match=f"already used by run {run.id}"):
         app.start(checkout, {"id": "c2"}, key="cart-42")
+
+
+def test_the_same_arguments_given_by_position_name_or_default_are_the_same_input(app):
+    @app.saga()
+    def checkout(ctx, order, amount, currency="EUR", *, gift=False):
+        return [order, amount, currency, gift]
+
+    first = app.start(checkout, "o", 1, key="k")
+    assert app.start(checkout, "o", amount=1, key="k").id == first.id
+    assert app.start(checkout, order="o", amount=1, currency="EUR", key="k").id == first.id
+    assert app.start(checkout, "o", 1, "EUR", gift=False, key="k").id == first.id
+    assert len(app.runs()) == 1
+
+
+def test_a_conflicting_start_says_which_arguments_differ(app):
+    @app.saga()
+    def checkout(ctx, order, amount, currency="EUR"):
+        return order
+
+    app.start(checkout, "o", 1, key="k")
+    with pytest.raises(IdempotencyConflict) as caught:
+        app.start(checkout, "o", amount=2, currency="USD", key="k")
+    assert caught.value.difference == (
+        'amount: 1 stored, 2 given; currency: (default) stored, "USD" given'
+    )
+    assert "amount: 1 stored, 2 given" in str(caught.value)
+
+
+def test_arguments_that_do_not_fit_the_saga_are_refused_at_start(app):
+    @app.saga()
+    def checkout(ctx, order):
+        return order
+
+    with pytest.raises(InvalidInput, match=r"signature is checkout\(ctx, order\)"):
+        app.start(checkout, "o", "extra")
+    assert app.runs() == []
 
 
 def test_sixteen_threads_starting_one_key_make_one_run(app):
@@ -131,6 +167,62 @@ def test_a_replay_calling_steps_in_another_order_fails_the_run_naming_the_step(a
     assert "replay reached step 'charge' at journal position 0" in message
     assert "records step 'reserve' there" in message
     assert any(e.kind == "escalation" for e in run.events)
+
+
+def test_a_replay_passing_other_arguments_to_a_recorded_step_fails_naming_step_and_position(
+    app,
+):
+    draws = iter([40, 55])  # what random.randint would give the first run and the replay
+    shipped = []
+
+    @app.step
+    def charge(amount):
+        return {"charged": amount}
+
+    @app.step
+    def ship(amount):
+        shipped.append(amount)
+
+    @app.saga()
+    def checkout(ctx):
+        amount = next(draws)  # non-deterministic code outside a step
+        charge(amount)
+        ctx.wait("go")
+        ship(amount)
+
+    with app:
+        run = app.start(checkout)
+        wait_status(run, "waiting")
+        app.signal(run.id, "go")
+        with pytest.raises(SagaFailed) as caught:
+            run.result(timeout=10)
+    message = str(caught.value.error)
+    assert "step 'charge' at journal position 0 with other arguments" in message
+    assert "not deterministic (random numbers" in message
+    assert shipped == []  # nothing ran on the diverged arguments
+
+
+def test_replay_with_the_same_arguments_in_another_spelling_is_not_divergence(app):
+    calls = []
+
+    @app.step
+    def charge(order, amount):
+        calls.append((order, amount))
+        return amount
+
+    @app.saga()
+    def checkout(ctx, lines):
+        total = sum(lines.values())  # a dict read back from JSON: same data, same digest
+        charge("o-1", amount=total)
+        ctx.wait("go")
+        return charge("o-2", amount=total)
+
+    with app:
+        run = app.start(checkout, {"b": 2, "a": 1})
+        wait_status(run, "waiting")
+        app.signal(run.id, "go")
+        assert run.result(timeout=10) == 3
+    assert calls == [("o-1", 3), ("o-2", 3)]
 
 
 def test_catching_non_determinism_in_saga_code_does_not_hide_it(app):

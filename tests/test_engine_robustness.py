@@ -12,7 +12,7 @@ import time
 import pytest
 
 from sagaway import EngineMetrics, Retry
-from sagaway.engine import worker as worker_module
+from sagaway.engine import _recovery as recovery
 from sagaway.store.groupcommit import GroupCommit
 from tests.conftest import wait_for
 
@@ -163,13 +163,13 @@ def test_workers_are_judged_alive_on_hosts_without_proc(monkeypatch):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     try:
-        monkeypatch.setattr(worker_module, "_PROC", False)
-        alive = f"{worker_module._HOST}:{child.pid}:0:abcdef"
-        dead = f"{worker_module._HOST}:{gone.pid}:0:abcdef"
-        assert worker_module.owner_is_dead(alive) is False
-        assert worker_module.owner_is_dead(dead) is True
+        monkeypatch.setattr(recovery, "_PROC", False)
+        alive = f"{recovery._HOST}:{child.pid}:0:abcdef"
+        dead = f"{recovery._HOST}:{gone.pid}:0:abcdef"
+        assert recovery.owner_is_dead(alive) is False
+        assert recovery.owner_is_dead(dead) is True
         elsewhere = f"another-host:{gone.pid}:0:abcdef"
-        assert worker_module.owner_is_dead(elsewhere) is False  # only its lease can tell
+        assert recovery.owner_is_dead(elsewhere) is False  # only its lease can tell
     finally:
         child.kill()
         child.wait()
@@ -181,8 +181,8 @@ def test_a_killed_worker_process_not_yet_reaped_counts_as_dead():
     # over at the next recovery pass, not once the parent gets round to it.
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        owner = f"{worker_module._HOST}:{child.pid}:{worker_module._start_ticks(child.pid)}:abc"
-        assert worker_module.owner_is_dead(owner) is False
+        owner = f"{recovery._HOST}:{child.pid}:{recovery._start_ticks(child.pid)}:abc"
+        assert recovery.owner_is_dead(owner) is False
         child.kill()
 
         def state() -> str:
@@ -190,7 +190,7 @@ def test_a_killed_worker_process_not_yet_reaped_counts_as_dead():
                 return f.read().rsplit(")", 1)[1].split()[0]
 
         wait_for(lambda: state() == "Z", what="the killed child to become a zombie")
-        assert worker_module.owner_is_dead(owner) is True
+        assert recovery.owner_is_dead(owner) is True
     finally:
         child.kill()
         child.wait()

@@ -198,7 +198,7 @@ def _in_order_run(steps: list[Any]) -> list[Any]:
 def show_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from sagaway.engine.execution import PARK_PREFIX
+    from sagaway.engine import parked_step
 
     def gather(app: Any) -> tuple[Any, Any, Any, Any]:
         run = app.get(args.run_id)
@@ -248,8 +248,8 @@ def show_run(args: argparse.Namespace) -> int:
             f"{error.get('type')}: {error.get('message')}[/red]"
         )
     if record.status == "waiting" and record.wait_name:
-        if record.wait_name.startswith(PARK_PREFIX):
-            step = record.wait_name.removeprefix(PARK_PREFIX)
+        step = parked_step(record.wait_name)
+        if step is not None:
             console.print(
                 f"parked at step {step!r} (its breaker, rate limit or bulkhead refused) until "
                 f"{_when(record.due_at)}, deadline {_when(record.wait_deadline)}"

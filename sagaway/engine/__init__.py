@@ -1,9 +1,11 @@
 """Durable sagas: declarations, replay, compensation, workers and recovery."""
 
-from sagaway.engine.app import App, StepTimeout
+from sagaway.engine._parking import parked_step
+from sagaway.engine.app import App
 from sagaway.engine.context import SagaContext, StepInfo, current_step
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.engine.run import Run, Step
+from sagaway.errors import StepTimeout
 
 __all__ = [
     "App",
@@ -14,4 +16,5 @@ __all__ = [
     "StepInfo",
     "StepTimeout",
     "current_step",
+    "parked_step",
 ]

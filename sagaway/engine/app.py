@@ -3,17 +3,18 @@ in-process workers are launched."""
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
-from sagaway.engine import serde
-from sagaway.engine.context import EXECUTION, STEP, StepInfo
+from sagaway.engine import _serde as serde
+from sagaway.engine._completions import Completions
+from sagaway.engine._invoke import StepInvoker
+from sagaway.engine._runtime import Runtime
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.engine.metrics import (
     EngineMetrics,
@@ -36,31 +37,11 @@ from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.store import open_store, resolve_url
-from sagaway.store.base import SETTLED, STATUSES, Claim, NewRun, Store
+from sagaway.store.base import SETTLED, STATUSES, Claim, ErrorRecord, NewRun, RunStatus, Store
 
-__all__ = ["App", "StepTimeout"]
+__all__ = ["App"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Completion(threading.Event):
-    """A run dispatched to this process's worker: `take()` hands its execution to exactly
-    one thread; set when the execution stops, with `outcome` saying how the run ended."""
-
-    outcome: tuple[str, str | None, str | None] | None = None
-    claim: Any = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._taken = threading.Lock()
-
-    def take(self) -> bool:
-        """True for the first caller only."""
-        return self._taken.acquire(blocking=False)
-
-
-class StepTimeout(TimeoutError):
-    """A step or compensation try did not finish within its `timeout`."""
 
 
 def new_run_id() -> str:
@@ -130,11 +111,8 @@ class App:
         self.sagas: dict[str, SagaDefinition] = {}
         self.steps: dict[str, StepDefinition] = {}
         self.worker: Worker | None = None
-        self._local: dict[str, Completion] = {}
-        self._local_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
-        self._loop_lock = threading.Lock()
+        self._invoker = StepInvoker(self.metrics)
+        self._completions = Completions()
 
     # --- declarations ------------------------------------------------------------------------
     @overload
@@ -199,7 +177,6 @@ class App:
                         f"step {step_name!r}: {label} must be positive seconds, got {value!r}"
                     )
             definition = StepDefinition(
-                self,
                 fn,
                 step_name,
                 retry or self.default_retry,
@@ -209,6 +186,7 @@ class App:
                 bulkhead=bulkhead,
                 rate_limit=rate_limit,
                 deadline=deadline,
+                compensation_retry=self.compensation_retry,
             )
             self.steps[step_name] = definition
             if breaker is not None:
@@ -236,7 +214,7 @@ class App:
                     f"a saga named {saga_name!r} is already declared: "
                     "give one of them another name with @app.saga(name=...)"
                 )
-            definition = SagaDefinition(self, fn, saga_name)
+            definition = SagaDefinition(fn, saga_name)
             self.sagas[saga_name] = definition
             return definition
 
@@ -284,11 +262,13 @@ class App:
         Raises SerializationError if the input is not JSON data.
         """
         name = self._saga_name(saga)
-        text = serde.dumps(
-            {"args": list(args), "kwargs": kwargs}, f"the input of saga {name!r}", canonical=True
-        )
+        definition = self.sagas[name]
+        identity = definition.identity(args, kwargs)
+        what = f"the input of saga {name!r}"
+        text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
+        digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         now = time.time()
-        new = NewRun(new_run_id(), name, key, text, serde.input_hash(text), now)
+        new = NewRun(new_run_id(), name, key, text, digest, now)
         worker = self.worker
         reserved = worker is not None and worker.reserve()
         try:
@@ -304,8 +284,11 @@ class App:
         if not created:
             if reserved and worker:
                 worker.unreserve()
-            if record.input_hash != new.input_hash:
-                raise IdempotencyConflict(name, key or "", record.id)
+            # Runs created before inputs were bound to the signature hashed the raw input.
+            if record.input_hash not in (digest, serde.input_hash(text)):
+                raise IdempotencyConflict(
+                    name, key or "", record.id, _difference(definition, record.input, identity)
+                )
             return Run(self, record)
         self.metrics.started(name)
         if reserved and worker:
@@ -362,53 +345,39 @@ class App:
         record = self.store.get_run(run_id)
         if record is None:
             raise RunNotFound(run_id)
-        if record.status != "failed":
+        if record.status != RunStatus.FAILED:
             raise InvalidRunState(
                 f"run {run_id} is {record.status}: only failed runs can be redriven"
             )
-        doc = json.loads(record.error) if record.error else {}
-        if doc.get("phase") == "compensation":
-            self.store.redrive(run_id, time.time(), "compensating", None)
+        recorded = ErrorRecord.from_json(record.error)
+        if recorded is not None and recorded.phase == "compensation":
+            self.store.redrive(run_id, time.time(), RunStatus.COMPENSATING, None)
         else:
-            self.store.redrive(run_id, time.time(), "pending", doc.get("position"))
+            position = recorded.position if recorded is not None else None
+            self.store.redrive(run_id, time.time(), RunStatus.PENDING, position)
         if self.worker is not None:
             self.worker.wake()
         return self.get(run_id)
-
-    # --- completion notifications --------------------------------------------------------------
-    def executing(self, run_id: str) -> Completion:
-        """Register a run this process's worker is about to execute; `Run.result` callers
-        here wait on the returned completion instead of polling the store."""
-        completion = Completion()
-        with self._local_lock:
-            self._local[run_id] = completion
-        return completion
-
-    def executed(self, run_id: str, completion: Completion, outcome: tuple | None) -> None:
-        """The execution of a run stopped: with `outcome` (status, result, error) if the run
-        ended, None if it rests or was handed over (waiters go back to the store)."""
-        with self._local_lock:
-            if self._local.get(run_id) is completion:
-                del self._local[run_id]
-        completion.outcome = outcome
-        completion.set()
-
-    def local_completion(self, run_id: str) -> Completion | None:
-        """The completion of the run if this process is executing it now."""
-        return self._local.get(run_id)
 
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:
         """Start an in-process worker: runs of this store are executed by this process's
         threads, and runs of dead workers are taken over. Idempotent."""
         if self.worker is None:
+            runtime = Runtime(
+                store=self.store,  # open before threads start
+                sagas=MappingProxyType(self.sagas),
+                steps=MappingProxyType(self.steps),
+                metrics=self.metrics,
+                invoker=self._invoker,
+                completions=self._completions,
+            )
             worker = Worker(
-                self,
+                runtime,
                 concurrency=concurrency or self.concurrency,
                 lease=self.lease,
                 poll_interval=self.poll_interval,
             )
-            self.store  # noqa: B018 - open before threads start
             worker.start()
             self.worker = worker
         return self.worker
@@ -464,13 +433,7 @@ class App:
         self.shutdown()
         if self.recorder is not None and self._store is not None:
             self.recorder.close()
-        if self._loop is not None:
-            loop, self._loop = self._loop, None
-            loop.call_soon_threadsafe(loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(5)
-            if not loop.is_running():
-                loop.close()
+        self._invoker.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -482,100 +445,24 @@ class App:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    # --- calling step bodies ---------------------------------------------------------------------
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        with self._loop_lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                self._loop_thread = threading.Thread(
-                    target=loop.run_forever, name="sagaway-async-steps", daemon=True
-                )
-                self._loop_thread.start()
-                self._loop = loop
-            return self._loop
 
-    def invoke(
-        self,
-        fn: Callable[..., Any],
-        is_async: bool,
-        args: tuple,
-        kwargs: dict,
-        timeout: float | None,
-        info: StepInfo,
-    ) -> Any:
-        """Call one try of a step or compensation body, with `current_step()` set.
+def _difference(saga: SagaDefinition, stored: str, given: dict[str, Any]) -> str:
+    """Which arguments of a conflicting start differ from the stored run's input."""
+    try:
+        data = serde.loads(stored)
+        before = saga.identity(data["args"], data["kwargs"])
+    except Exception:  # the saga's signature changed since: say nothing rather than guess
+        return ""
 
-        Async bodies run on the App's event loop thread and are cancelled at the timeout.
-        Sync bodies with a timeout run in a thread of their own and are abandoned (Python
-        cannot stop a thread): the try counts as failed, the call may still finish.
-        """
-        started = time.perf_counter()
-        ok = False
-        try:
-            value = self._call(fn, is_async, args, kwargs, timeout, info)
-            ok = True
-            return value
-        finally:
-            step = f"{info.step}/undo" if info.compensating else info.step
-            self.metrics.step_finished(info.saga, step, time.perf_counter() - started, ok)
+    def show(value: Any) -> str:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+        return text if len(text) <= 60 else text[:57] + "..."
 
-    def _call(
-        self,
-        fn: Callable[..., Any],
-        is_async: bool,
-        args: tuple,
-        kwargs: dict,
-        timeout: float | None,
-        info: StepInfo,
-    ) -> Any:
-        what = "compensation of step" if info.compensating else "step"
-        late = f"{what} {info.step!r} did not finish within {timeout} s (try {info.attempt})"
-        if is_async:
-
-            async def body() -> Any:
-                STEP.set(info)
-                if timeout is None:
-                    return await fn(*args, **kwargs)
-                try:
-                    async with asyncio.timeout(timeout) as scope:
-                        return await fn(*args, **kwargs)
-                except TimeoutError:
-                    if scope.expired():
-                        raise StepTimeout(late) from None
-                    raise  # the body's own TimeoutError
-
-            return asyncio.run_coroutine_threadsafe(body(), self._event_loop()).result()
-        # A step called inside a step's body is a plain function call, not a saga step.
-        outer = EXECUTION.set(None)
-        token = STEP.set(info)
-        try:
-            if timeout is None:
-                return fn(*args, **kwargs)
-            return _call_with_timeout(fn, args, kwargs, timeout, late)
-        finally:
-            STEP.reset(token)
-            EXECUTION.reset(outer)
-
-
-def _call_with_timeout(
-    fn: Callable[..., Any], args: tuple, kwargs: dict, timeout: float, message: str
-) -> Any:
-    outcome: list[Any] = []
-    done = threading.Event()
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        try:
-            outcome.append((True, context.run(fn, *args, **kwargs)))
-        except BaseException as exc:
-            outcome.append((False, exc))
-        finally:
-            done.set()
-
-    threading.Thread(target=target, name="sagaway-timed-step", daemon=True).start()
-    if not done.wait(timeout):
-        raise StepTimeout(message + "; the call was abandoned, not stopped")
-    ok, value = outcome[0]
-    if ok:
-        return value
-    raise value
+    parts = []
+    for name in dict.fromkeys([*before, *given]):
+        old, new = before.get(name, "(default)"), given.get(name, "(default)")
+        if old != new:
+            old_text = old if name not in before else show(old)
+            new_text = new if name not in given else show(new)
+            parts.append(f"{name}: {old_text} stored, {new_text} given")
+    return "; ".join(parts)

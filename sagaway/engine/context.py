@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from sagaway.engine.execution import RunExecution
+    from sagaway.engine._execution import RunExecution
 
 __all__ = ["EXECUTION", "STEP", "SagaContext", "StepInfo", "current_step"]
 

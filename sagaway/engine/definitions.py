@@ -6,24 +6,43 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sagaway.engine._attempts import Body
 from sagaway.engine.context import EXECUTION
-from sagaway.errors import ConfigurationError
+from sagaway.errors import ConfigurationError, InvalidInput, StepTimeout
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
-
-if TYPE_CHECKING:
-    from sagaway.engine.app import App
+from sagaway.resilience.timeout import Timeout
 
 __all__ = ["Compensation", "SagaDefinition", "StepDefinition"]
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return value is default or bool(value == default)
+    except Exception:  # an __eq__ that raises or returns an array
+        return False
 
 
 def _accepts_result(fn: Callable[..., Any]) -> bool:
     parameters = inspect.signature(fn).parameters.values()
     return any(p.name == "result" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _timeout(seconds: float | None, what: str) -> Timeout | None:
+    """The per-try timeout of a step or compensation body (one behaviour for both: the
+    resilience `Timeout`, raising `StepTimeout`)."""
+    if seconds is None:
+        return None
+    if not seconds > 0:
+        raise ConfigurationError(f"{what}: timeout must be positive seconds, got {seconds!r}")
+    return Timeout(seconds, name=what, error=StepTimeout)
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,7 @@ class Compensation:
     timeout: float | None
     is_async: bool
     takes_result: bool
+    timeout_guard: Timeout | None = None
 
 
 class StepDefinition:
@@ -43,7 +63,6 @@ class StepDefinition:
 
     def __init__(
         self,
-        app: App,
         fn: Callable[..., Any],
         name: str,
         retry: Retry,
@@ -53,9 +72,9 @@ class StepDefinition:
         bulkhead: Bulkhead | None = None,
         rate_limit: RateLimiter | None = None,
         deadline: float | None = None,
+        compensation_retry: Retry | None = None,
     ) -> None:
         functools.update_wrapper(self, fn)
-        self.app = app
         self.fn = fn
         self.name = name
         self.retry = retry
@@ -67,6 +86,8 @@ class StepDefinition:
         self.deadline = deadline
         self.guarded = breaker is not None or bulkhead is not None or rate_limit is not None
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.body = Body(fn, self.is_async, retry, _timeout(timeout, f"step {name!r}"))
+        self.compensation_retry = compensation_retry or Retry()
         self.undo: Compensation | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -98,10 +119,11 @@ class StepDefinition:
                 )
             self.undo = Compensation(
                 fn=undo,
-                retry=retry or self.app.compensation_retry,
+                retry=retry or self.compensation_retry,
                 timeout=timeout,
                 is_async=inspect.iscoroutinefunction(undo),
                 takes_result=_accepts_result(undo),
+                timeout_guard=_timeout(timeout, f"compensation of step {self.name!r}"),
             )
             return undo
 
@@ -115,19 +137,42 @@ class StepDefinition:
 class SagaDefinition:
     """A saga: a function `fn(ctx, *args, **kwargs)` whose steps sagaway journals."""
 
-    def __init__(self, app: App, fn: Callable[..., Any], name: str) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
         functools.update_wrapper(self, fn)
         if inspect.iscoroutinefunction(fn):
             raise ConfigurationError(
                 f"saga {name!r} is an async function: write sagas as plain functions "
                 "(steps may be async; the saga calls them like plain functions)"
             )
-        self.app = app
         self.fn = fn
         self.name = name
+        self.signature = inspect.signature(fn)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
+
+    def identity(self, args: tuple | list, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The input as the saga function sees it: each parameter's value by name, leaving
+        out parameters at their default. `start(s, "o", 1)`, `start(s, "o", amount=1)` and
+        `start(s, "o", 1, currency="EUR")` with that default all give the same identity.
+        Raises InvalidInput when the arguments do not fit the saga's signature."""
+        try:
+            bound = self.signature.bind(None, *args, **kwargs)  # None stands for ctx
+        except TypeError as exc:
+            raise InvalidInput(
+                f"saga {self.name!r} cannot be started with these arguments ({exc}); its "
+                f"signature is {self.name}{self.signature}"
+            ) from None
+        names = list(self.signature.parameters)
+        found: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            default = self.signature.parameters[name].default
+            if default is not inspect.Parameter.empty and _same(value, default):
+                continue
+            if not value and self.signature.parameters[name].kind in _VARIADIC:
+                continue  # an empty *args or **kwargs
+            found[name] = value
+        return dict(sorted(found.items(), key=lambda item: names.index(item[0])))
 
     def __repr__(self) -> str:
         return f"<saga {self.name}>"

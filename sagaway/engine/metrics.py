@@ -3,11 +3,13 @@ per-minute buckets in the store (where `sagaway.observe` reads them)."""
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import functools
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -171,6 +173,7 @@ class MinuteRecorder(EngineMetrics):
     def _start(self) -> None:
         self._flusher = threading.Thread(target=self._loop, name="sagaway-metrics", daemon=True)
         self._flusher.start()
+        _UNCLOSED.add(self)
 
     def _loop(self) -> None:
         next_prune = time.monotonic()  # the first prune runs at the first flush
@@ -216,6 +219,7 @@ class MinuteRecorder(EngineMetrics):
 
     def close(self) -> None:
         """Stop the flusher and write what is left."""
+        _UNCLOSED.discard(self)
         self._stop.set()
         if self._flusher is not None:
             self._flusher.join(5)
@@ -248,3 +252,18 @@ class MinuteRecorder(EngineMetrics):
 
     def breaker_transition(self, breaker: str, old: str, new: str) -> None:
         self.observe("breaker_transitions", labels(breaker=breaker, old=old, new=new))
+
+
+# Recorders whose App was not closed: a web or cron process that only starts runs and exits
+# would otherwise lose the last seconds of measurements (its `runs_started`, say), and an
+# alarm on them would fire falsely.
+_UNCLOSED: weakref.WeakSet[MinuteRecorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for recorder in list(_UNCLOSED):
+        try:
+            recorder.flush()
+        except Exception:  # the interpreter is going away: never fail its exit
+            log.debug("sagaway metrics: flush at exit failed", exc_info=True)

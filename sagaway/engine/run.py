@@ -7,9 +7,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sagaway.engine import serde
+from sagaway.engine import _serde as serde
 from sagaway.errors import RunNotFound, SagaCancelled, SagaCompensated, SagaFailed
-from sagaway.store.base import COMPENSATION, TERMINAL, EventRecord, JournalEntry, RunRecord
+from sagaway.store.base import (
+    TERMINAL,
+    ErrorRecord,
+    EventRecord,
+    JournalEntry,
+    RunRecord,
+    RunStatus,
+)
 
 if TYPE_CHECKING:
     from sagaway.engine.app import App
@@ -41,7 +48,7 @@ class Step:
         """Decode a stored journal entry."""
         return cls(
             position=entry.position,
-            phase="compensation" if entry.phase == COMPENSATION else "forward",
+            phase=entry.phase.label,
             kind=entry.kind,
             name=entry.name,
             status=entry.status,
@@ -114,7 +121,7 @@ class Run:
         poll = 0.01  # runs executed elsewhere are seen by polling, backing off to 0.2 s
         while True:
             remaining = None if deadline is None else deadline - time.monotonic()
-            local = self._app.local_completion(self.id)
+            local = self._app._completions.get(self.id)
             if local is not None:
                 worker = self._app.worker
                 if timeout is None and worker is not None:
@@ -136,15 +143,15 @@ class Run:
                 poll = min(0.2, poll * 2)
 
     def _outcome(self, status: str, result: str | None, error_text: str | None) -> Any:
-        if status == "succeeded":
+        if status == RunStatus.SUCCEEDED:
             return serde.loads(result) if result else None
-        doc = json.loads(error_text) if error_text else None
-        error = serde.rebuild_error(doc)
+        recorded = ErrorRecord.from_json(error_text)
+        error = serde.rebuild_error(recorded)
         detail = ""
-        if doc and doc.get("phase") == "compensation":
-            detail = f" (while compensating step {doc.get('step')!r}; redrive resumes there)"
-        elif status == "failed" and doc and doc.get("step"):
-            detail = f" (at step {doc.get('step')!r}; redrive resumes there)"
+        if recorded is not None and recorded.phase == "compensation":
+            detail = f" (while compensating step {recorded.step!r}; redrive resumes there)"
+        elif status == RunStatus.FAILED and recorded is not None and recorded.step:
+            detail = f" (at step {recorded.step!r}; redrive resumes there)"
         raise _OUTCOMES[status](self.id, error, detail)
 
     def __repr__(self) -> str:

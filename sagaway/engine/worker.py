@@ -1,113 +1,42 @@
 """Workers: claim due runs, execute them on a pool of threads, keep their leases alive, and
-take over the runs of workers that died.
+take over the runs of workers that died (`_recovery`).
 
-A worker's identity (`owner`) is `host:pid:start:nonce`, where `host` names the machine,
-its boot and its process namespace. A heartbeat every `lease / 3` seconds renews the leases
-of the runs the worker is executing (and only those: a run it stopped executing after an
-error sees its lease expire); a run whose lease expires is due again and any worker claims
-it. A worker on the same host (same boot, same process namespace) can tell at once that an
-owner's process is gone (its pid no longer runs with the same start time) and makes that
-owner's runs due immediately, without waiting for the lease.
+A heartbeat every `lease / 3` seconds renews the leases of the runs the worker is executing
+(and only those: a run it stopped executing after an error sees its lease expire, and a
+thread never dies of what user code raises, so no run is held by a slot that does nothing).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
-import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from sagaway.engine.execution import RunExecution
+from sagaway.engine._completions import Completion
+from sagaway.engine._control import is_interrupt
+from sagaway.engine._execution import RunExecution
+from sagaway.engine._recovery import forget_owner, live_owner, new_owner, recover_dead_owners
+from sagaway.engine._runtime import Runtime
 from sagaway.store.base import Claim
 
-if TYPE_CHECKING:
-    from sagaway.engine.app import App, Completion
-
-__all__ = ["Worker", "owner_is_dead"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("sagaway")
 
-_PROC = os.path.exists("/proc/self/stat")
-
-
-def _host_identity() -> str:
-    """The host name, plus (on Linux) the boot and the process namespace: two containers
-    sharing a host name but not their pids must not judge each other's workers."""
-    parts = [socket.gethostname().replace(":", "_")]
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            parts.append(f.read().strip()[:8])
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    except OSError:
-        pass
-    return "/".join(parts)
-
-
-_HOST = _host_identity()
 # When the store announces due runs (PostgreSQL's LISTEN/NOTIFY), polling only covers a lost
 # notification, so it can be rare.
 NOTIFIED_POLL = 1.0
-_LIVE_OWNERS: set[str] = set()  # workers alive in this process
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The start time of process `pid` (clock ticks since boot), "0" when it runs but the
-    time cannot be read, None if it is gone or a zombie."""
-    if _PROC:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-            # The command name (field 2) may contain spaces and parentheses: split after it.
-            fields = stat[stat.rfind(")") + 2 :].split()
-            if fields and fields[0] in ("Z", "X"):
-                return None  # killed, not yet reaped by its parent: it runs no more
-            return fields[19] if len(fields) > 19 else "0"
-        except FileNotFoundError:
-            return None
-        except OSError:
-            pass  # e.g. hidepid: fall back to asking the kernel
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # it exists, owned by someone else
-    return "0"
-
-
-def _new_owner() -> str:
-    pid = os.getpid()
-    return f"{_HOST}:{pid}:{_start_ticks(pid) or '0'}:{secrets.token_hex(3)}"
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True when `owner` is a worker on this host whose process (or, in this process,
-    whose worker) is gone. Owners on other hosts are never judged: their leases expire."""
-    try:
-        host, pid_text, start, _ = owner.rsplit(":", 3)
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if host != _HOST:
-        return False
-    if pid == os.getpid():
-        return owner not in _LIVE_OWNERS
-    now_start = _start_ticks(pid)
-    return now_start is None or (start != "0" and now_start != "0" and now_start != start)
 
 
 class Worker:
-    """Executes runs of `app` on `concurrency` threads."""
+    """Executes the runs of one App on `concurrency` threads (`app.launch()` makes one)."""
 
     def __init__(
         self,
-        app: App,
+        runtime: Runtime,
         concurrency: int = 32,
         lease: float = 10.0,
         poll_interval: float = 0.1,
@@ -117,12 +46,12 @@ class Worker:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         if lease <= 0:
             raise ValueError(f"lease must be positive seconds, got {lease}")
-        self.app = app
+        self.runtime = runtime
         self.concurrency = concurrency
         self.lease = lease
         self.poll_interval = poll_interval
         self.recovery_interval = recovery_interval
-        self.owner = _new_owner()
+        self.owner = new_owner()
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -141,8 +70,8 @@ class Worker:
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the execution threads, the scheduler and the heartbeat."""
-        _LIVE_OWNERS.add(self.owner)
-        self._unwatch = self.app.store.on_wake(self.wake)
+        live_owner(self.owner)
+        self._unwatch = self.runtime.store.on_wake(self.wake)
         for i in range(self.concurrency):
             self._spawn(self._execute_loop, f"sagaway-exec-{i}")
         self._spawn(self._schedule_loop, "sagaway-scheduler")
@@ -176,10 +105,10 @@ class Worker:
             except queue.Empty:
                 break
             if left is not None and left.take():
-                self.app.executed(left.claim.run.id, left, None)
+                self.runtime.completions.executed(left, None)
         if self._unwatch is not None:
             self._unwatch()
-        _LIVE_OWNERS.discard(self.owner)
+        forget_owner(self.owner)
         return clean
 
     # --- capacity ----------------------------------------------------------------------------
@@ -197,8 +126,7 @@ class Worker:
 
     def dispatch(self, claim: Claim) -> None:
         """Execute a run already claimed for this worker, in a reserved slot."""
-        completion = self.app.executing(claim.run.id)
-        completion.claim = claim
+        completion = self.runtime.completions.executing(claim)
         with self._lock:
             self._inflight.add(claim.run.id)
         self._queue.put(completion)
@@ -214,9 +142,12 @@ class Worker:
     def _execute(self, completion: Completion) -> None:
         claim = completion.claim
         try:
-            RunExecution(self, claim).execute(completion)
+            RunExecution(self.runtime, claim, self.lease, self.stopping).execute(completion)
             self.executed += 1
-        except Exception:
+        except BaseException as exc:
+            if is_interrupt(exc):
+                raise  # Ctrl-C in the caller's thread (`Run.result` executing its own run)
+            # Nothing may end an execution thread: a dead one would keep claiming runs.
             log.exception("run %s: unexpected error in the engine", claim.run.id)
         finally:
             with self._lock:
@@ -245,7 +176,7 @@ class Worker:
                 self._execute(completion)
 
     def _schedule_loop(self) -> None:
-        store = self.app.store
+        store = self.runtime.store
         idle = self.poll_interval
         if self._unwatch is not None:
             idle = max(idle, NOTIFIED_POLL)
@@ -280,7 +211,7 @@ class Worker:
             self._wake.wait(timeout)
 
     def _heartbeat_loop(self) -> None:
-        store = self.app.store
+        store = self.runtime.store
         beat_every = self.lease / 3
         last_beat = last_recovery = time.time()
         with contextlib.suppress(Exception):
@@ -301,13 +232,7 @@ class Worker:
 
     def recover_dead_owners(self) -> int:
         """Make the runs of dead workers on this host due now; return how many."""
-        count = 0
-        store = self.app.store
-        for owner in store.owners():
-            if owner != self.owner and owner_is_dead(owner):
-                with contextlib.suppress(Exception):
-                    count += store.expire_owner(owner, time.time())
+        count = recover_dead_owners(self.runtime.store, self.owner)
         if count:
-            log.info("taking over %d run(s) of worker(s) that died", count)
             self._wake.set()
         return count

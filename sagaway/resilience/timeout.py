@@ -37,11 +37,18 @@ class Timeout(Guard):
     `TimeoutError` raised by the function itself passes through unchanged.
     """
 
-    def __init__(self, seconds: float, name: str | None = None) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        name: str | None = None,
+        *,
+        error: type[TimeoutExceeded] = TimeoutExceeded,
+    ) -> None:
         if not seconds > 0:
             raise ValueError(f"Timeout(seconds={seconds!r}): seconds must be > 0")
         self.seconds = float(seconds)
         self.name = name
+        self.error = error  # raised at the deadline: TimeoutExceeded or a subclass
         self._scopes: dict[asyncio.Task, list[asyncio.Timeout]] = {}
 
     def __repr__(self) -> str:
@@ -73,7 +80,7 @@ class Timeout(Guard):
         threading.Thread(target=run, name=f"sagaway-timeout:{label}", daemon=True).start()
         done, _ = concurrent.futures.wait([future], timeout=self.seconds)
         if not done:
-            raise TimeoutExceeded(name=label, seconds=self.seconds, abandoned=True)
+            raise self.error(name=label, seconds=self.seconds, abandoned=True)
         return future.result()
 
     async def _call_async(self, fn: Callable[..., Awaitable[T]], args: tuple, kwargs: dict) -> T:
@@ -83,7 +90,7 @@ class Timeout(Guard):
                 return await fn(*args, **kwargs)
         except TimeoutError:
             if scope.expired():
-                raise TimeoutExceeded(
+                raise self.error(
                     name=self._label(fn), seconds=self.seconds, abandoned=False
                 ) from None
             raise
@@ -118,7 +125,7 @@ class Timeout(Guard):
             await scope.__aexit__(exc_type, exc, tb)
         except TimeoutError:
             if scope.expired():
-                raise TimeoutExceeded(
+                raise self.error(
                     name=self._label(None), seconds=self.seconds, abandoned=False
                 ) from None
             raise

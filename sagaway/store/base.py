@@ -9,42 +9,153 @@ commit) and release each caller only after that transaction is durable.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from enum import IntEnum, StrEnum
+from typing import Any, Final, NamedTuple
 
 __all__ = [
+    "COMPENSATION",
+    "FORWARD",
     "KEEP",
     "SETTLED",
+    "STATUSES",
     "TERMINAL",
     "Checkpoint",
     "Claim",
+    "EntryStatus",
+    "ErrorRecord",
     "EventRecord",
     "JournalEntry",
+    "Keep",
     "NewRun",
+    "Phase",
     "RunRecord",
+    "RunStatus",
     "RunUpdate",
     "SignalRecord",
     "Store",
+    "Wait",
 ]
 
-TERMINAL = frozenset({"succeeded", "compensated", "failed", "cancelled"})
+
+class RunStatus(StrEnum):
+    """Where a run is in its life (DESIGN.md, "Statuses"). A `str`: stored and compared as
+    its value."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPENSATING = "compensating"
+    SUCCEEDED = "succeeded"
+    COMPENSATED = "compensated"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """The run has ended (`failed` may still be redriven)."""
+        return self in TERMINAL
+
+    @property
+    def is_settled(self) -> bool:
+        """The run has ended for good: nothing reopens it."""
+        return self in SETTLED
+
+
+TERMINAL: Final = frozenset(
+    {RunStatus.SUCCEEDED, RunStatus.COMPENSATED, RunStatus.FAILED, RunStatus.CANCELLED}
+)
 # The ends nothing reopens (`failed` waits for a redrive): no signal is kept for them, and
 # pruning takes them by default.
-SETTLED = ("succeeded", "compensated", "cancelled")
-STATUSES = (
-    "pending",
-    "running",
-    "waiting",
-    "compensating",
-    "succeeded",
-    "compensated",
-    "failed",
-    "cancelled",
-)
+SETTLED: Final = (RunStatus.SUCCEEDED, RunStatus.COMPENSATED, RunStatus.CANCELLED)
+STATUSES: Final = tuple(RunStatus)
 
-FORWARD, COMPENSATION = 0, 1
+
+class Phase(IntEnum):
+    """The two halves of a journal: forward actions, and the compensations of forward steps
+    (kept at the position of the step they undo). Stored as 0 and 1."""
+
+    FORWARD = 0
+    COMPENSATION = 1
+
+    @property
+    def label(self) -> str:
+        """ "forward" or "compensation", as `Step.phase` shows it."""
+        return self.name.lower()
+
+
+FORWARD: Final = Phase.FORWARD
+COMPENSATION: Final = Phase.COMPENSATION
+
+
+class EntryStatus(StrEnum):
+    """How a journal entry ended: `ok`, `failed`, or (for waits) `timeout`."""
+
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """An error as recorded in a journal entry or on a run: its class, message and the plain
+    data needed to rebuild it, and where it happened. A compensation's failure keeps the
+    error that started the unwinding as `original`. Stored as JSON text."""
+
+    type: str
+    message: str
+    args: list[Any] | None = None
+    state: dict[str, Any] | None = None
+    traceback: str = ""
+    phase: str | None = None
+    position: int | None = None
+    step: str | None = None
+    original: ErrorRecord | None = None
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ErrorRecord:
+        """From the decoded JSON; keys this version does not know are ignored."""
+        original = doc.get("original")
+        return cls(
+            type=str(doc.get("type", "Exception")),
+            message=str(doc.get("message", "")),
+            args=doc.get("args"),
+            state=doc.get("state"),
+            traceback=str(doc.get("traceback") or ""),
+            phase=doc.get("phase"),
+            position=doc.get("position"),
+            step=doc.get("step"),
+            original=cls.from_doc(original) if isinstance(original, dict) else None,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> ErrorRecord | None:
+        """Decode a stored error (None stays None)."""
+        return None if not text else cls.from_doc(json.loads(text))
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON-ready form (context keys only when set)."""
+        doc: dict[str, Any] = {
+            "type": self.type,
+            "message": self.message,
+            "args": self.args,
+            "state": self.state,
+            "traceback": self.traceback,
+        }
+        for key in ("phase", "position", "step"):
+            value = getattr(self, key)
+            if value is not None:
+                doc[key] = value
+        if self.original is not None:
+            doc["original"] = self.original.to_doc()
+        return doc
+
+    def to_json(self) -> str:
+        """The stored form."""
+        return json.dumps(self.to_doc())
 
 
 @dataclass(frozen=True)
@@ -56,7 +167,7 @@ class RunRecord:
     key: str | None
     input: str
     input_hash: str
-    status: str
+    status: RunStatus
     created_at: float
     updated_at: float
     due_at: float | None = None
@@ -87,22 +198,80 @@ class NewRun:
 class JournalEntry(NamedTuple):
     """One recorded action of a run, keyed by (phase, position).
 
-    phase 0 holds the forward actions (kind `step`, `wait`, `sleep`, `now`); phase 1 holds
-    the compensation of the forward step at the same position. `status` is `ok`, `failed`
-    or (for waits) `timeout`. Payloads are JSON text.
+    The forward phase holds the actions of the saga function (kind `step`, `wait`, `sleep`,
+    `now`); the compensation phase holds the compensation of the forward step at the same
+    position. Payloads are JSON text. `digest` identifies a step call's arguments (None
+    when they are not JSON data, and on entries older than schema 5). Build entries with the
+    named constructors.
     """
 
     position: int
-    phase: int
+    phase: Phase
     kind: str
     name: str
-    status: str
+    status: EntryStatus
     args: str | None = None
     result: str | None = None
     error: str | None = None
     attempts: int = 1
     started_at: float = 0.0
     finished_at: float = 0.0
+    digest: str | None = None
+
+    @classmethod
+    def step(
+        cls,
+        position: int,
+        name: str,
+        *,
+        args: str | None,
+        result: str | None = None,
+        error: str | None = None,
+        attempts: int,
+        started_at: float,
+        finished_at: float,
+        digest: str | None,
+    ) -> JournalEntry:
+        """A step call that completed (with `result`) or failed for good (with `error`)."""
+        status = EntryStatus.FAILED if error is not None else EntryStatus.OK
+        return cls(
+            position, FORWARD, "step", name, status, args, result, error, attempts,
+            started_at, finished_at, digest,
+        )  # fmt: skip
+
+    @classmethod
+    def compensation(
+        cls,
+        position: int,
+        name: str,
+        *,
+        result: str | None = None,
+        error: str | None = None,
+        attempts: int,
+        started_at: float,
+        finished_at: float,
+    ) -> JournalEntry:
+        """The compensation of the step at `position`: done (with `result`) or given up
+        (with `error`)."""
+        status = EntryStatus.FAILED if error is not None else EntryStatus.OK
+        return cls(
+            position, COMPENSATION, "compensation", name, status, None, result, error,
+            attempts, started_at, finished_at,
+        )  # fmt: skip
+
+    @classmethod
+    def instant(
+        cls,
+        position: int,
+        kind: str,
+        name: str,
+        status: EntryStatus,
+        result: str | None,
+        at: float,
+    ) -> JournalEntry:
+        """A forward action that takes no time to record: a wait's outcome, a timer, a
+        clock reading."""
+        return cls(position, FORWARD, kind, name, status, None, result, None, 1, at, at)
 
 
 @dataclass(frozen=True)
@@ -127,13 +296,31 @@ class SignalRecord:
     sent_at: float
 
 
-class _Keep:
+class Keep:
+    """The type of `KEEP`."""
+
+    _instance: Keep | None = None
+
+    def __new__(cls) -> Keep:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
     def __repr__(self) -> str:
         return "KEEP"
 
 
-KEEP: Any = _Keep()
+KEEP: Final = Keep()
 """Marks a `RunUpdate` field that the checkpoint leaves unchanged."""
+
+
+class Wait(NamedTuple):
+    """What a resting run waits for: a signal `name` (or a park marker) taken at journal
+    `position`, until `deadline` (epoch seconds; None waits for ever)."""
+
+    name: str
+    position: int
+    deadline: float | None
 
 
 @dataclass
@@ -141,12 +328,12 @@ class RunUpdate:
     """Run columns a checkpoint changes; fields left as `KEEP` stay as they are, `None`
     clears a column (e.g. `owner=None` releases the lease)."""
 
-    status: Any = KEEP
-    due_at: Any = KEEP
-    owner: Any = KEEP
-    result: Any = KEEP
-    error: Any = KEEP
-    wait: Any = KEEP  # (name, position, deadline), or None to clear
+    status: RunStatus | Keep = KEEP
+    due_at: float | Keep | None = KEEP
+    owner: str | Keep | None = KEEP
+    result: str | Keep | None = KEEP
+    error: str | Keep | None = KEEP
+    wait: Wait | Keep | None = KEEP
     pivot_passed: bool = False
     clear_cancel: bool = False
     # The run goes to rest: it is due at once instead if a cancel was requested, or a

@@ -41,6 +41,7 @@ from sagaway.store.postgres_url import PostgresSettings, parse_url
 from sagaway.store.sql import (
     JOURNAL_CONFLICT,
     JOURNAL_INSERT,
+    JOURNAL_MARKS,
     Cursorish,
     SqlStore,
     Statement,
@@ -404,7 +405,7 @@ class PostgresStore(SqlStore):
         run_id, epoch = cp.run_id, cp.epoch
         sql = (
             f"WITH fence AS ({fence}) {JOURNAL_INSERT}"
-            f"SELECT ?,?,?,?,?,?,?,?,?,?,?,? FROM fence WHERE fence.epoch = ? "
+            f"SELECT {JOURNAL_MARKS} FROM fence WHERE fence.epoch = ? "
             f"{JOURNAL_CONFLICT} RETURNING (SELECT cancel_requested FROM fence)"
         )
         wakes = makes_due(cp.update)

@@ -40,17 +40,20 @@ from sagaway.store.base import (
     TERMINAL,
     Checkpoint,
     Claim,
+    EntryStatus,
     EventRecord,
     JournalEntry,
     NewRun,
+    Phase,
     RunRecord,
+    RunStatus,
     RunUpdate,
     SignalRecord,
     Store,
 )
 from sagaway.store.groupcommit import GroupCommit
 
-__all__ = ["Cursorish", "SqlStore", "Statement"]
+__all__ = ["JOURNAL_MARKS", "Cursorish", "SqlStore", "Statement"]
 
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
@@ -58,17 +61,21 @@ RUN_COLUMNS = (
     "error, recoveries"
 )
 JOURNAL_COLUMNS = (
-    "position, phase, kind, name, status, args, result, error, attempts, started_at, finished_at"
+    "position, phase, kind, name, status, args, result, error, attempts, started_at, "
+    "finished_at, digest"
 )
+# The run id and one value per journal column.
+JOURNAL_MARKS = ",".join("?" * (1 + len(JOURNAL_COLUMNS.split(","))))
 JOURNAL_INSERT = f"INSERT INTO sagaway_journal (run_id, {JOURNAL_COLUMNS}) "
 JOURNAL_CONFLICT = (
     "ON CONFLICT (run_id, phase, position) "
     "DO UPDATE SET kind = excluded.kind, name = excluded.name, "
     "status = excluded.status, args = excluded.args, result = excluded.result, "
     "error = excluded.error, attempts = excluded.attempts, "
-    "started_at = excluded.started_at, finished_at = excluded.finished_at"
+    "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+    "digest = excluded.digest"
 )
-_JOURNAL_UPSERT = f"{JOURNAL_INSERT}VALUES (?,?,?,?,?,?,?,?,?,?,?,?) {JOURNAL_CONFLICT}"
+_JOURNAL_UPSERT = f"{JOURNAL_INSERT}VALUES ({JOURNAL_MARKS}) {JOURNAL_CONFLICT}"
 _ACTIVE_SQL = "('running', 'compensating')"
 _SHARED = {
     "breaker": ("sagaway_breakers", "state, until, version"),
@@ -78,13 +85,15 @@ _SHARED = {
 
 def _run(row: Sequence[Any]) -> RunRecord:
     values = list(row)
+    values[5] = RunStatus(values[5])
     values[14] = bool(values[14])
     values[15] = bool(values[15])
     return RunRecord(*values)
 
 
 def _entry(row: Sequence[Any]) -> JournalEntry:
-    return JournalEntry(*row)
+    position, phase, kind, name, status, *rest = row
+    return JournalEntry(position, Phase(phase), kind, name, EntryStatus(status), *rest)
 
 
 def makes_due(update: RunUpdate | None) -> bool:

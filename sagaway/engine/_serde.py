@@ -15,8 +15,17 @@ import traceback
 from typing import Any
 
 from sagaway.errors import RemoteError, SerializationError
+from sagaway.store.base import ErrorRecord
 
-__all__ = ["SCALARS", "dumps", "error_doc", "input_hash", "loads", "rebuild_error"]
+__all__ = [
+    "SCALARS",
+    "arguments_digest",
+    "dumps",
+    "error_record",
+    "input_hash",
+    "loads",
+    "rebuild_error",
+]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _CANONICAL = json.JSONEncoder(
@@ -44,6 +53,16 @@ def input_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def arguments_digest(args: tuple | list, kwargs: dict[str, Any]) -> str | None:
+    """A digest of a step call's arguments, compared on replay; None when they are not JSON
+    data (such a step takes them without a check)."""
+    try:
+        text = _CANONICAL.encode([args, kwargs])
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _plain(value: Any) -> Any:
     try:
         return json.loads(_ENCODER.encode(value))
@@ -51,24 +70,33 @@ def _plain(value: Any) -> Any:
         return None
 
 
-def error_doc(exc: BaseException, **context: Any) -> dict[str, Any]:
-    """A JSON-ready description of `exc`: its class, message, `args` and attributes (those
-    that are plain data), traceback, plus `context` (step, position, phase...)."""
+def error_record(
+    exc: BaseException,
+    *,
+    phase: str | None = None,
+    position: int | None = None,
+    step: str | None = None,
+    original: ErrorRecord | None = None,
+) -> ErrorRecord:
+    """How `exc` is recorded: its class, message, `args` and attributes (those that are
+    plain data), traceback, and where it happened."""
     cls = type(exc)
     state = {}
     for key, value in getattr(exc, "__dict__", {}).items():
         plain = _plain(value)
         if plain is not None or value is None:
             state[key] = plain
-    doc: dict[str, Any] = {
-        "type": f"{cls.__module__}.{cls.__qualname__}",
-        "message": str(exc),
-        "args": _plain(list(exc.args)),
-        "state": state or None,
-        "traceback": "".join(traceback.format_exception(exc)).rstrip(),
-    }
-    doc.update(context)
-    return doc
+    return ErrorRecord(
+        type=f"{cls.__module__}.{cls.__qualname__}",
+        message=str(exc),
+        args=_plain(list(exc.args)),
+        state=state or None,
+        traceback="".join(traceback.format_exception(exc)).rstrip(),
+        phase=phase,
+        position=position,
+        step=step,
+        original=original,
+    )
 
 
 def _find_class(type_name: str) -> type[BaseException] | None:
@@ -87,27 +115,24 @@ def _find_class(type_name: str) -> type[BaseException] | None:
     return None
 
 
-def rebuild_error(doc: dict[str, Any] | str | None) -> BaseException | None:
-    """The exception described by `error_doc` output: an instance of the original class when
+def rebuild_error(record: ErrorRecord | str | None) -> BaseException | None:
+    """The exception a recorded error describes: an instance of the original class when
     this process has it and it can be rebuilt from the recorded arguments, else a
     `RemoteError` carrying the type name, message and traceback."""
-    if doc is None:
+    if isinstance(record, str):
+        record = ErrorRecord.from_json(record)
+    if record is None:
         return None
-    if isinstance(doc, str):
-        doc = json.loads(doc)
-    assert isinstance(doc, dict)
-    cls = _find_class(doc.get("type", ""))
-    if cls is not None and doc.get("args") is not None:
+    cls = _find_class(record.type)
+    if cls is not None and record.args is not None:
         try:
             # As unpickling does: no constructor call, the recorded args and attributes.
-            exc = cls.__new__(cls, *doc["args"])
-            exc.args = tuple(doc["args"])
-            if isinstance(doc.get("state"), dict):
-                exc.__dict__.update(doc["state"])
+            exc = cls.__new__(cls, *record.args)
+            exc.args = tuple(record.args)
+            if isinstance(record.state, dict):
+                exc.__dict__.update(record.state)
             str(exc)  # a class whose message needs what was not recorded is not rebuilt
             return exc
         except Exception:
             pass
-    return RemoteError(
-        doc.get("type", "Exception"), doc.get("message", ""), doc.get("traceback", "")
-    )
+    return RemoteError(record.type, record.message, record.traceback)

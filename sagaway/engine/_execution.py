@@ -1,0 +1,291 @@
+"""Executing one claimed run: replay forward, unwind with compensations, record the end.
+
+A run executes in one worker thread from claim to its next rest: the end, a durable wait,
+or the loss of its lease. The pieces, each in its own module: `_replay` (the journal walked
+position by position), `_attempts` (a step's tries), `_parking` (guards that refuse),
+`_compensation` (the unwinding), `_checkpoint` (every write, fenced and lazy) and `_lease`.
+This module ties them together and answers the saga function's calls: steps, `ctx.wait`,
+`ctx.sleep` and `ctx.now`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sagaway.engine import _serde as serde
+from sagaway.engine._attempts import Attempts
+from sagaway.engine._checkpoint import RunWriter
+from sagaway.engine._compensation import Unwinding
+from sagaway.engine._completions import Completion
+from sagaway.engine._control import Abandon, CancelRequested, Suspend, is_interrupt
+from sagaway.engine._lease import Lease
+from sagaway.engine._parking import INLINE_WAIT, Parking
+from sagaway.engine._replay import JournalCursor
+from sagaway.engine._runtime import Runtime
+from sagaway.engine.context import EXECUTION, SagaContext
+from sagaway.errors import NonDeterminismError, UnknownSaga, WaitTimeout
+from sagaway.store.base import (
+    FORWARD,
+    Claim,
+    EntryStatus,
+    ErrorRecord,
+    JournalEntry,
+    RunStatus,
+    RunUpdate,
+    Wait,
+)
+
+if TYPE_CHECKING:
+    from sagaway.engine.definitions import StepDefinition
+
+__all__ = ["RunExecution"]
+
+log = logging.getLogger("sagaway")
+
+
+class RunExecution:
+    """The state of one run while a worker executes it."""
+
+    def __init__(
+        self, runtime: Runtime, claim: Claim, lease: float, stopping: threading.Event
+    ) -> None:
+        self.runtime = runtime
+        self.run = run = claim.run
+        self.stopping = stopping
+        metrics = runtime.metrics
+        self.journal = JournalCursor(run.id, run.saga, claim.journal)
+        self.writer = RunWriter(runtime.store, run, Lease(run.due_at or 0.0, lease), metrics)
+        self.parking = Parking(run, self.writer, metrics, self._pause)
+        self.attempts = Attempts(
+            run, self.writer, self.parking, runtime.invoker, metrics, self._pause
+        )
+        self.unwinding = Unwinding(
+            self.journal, self.writer, self.attempts, runtime.steps, metrics, stopping
+        )
+        self.pivot_passed = run.pivot_passed
+        # What was recorded for each step failure raised into the saga, by id of the error.
+        self._failures: dict[int, ErrorRecord] = {}
+        self._last_failed: tuple[int | None, str | None] = (None, None)
+
+    # --- entry point -----------------------------------------------------------------------
+    def execute(self, completion: Completion) -> None:
+        """Run until the run ends, rests or is lost to this worker; then set `completion`."""
+        try:
+            if self.run.status == RunStatus.COMPENSATING:
+                self.unwinding.resume(self.run.error, self.writer.cancel_requested)
+            elif self.writer.cancel_requested and not self.pivot_passed:
+                self.unwinding.start(None, cancelled=True)
+            else:
+                self._forward()
+        except Abandon as stop:
+            if stop.why:
+                log.warning("run %s: stopped executing it: %s", self.run.id, stop.why)
+            if stop.release:
+                self.writer.release(stop.retry_in)
+        except KeyboardInterrupt:
+            self.writer.release()  # Ctrl-C in the caller's thread: hand the run back, stop
+            raise
+        finally:
+            self.runtime.completions.executed(completion, self.writer.outcome)
+
+    # --- forward -----------------------------------------------------------------------------
+    def _forward(self) -> None:
+        saga = self.runtime.sagas.get(self.run.saga)
+        if saga is None:
+            error = UnknownSaga(
+                f"run {self.run.id} names saga {self.run.saga!r}, which this app does not "
+                f"define (it defines: {', '.join(sorted(self.runtime.sagas)) or 'none'}): "
+                "deploy the code that defines it, then `redrive` the run"
+            )
+            self.writer.escalate(None, reason="unknown saga")
+            record = serde.error_record(error, phase="forward")
+            self.writer.finish(RunStatus.FAILED, error=record.to_json())
+            return
+        arguments = serde.loads(self.run.input)
+        token = EXECUTION.set(self)
+        ending: BaseException | None
+        try:
+            value = saga.fn(SagaContext(self), *arguments["args"], **arguments["kwargs"])
+            if self.journal.divergence is not None:
+                raise self.journal.divergence
+            self.journal.check_complete()
+            result = serde.dumps(value, f"the return value of saga {saga.name!r}")
+        except (Suspend, CancelRequested) as stop:
+            ending = stop
+        except Abandon:
+            raise
+        except BaseException as exc:  # sys.exit() in saga code fails the saga, too
+            if is_interrupt(exc):
+                raise
+            ending = self.journal.divergence or exc
+        else:
+            ending = None
+        finally:
+            EXECUTION.reset(token)
+        if ending is None:
+            self.writer.finish(RunStatus.SUCCEEDED, result=result)
+        elif isinstance(ending, Suspend):
+            self.writer.suspend(ending)
+        elif isinstance(ending, CancelRequested):
+            self.unwinding.start(None, cancelled=True)
+        else:
+            self._failed(ending)
+
+    def _failed(self, exc: BaseException) -> None:
+        record = self._failures.get(id(exc))
+        if record is None:  # not a step's failure as recorded: describe it now
+            position, step = self._last_failed
+            record = serde.error_record(exc, phase="forward", position=position, step=step)
+        if isinstance(exc, NonDeterminismError) or self.pivot_passed:
+            reason = "non-determinism" if isinstance(exc, NonDeterminismError) else "after pivot"
+            self.writer.escalate(record.step, reason=reason)
+            self.writer.finish(RunStatus.FAILED, error=record.to_json())
+        else:
+            self.unwinding.start(record, cancelled=self.writer.cancel_requested)
+
+    def call_step(self, step: StepDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run (or replay) one step call made by the saga function."""
+        position, entry = self.journal.next("step", step.name)
+        digest = serde.arguments_digest(args, kwargs)
+        if entry is not None:
+            self.journal.check_arguments(entry, digest)
+            if entry.status == EntryStatus.OK:
+                if step.pivot:
+                    self.pivot_passed = True
+                return serde.loads(entry.result or "null")
+            raise serde.rebuild_error(entry.error) or RuntimeError(entry.error)
+        self._before_effect()
+        args_text = None
+        if step.undo is not None:
+            args_text = serde.dumps(
+                {"args": list(args), "kwargs": kwargs}, f"the arguments of step {step.name!r}"
+            )
+        started = time.time()
+        outcome = self.attempts.call(step.name, position, step.body, args, kwargs, guards=step)
+        if not outcome.ok:
+            assert outcome.error is not None
+            record = serde.error_record(
+                outcome.error, phase="forward", position=position, step=step.name
+            )
+            self._record(
+                JournalEntry.step(
+                    position,
+                    step.name,
+                    args=args_text,
+                    error=record.to_json(),
+                    attempts=outcome.tries,
+                    started_at=started,
+                    finished_at=time.time(),
+                    digest=digest,
+                )
+            )
+            # The saga sees the error as a replay will: rebuilt from what was recorded.
+            error = serde.rebuild_error(record) or outcome.error
+            self._failures[id(error)] = record
+            raise error from outcome.error
+        self._record(
+            JournalEntry.step(
+                position,
+                step.name,
+                args=args_text,
+                result=outcome.text,
+                attempts=outcome.tries,
+                started_at=started,
+                finished_at=time.time(),
+                digest=digest,
+            )
+        )
+        if step.pivot:
+            self.pivot_passed = True
+            self.writer.pivot_reached()
+        return outcome.value
+
+    def wait(self, signal: str, timeout: float | None) -> Any:
+        """ctx.wait: the payload of the next `signal`, durably."""
+        position, entry = self.journal.next("wait", signal)
+        if entry is not None:
+            if entry.status == EntryStatus.OK:
+                return serde.loads(entry.result or "null")
+            raise WaitTimeout(signal, timeout)
+        if self.writer.cancel_requested and not self.pivot_passed:
+            raise CancelRequested()
+        try:
+            found = self.runtime.store.pending_signal(
+                self.run.id, signal, self.writer.consumed_ids()
+            )
+        except Exception as exc:
+            raise self.writer.store_failed(exc) from exc
+        now = time.time()
+        if found is not None:
+            self.writer.consume(found.id, position)
+            self._mark(position, "wait", signal, EntryStatus.OK, found.payload)
+            return serde.loads(found.payload)
+        run = self.run
+        if run.wait_position == position and run.wait_name == signal:
+            deadline = run.wait_deadline
+        else:
+            deadline = None if timeout is None else now + timeout
+        if deadline is not None and now >= deadline:
+            self._mark(position, "wait", signal, EntryStatus.TIMEOUT)
+            raise WaitTimeout(signal, timeout)
+        raise Suspend(deadline, Wait(signal, position, deadline))
+
+    def sleep(self, seconds: float) -> None:
+        """ctx.sleep: a durable timer."""
+        position, entry = self.journal.next("sleep", "sleep")
+        if entry is not None:
+            wake_at = float(serde.loads(entry.result or "0"))
+        else:
+            wake_at = time.time() + max(0.0, float(seconds))
+            self._mark(position, "sleep", "sleep", EntryStatus.OK, repr(wake_at))
+        remaining = wake_at - time.time()
+        if remaining <= 0:
+            return
+        if remaining <= INLINE_WAIT:
+            self._pause(remaining)
+            return
+        raise Suspend(wake_at, None)
+
+    def now(self) -> datetime:
+        """ctx.now: the time, recorded once."""
+        position, entry = self.journal.next("now", "now")
+        if entry is not None:
+            value = float(serde.loads(entry.result or "0"))
+        else:
+            value = time.time()
+            self._mark(position, "now", "now", EntryStatus.OK, repr(value))
+        return datetime.fromtimestamp(value, UTC)
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _record(self, entry: JournalEntry) -> None:
+        self.journal.add(entry)
+        if entry.phase == FORWARD and entry.status != EntryStatus.OK:
+            self._last_failed = (entry.position, entry.name)  # redrive reruns it
+        self.writer.record(entry)
+
+    def _mark(
+        self, position: int, kind: str, name: str, status: EntryStatus, result: str | None = None
+    ) -> None:
+        """Record an instantaneous forward entry (a wait's outcome, a timer, a clock reading)."""
+        self._record(JournalEntry.instant(position, kind, name, status, result, time.time()))
+
+    def _before_effect(self) -> None:
+        """Make everything recorded so far durable before an effect may happen; honour a
+        cancel request that arrived meanwhile."""
+        if self.stopping.is_set():
+            raise Abandon(True)
+        self.writer.before_effect()
+        if self.writer.cancel_requested:
+            if not self.pivot_passed:
+                raise CancelRequested()
+            self.writer.event("cancel_ignored", reason="run passed its pivot")
+            self.writer.cancel_requested = False
+            self.writer.flush(RunUpdate(clear_cancel=True))
+
+    def _pause(self, seconds: float) -> None:
+        if self.stopping.wait(seconds):
+            raise Abandon(True)
