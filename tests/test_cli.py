@@ -141,10 +141,13 @@ def test_metrics_series_prints_minutes(shop, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["runs", "list", "--limit", "0"], "argument --limit: 0 is out of range: give 1 or more"),
+        (
+            ["runs", "list", "--limit", "0"],
+            "argument --limit: 0 is out of range: give from 1 to 100000",
+        ),
         (
             ["worker", "x:app", "--lease", "-3"],
-            "--lease: -3 is out of range: give a number above 0",
+            "--lease: -3 is out of range: give a number above 0, up to 86400",
         ),
         (["worker", "x:app", "--concurrency", "0"], "--concurrency: 0 is out of range"),
         (["metrics", "serve", "--port", "99999"], "--port: 99999 is out of range: give from 0 to"),
@@ -200,3 +203,220 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
         err = proc.stderr.read().decode()
         assert proc.wait(30) == 0
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_metrics_series_without_data_says_so(shop, capsys):
+    app, _ = shop
+    app.store  # noqa: B018 - the store exists, no metric was ever written
+    code, out, _ = cli(
+        capsys, "metrics", "series", "runs_finished", "--minutes", "5", "--db", app.url
+    )
+    assert code == 0 and out == "no data in the last 5 minutes\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "list", "--limit", "99999999999999999999999"],
+        ["metrics", "series", "retries", "--minutes", "99999999999999999999"],
+        ["alarms", "replay", "--config", "a.yaml", "--extra-periods", "99999999999"],
+        ["alarms", "watch", "--config", "a.yaml", "--grace", "1e300"],
+        ["worker", "x:app", "--lease", "1e400"],
+        ["worker", "x:app", "--concurrency", "10000000"],
+        ["demo", "--customers", "1000000000"],
+        ["demo", "--seed", "99999999999999999999"],
+    ],
+)
+def test_huge_numbers_are_refused_with_the_range_not_a_traceback(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {args[-2]}: {args[-1]} is out of range: give " in err
+    assert "Traceback" not in err
+
+
+def test_every_numeric_option_states_its_range_in_its_help():
+    import argparse
+
+    from sagaway.cli import NumberType, build_parser
+
+    def options(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from options(sub)
+            else:
+                yield parser.prog, action
+
+    numeric = 0
+    for prog, action in options(build_parser()):
+        assert action.type not in (int, float), f"{prog} {action.option_strings}: unbounded"
+        if isinstance(action.type, NumberType) and action.help != argparse.SUPPRESS:
+            numeric += 1
+            assert action.type.span in action.help, f"{prog} {action.option_strings}"
+    assert numeric >= 9
+
+
+def test_a_demo_directory_that_cannot_be_made_is_a_one_line_error(capsys):
+    code, _, err = cli(capsys, "demo", "--dir", "/proc/nope")
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("sagaway: error: --dir /proc/nope: cannot create it")
+
+
+@pytest.fixture
+def unwinding(make_app):
+    """Three compensable steps around one without compensation; the last step fails."""
+    app = make_app()
+
+    @app.step
+    def reserve(order):
+        return "Grüße aus Köln"
+
+    @reserve.compensation
+    def release(order, result=None):
+        pass
+
+    @app.step
+    def hold(order):
+        return "held"
+
+    @hold.compensation
+    def unhold(order, result=None):
+        pass
+
+    @app.step
+    def note(order):
+        return "noted"
+
+    @app.step
+    def charge(order):
+        return "charged"
+
+    @charge.compensation
+    def refund(order, result=None):
+        pass
+
+    @app.step
+    def ship(order):
+        raise Permanent("no parcel service")
+
+    @app.saga()
+    def checkout(ctx, order):
+        reserve(order)
+        hold(order)
+        note(order)
+        charge(order)
+        ship(order)
+
+    return app, checkout
+
+
+def test_runs_show_lists_compensations_as_they_ran_with_times_and_unread_signals(unwinding, capsys):
+    app, checkout = unwinding
+    run = app.start(checkout, "o-ü")
+    app.signal(run.id, "gift-note", {"text": "für dich"})  # no wait ever takes it
+    with app:
+        wait_status(run, "compensated")
+    code, out, _ = cli(capsys, "runs", "show", run.id, "--db", app.url)
+    assert code == 0
+    rows = [line.split("│") for line in out.splitlines() if "│ compensation │" in line]
+    assert [(r[1].strip(), r[4].strip()) for r in rows] == [
+        ("3", "charge"),  # undone first: the journal keys it at 3, after 0 and 1
+        ("1", "hold"),
+        ("0", "reserve"),
+    ]
+    assert "started (UTC)" in out
+    assert "signals received, not yet taken by a wait" in out and "gift-note" in out
+    assert "für dich" in out and "Grüße aus Köln" in out and "\\u00fc" not in out
+    code, out, _ = cli(capsys, "runs", "show", run.id, "--db", app.url, "--json")
+    assert code == 0 and "Grüße aus Köln" in out and "\\u00" not in out
+    shown = json.loads(out)
+    undone = [s["name"] for s in shown["steps"] if s["phase"] == "compensation"]
+    assert undone == ["charge", "hold", "reserve"]
+    assert [(s["name"], s["payload"]) for s in shown["pending_signals"]] == [
+        ("gift-note", {"text": "für dich"})
+    ]
+
+
+def test_runs_list_says_how_many_runs_it_left_out(make_app, capsys):
+    app = make_app()
+
+    @app.saga()
+    def idle(ctx, n):
+        return n
+
+    for n in range(12):
+        app.start(idle, n)  # no worker: they stay pending
+    code, out, _ = cli(capsys, "runs", "list", "--limit", "5", "--db", app.url)
+    assert code == 0 and "showing 5 of 12 (use --limit)" in out
+    code, out, _ = cli(
+        capsys, "runs", "list", "--limit", "5", "--status", "pending", "--db", app.url
+    )
+    assert "showing 5 of 12 (use --limit)" in out
+    code, out, _ = cli(capsys, "runs", "list", "--limit", "12", "--db", app.url)
+    assert "12 run(s)" in out and "showing" not in out
+
+
+def test_app_runs_refuses_a_status_that_does_not_exist(app):
+    with pytest.raises(ValueError, match=r"no run status 'bogus': use one of pending, running"):
+        app.runs(status="bogus")
+    assert app.runs(status="pending") == []
+
+
+def test_a_negative_prune_age_is_refused_as_not_positive(shop, capsys):
+    app, _ = shop
+    app.store  # noqa: B018
+    for args in (["--older-than", "-5d"], ["--older-than=-5d"]):
+        code, _, err = cli(capsys, "runs", "prune", *args, "--db", app.url)
+        assert code == 2 and err == (
+            "sagaway: error: --older-than: -5d must be positive: the time since a run ended, "
+            "e.g. 30d\n"
+        )
+
+
+def test_steering_verbs_print_json_when_asked(make_app, capsys):
+    app = make_app()
+
+    @app.step
+    def pay(order):
+        return "paid"
+
+    @pay.compensation
+    def unpay(order, result=None):
+        raise Permanent("the refund API is gone")
+
+    @app.step
+    def ship(order):
+        raise Permanent("no parcel")
+
+    @app.saga()
+    def waits(ctx, order):
+        ctx.wait("go")
+
+    @app.saga()
+    def breaks(ctx, order):
+        pay(order)
+        ship(order)
+
+    waiting, broken = app.start(waits, "o1"), app.start(breaks, "o2")
+    with app:
+        wait_status(broken, "failed")
+    code, out, _ = cli(
+        capsys, "runs", "signal", waiting.id, "other", '{"a": "ä"}', "--json", "--db", app.url
+    )
+    assert code == 0 and json.loads(out) == {
+        "run_id": waiting.id, "signal": "other", "payload": {"a": "ä"}
+    }  # fmt: skip
+    code, out, _ = cli(capsys, "runs", "cancel", waiting.id, "--json", "--db", app.url)
+    assert code == 0 and json.loads(out)["run_id"] == waiting.id
+    assert json.loads(out)["cancel_requested"] is True
+    code, out, _ = cli(capsys, "runs", "redrive", broken.id, "--json", "--db", app.url)
+    assert code == 0 and json.loads(out) == {"run_id": broken.id, "status": broken.status}
+    code, out, _ = cli(capsys, "runs", "prune", "--older-than", "1d", "--json", "--db", app.url)
+    assert code == 0 and json.loads(out) == {
+        "deleted": 0,
+        "statuses": ["succeeded", "compensated", "cancelled"],
+        "older_than": "1d",
+        "older_than_seconds": 86400.0,
+    }

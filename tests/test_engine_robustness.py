@@ -14,6 +14,7 @@ import pytest
 from sagaway import EngineMetrics, Retry
 from sagaway.engine import _recovery as recovery
 from sagaway.store.groupcommit import GroupCommit
+from tests.conftest import wait_for
 
 
 def fail_checkpoint_once(app, which=1):
@@ -169,6 +170,27 @@ def test_workers_are_judged_alive_on_hosts_without_proc(monkeypatch):
         assert recovery.owner_is_dead(dead) is True
         elsewhere = f"another-host:{gone.pid}:0:abcdef"
         assert recovery.owner_is_dead(elsewhere) is False  # only its lease can tell
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process states need /proc")
+def test_a_killed_worker_process_not_yet_reaped_counts_as_dead():
+    # A SIGKILLed worker stays a zombie until its parent reaps it; its runs must be taken
+    # over at the next recovery pass, not once the parent gets round to it.
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = f"{recovery._HOST}:{child.pid}:{recovery._start_ticks(child.pid)}:abc"
+        assert recovery.owner_is_dead(owner) is False
+        child.kill()
+
+        def state() -> str:
+            with open(f"/proc/{child.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+
+        wait_for(lambda: state() == "Z", what="the killed child to become a zombie")
+        assert recovery.owner_is_dead(owner) is True
     finally:
         child.kill()
         child.wait()

@@ -117,9 +117,8 @@ def test_a_timeout_counts_as_a_failed_try(app):
             app.start(once).result(timeout=10)
     assert started == [1, 2]
     assert isinstance(caught.value.error, StepTimeout)
-    assert "step 'slow' timed out after 0.05s (call abandoned in its thread)" in str(
-        caught.value.error
-    )
+    message = "step 'slow' timed out after 0.05s (call abandoned in its thread)"
+    assert message in str(caught.value.error)
 
 
 def test_async_steps_run_and_time_out(app):

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 # Command-group modules, in the order `--help` lists them.
@@ -30,36 +30,41 @@ class CliError(Exception):
     """An error the user can fix: printed without a traceback, exit status 2."""
 
 
-def _number(
-    kind: type, low: float, high: float | None = None, above: bool = False
-) -> Callable[[str], Any]:
-    """An argparse `type` taking a `kind` number within [low, high] (above `low` with
-    `above`), with a plain error."""
-    if above:
-        span = f"a number above {low:g}"
-    else:
-        span = f"from {low:g} to {high:g}" if high is not None else f"{low:g} or more"
+class NumberType:
+    """An argparse `type` taking a `kind` number from `low` to `high` (above `low` with
+    `above`), refusing anything else in one line; `span` states the range for help texts."""
 
-    def convert(text: str) -> Any:
+    def __init__(self, kind: type, low: float, high: float, above: bool = False) -> None:
+        self.kind, self.low, self.high, self.above = kind, low, high, above
+        lo, hi = (str(low), str(high)) if kind is int else (f"{low:g}", f"{high:g}")
+        self.span = f"a number above {lo}, up to {hi}" if above else f"from {lo} to {hi}"
+        self.__name__ = kind.__name__  # argparse names the type in its messages
+
+    def __call__(self, text: str) -> Any:
         try:
-            value = kind(text)
+            value = self.kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"{text!r} is not {'a whole number' if kind is int else 'a number'}"
+                f"{text!r} is not {'a whole number' if self.kind is int else 'a number'}"
             ) from None
-        if not ((value > low if above else value >= low) and (high is None or value <= high)):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: give {span}")
+        low_ok = value > self.low if self.above else value >= self.low
+        if not (low_ok and value <= self.high):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {self.span}")
         return value
 
-    convert.__name__ = kind.__name__  # argparse names the type in its messages
-    return convert
+
+def whole_number(low: int, high: int) -> NumberType:
+    """An argparse `type` for a whole number from `low` to `high`."""
+    return NumberType(int, low, high)
 
 
-positive_int = _number(int, 1)
-non_negative_int = _number(int, 0)
-positive_float = _number(float, 0, above=True)
-non_negative_float = _number(float, 0)
-port_number = _number(int, 0, 65535)
+def seconds(high: float, low: float = 0, above: bool = True) -> NumberType:
+    """An argparse `type` for seconds above `low` (from `low` with `above=False`) up to
+    `high`."""
+    return NumberType(float, low, high, above=above)
+
+
+port_number = whole_number(0, 65535)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,10 +80,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _valued_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The long options, in `parser` and its subcommands, that take one value."""
+    found: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _valued_options(sub)
+        elif action.nargs is None and action.option_strings:
+            found.update(o for o in action.option_strings if o.startswith("--"))
+    return found
+
+
+def _attach_dashed_values(argv: Sequence[str], valued: set[str]) -> list[str]:
+    """`--older-than -5d` as `--older-than=-5d`: argparse takes a value that starts with
+    '-' (unless it is a plain number) for an option and would only say "expected one
+    argument", not what is wrong with the value."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in valued and arg[:1] == "-" and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(_attach_dashed_values(argv, _valued_options(parser)))
     try:
         return int(args.handler(args) or 0)
     except CliError as exc:

@@ -67,7 +67,7 @@ def open_engine(config: Any, db: str | None, *, cache: bool) -> tuple[Any, Any]:
     except ConfigError as exc:
         raise CliError(f"{exc} (or give the store with --db URL)") from None
     try:
-        store = open_store(url, create=False)
+        store = open_store(url, read_only=True)
     except SagawayError as exc:
         raise CliError(
             f"alarms {', '.join(config.engine)} read engine metrics, but the store cannot be "

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sagaway.cli import CliError, non_negative_float, non_negative_int
+from sagaway.cli import CliError, seconds, whole_number
 from sagaway.cli.alarm_inputs import (
     add_source_options,
     open_engine,
@@ -24,6 +24,9 @@ from sagaway.cli.alarm_inputs import (
     slo_alerts,
     unmatched_notes,
 )
+
+EXTRA_PERIODS = whole_number(0, 10_000)
+GRACE = seconds(3600, above=False)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -69,10 +72,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     replay.add_argument(
         "--extra-periods",
-        type=non_negative_int,
+        type=EXTRA_PERIODS,
         default=0,
         metavar="N",
-        help="keep evaluating N periods after the end (to see recovery or missing data)",
+        help="keep evaluating N periods after the end (to see recovery or missing data; "
+        f"{EXTRA_PERIODS.span})",
     )
     replay.add_argument(
         "--rejects", help="write lines set aside (undated, too old, not valid JSON) to this file"
@@ -98,14 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     watch.add_argument(
         "--grace",
-        type=non_negative_float,
+        type=GRACE,
         default=None,
         metavar="SECONDS",
-        help="wait this long after a period ends before evaluating it (late lines; default 2, "
-        "5 with alarms on engine metrics, whose processes flush every 2 s)",
+        help=f"wait this long after a period ends before evaluating it ({GRACE.span}; late "
+        "lines; default 2, 5 with alarms on engine metrics, whose processes flush every 2 s)",
     )
     watch.add_argument(
-        "--poll", type=float, default=0.25, metavar="SECONDS", help=argparse.SUPPRESS
+        "--poll", type=seconds(60), default=0.25, metavar="SECONDS", help=argparse.SUPPRESS
     )
     watch.add_argument("--json", action="store_true", help="print events as JSON lines")
     watch.add_argument("--rejects", help="write lines set aside to this file")

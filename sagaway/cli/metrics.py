@@ -8,8 +8,10 @@ import threading
 import time
 from typing import Any
 
-from sagaway.cli import CliError, port_number, positive_int
+from sagaway.cli import CliError, port_number, whole_number
 from sagaway.cli.runs import add_db_option
+
+MINUTES = whole_number(1, 525_600)  # a year
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -23,7 +25,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_db_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    serve.add_argument("--port", type=port_number, default=9464, help="port (default 9464)")
+    serve.add_argument(
+        "--port", type=port_number, default=9464, help=f"port ({port_number.span}; default 9464)"
+    )
     serve.set_defaults(handler=serve_command)
 
     series = sub.add_parser("series", help="print one metric per minute")
@@ -37,7 +41,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="only label sets with this value (repeatable), e.g. --where status=compensated",
     )
     series.add_argument(
-        "--minutes", type=positive_int, default=60, help="how far back (default 60)"
+        "--minutes",
+        type=MINUTES,
+        default=60,
+        help=f"how far back ({MINUTES.span}; default 60)",
     )
     series.add_argument(
         "--stat", default="count", help="count (default), sum, avg, min, max per minute"
@@ -51,7 +58,7 @@ def _store(db: str | None) -> Any:
     from sagaway.store import open_store
 
     try:
-        return open_store(db, create=False)
+        return open_store(db, read_only=True)
     except SagawayError as exc:
         raise CliError(str(exc)) from None
 
@@ -102,6 +109,9 @@ def series_command(args: argparse.Namespace) -> int:
     starts = [end - (args.minutes - i) * 60 for i in range(args.minutes)]
     if args.json:
         print(json.dumps([{"minute": t, "value": v} for t, v in zip(starts, points, strict=True)]))
+        return 0
+    if all(v is None for v in points):
+        print(f"no data in the last {args.minutes} minutes")
         return 0
     for t, v in zip(starts, points, strict=True):
         if v is not None:

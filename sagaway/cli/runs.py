@@ -7,8 +7,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sagaway.cli import CliError, positive_int
+from sagaway.cli import CliError, whole_number
 from sagaway.store.base import SETTLED, STATUSES, TERMINAL
+
+LIMIT = whole_number(1, 100_000)
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +32,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     listing.add_argument("--status", choices=STATUSES, help="only runs with this status")
     listing.add_argument("--saga", help="only runs of this saga")
     listing.add_argument(
-        "--limit", type=positive_int, default=50, help="at most this many (default 50)"
+        "--limit", type=LIMIT, default=50, help=f"at most this many ({LIMIT.span}; default 50)"
     )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=list_runs)
@@ -48,16 +50,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     signal.add_argument(
         "payload", metavar="JSON", nargs="?", default="null", help="payload, e.g. '{\"a\": 1}'"
     )
+    add_json_option(signal)
     signal.set_defaults(handler=signal_run)
 
     cancel = sub.add_parser("cancel", help="cancel a run: compensate what it did")
     add_db_option(cancel)
     cancel.add_argument("run_id", metavar="ID")
+    add_json_option(cancel)
     cancel.set_defaults(handler=cancel_run)
 
     redrive = sub.add_parser("redrive", help="resume a failed run where it stopped")
     add_db_option(redrive)
     redrive.add_argument("run_id", metavar="ID")
+    add_json_option(redrive)
     redrive.set_defaults(handler=redrive_run)
 
     prune = sub.add_parser(
@@ -70,7 +75,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_db_option(prune)
     prune.add_argument(
-        "--older-than", required=True, metavar="AGE", help="e.g. 30d, 12h, 2w: time since it ended"
+        "--older-than",
+        required=True,
+        metavar="AGE",
+        help="e.g. 30d, 12h, 2w: time since it ended (positive)",
     )
     prune.add_argument(
         "--status",
@@ -78,20 +86,31 @@ def register(commands: argparse._SubParsersAction) -> None:
         choices=sorted(TERMINAL),
         help="only runs that ended so (repeat for several; default: all but failed)",
     )
+    add_json_option(prune)
     prune.set_defaults(handler=prune_runs)
 
 
-def open_app(url: str | None) -> Any:
-    """An App on an existing store (no sagas needed to inspect or steer runs)."""
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """`--json` on a command that prints one line of what it did."""
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def open_app(url: str | None, read_only: bool = False) -> Any:
+    """An App on an existing store with sagaway's schema (no sagas needed to inspect or
+    steer runs); `read_only` opens it so that nothing is written or locked."""
     from sagaway import App
     from sagaway.errors import SagawayError
     from sagaway.store import open_store
 
     try:
-        store = open_store(url, create=False)
+        store = open_store(url, create=False, read_only=read_only)
     except SagawayError as exc:
         raise CliError(str(exc)) from None
-    return App(store=store)
+    return App(store=store, record_metrics=not read_only)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def _console() -> Any:
@@ -110,14 +129,14 @@ def _when(ts: float | None) -> str:
 
 
 def _short(text: Any, width: int = 60) -> str:
-    value = text if isinstance(text, str) else json.dumps(text)
+    value = text if isinstance(text, str) else json.dumps(text, ensure_ascii=False)
     return value if len(value) <= width else value[: width - 1] + "…"
 
 
-def _steer(args: argparse.Namespace, action: Any) -> Any:
+def _steer(args: argparse.Namespace, action: Any, read_only: bool = False) -> Any:
     from sagaway.errors import SagawayError
 
-    app = open_app(args.db)
+    app = open_app(args.db, read_only)
     try:
         return action(app)
     except SagawayError as exc:
@@ -129,28 +148,35 @@ def _steer(args: argparse.Namespace, action: Any) -> Any:
 def list_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    records = _steer(
-        args, lambda app: app.store.list_runs(status=args.status, saga=args.saga, limit=args.limit)
-    )
+    def gather(app: Any) -> tuple[list[Any], int]:
+        records = app.store.list_runs(status=args.status, saga=args.saga, limit=args.limit)
+        if len(records) < args.limit:
+            return records, len(records)
+        counts = app.store.count_runs(saga=args.saga)
+        return records, counts.get(args.status, 0) if args.status else sum(counts.values())
+
+    records, total = _steer(args, gather, read_only=True)
     if args.json:
-        print(
-            json.dumps(
-                [
-                    {
-                        "id": r.id,
-                        "saga": r.saga,
-                        "key": r.key,
-                        "status": r.status,
-                        "created_at": r.created_at,
-                        "updated_at": r.updated_at,
-                    }
-                    for r in records
-                ],
-                indent=2,
-            )
+        _print_json(
+            [
+                {
+                    "id": r.id,
+                    "saga": r.saga,
+                    "key": r.key,
+                    "status": r.status,
+                    "created_at": r.created_at,
+                    "updated_at": r.updated_at,
+                }
+                for r in records
+            ]
         )
         return 0
-    table = Table(title=f"{len(records)} run(s)", show_lines=False)
+    title = (
+        f"showing {len(records):,} of {total:,} (use --limit)"
+        if total > len(records)
+        else f"{len(records)} run(s)"
+    )
+    table = Table(title=title, show_lines=False)
     for column in ("id", "saga", "key", "status", "created (UTC)", "updated (UTC)"):
         table.add_column(column)
     for r in records:
@@ -161,35 +187,46 @@ def list_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _in_order_run(steps: list[Any]) -> list[Any]:
+    """Forward entries by position, then compensations in the order they ran (the journal
+    keys them by the position of the step they undo, which unwinding visits backwards)."""
+    forward = [s for s in steps if s.phase != "compensation"]
+    undone = [s for s in steps if s.phase == "compensation"]
+    return forward + sorted(undone, key=lambda s: (s.started_at, -s.position))
+
+
 def show_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from sagaway.engine import parked_step
 
-    def gather(app: Any) -> tuple[Any, Any, Any]:
+    def gather(app: Any) -> tuple[Any, Any, Any, Any]:
         run = app.get(args.run_id)
-        return run.refresh(), run.steps, run.events
+        record = run.refresh()
+        return record, run.steps, run.events, app.store.pending_signals(record.id)
 
-    record, steps, events = _steer(args, gather)
+    record, steps, events, signals = _steer(args, gather, read_only=True)
+    steps = _in_order_run(steps)
     error = json.loads(record.error) if record.error else None
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "id": record.id,
-                    "saga": record.saga,
-                    "key": record.key,
-                    "status": record.status,
-                    "input": json.loads(record.input),
-                    "result": json.loads(record.result) if record.result else None,
-                    "error": error,
-                    "steps": [s.__dict__ for s in steps],
-                    "events": [
-                        {"at": e.at, "kind": e.kind, "data": json.loads(e.data)} for e in events
-                    ],
-                },
-                indent=2,
-            )
+        _print_json(
+            {
+                "id": record.id,
+                "saga": record.saga,
+                "key": record.key,
+                "status": record.status,
+                "input": json.loads(record.input),
+                "result": json.loads(record.result) if record.result else None,
+                "error": error,
+                "steps": [s.__dict__ for s in steps],
+                "pending_signals": [
+                    {"name": g.name, "payload": json.loads(g.payload), "sent_at": g.sent_at}
+                    for g in signals
+                ],
+                "events": [
+                    {"at": e.at, "kind": e.kind, "data": json.loads(e.data)} for e in events
+                ],
+            }
         )
         return 0
     console = _console()
@@ -224,7 +261,8 @@ def show_run(args: argparse.Namespace) -> int:
     elif record.status == "waiting" and record.due_at:
         console.print(f"sleeping until {_when(record.due_at)}")
     table = Table(title="journal")
-    for column in ("pos", "phase", "kind", "name", "status", "tries", "ms", "result / error"):
+    columns = ("pos", "phase", "kind", "name", "status", "started (UTC)", "tries", "ms")
+    for column in (*columns, "result / error"):
         table.add_column(column)
     for s in steps:
         outcome = (
@@ -238,11 +276,19 @@ def show_run(args: argparse.Namespace) -> int:
             s.kind,
             s.name,
             s.status,
+            _when(s.started_at),
             str(s.attempts),
             f"{(s.finished_at - s.started_at) * 1000:.1f}",
             _short(outcome),
         )
     console.print(table)
+    if signals:
+        waiting = Table(title="signals received, not yet taken by a wait")
+        for column in ("sent (UTC)", "name", "payload"):
+            waiting.add_column(column)
+        for g in signals:
+            waiting.add_row(_when(g.sent_at), g.name, _short(json.loads(g.payload)))
+        console.print(waiting)
     if events:
         log = Table(title="events")
         for column in ("at (UTC)", "kind", "details"):
@@ -262,30 +308,54 @@ def signal_run(args: argparse.Namespace) -> int:
             """as '"text"', objects as '{"email": "a@example.com"}'"""
         ) from None
     _steer(args, lambda app: app.signal(args.run_id, args.name, payload))
-    print(f"sent signal {args.name!r} to run {args.run_id}")
+    if args.json:
+        _print_json({"run_id": args.run_id, "signal": args.name, "payload": payload})
+    else:
+        print(f"sent signal {args.name!r} to run {args.run_id}")
     return 0
 
 
 def cancel_run(args: argparse.Namespace) -> int:
-    _steer(args, lambda app: app.cancel(args.run_id))
-    print(f"run {args.run_id}: cancel requested; it compensates and ends cancelled")
+    record = _steer(args, lambda app: app.cancel(args.run_id).record)
+    if args.json:
+        _print_json({"run_id": args.run_id, "status": record.status, "cancel_requested": True})
+    else:
+        print(f"run {args.run_id}: cancel requested; it compensates and ends cancelled")
     return 0
 
 
 def redrive_run(args: argparse.Namespace) -> int:
-    run = _steer(args, lambda app: app.redrive(args.run_id).record)
-    print(f"run {args.run_id}: redriven, now {run.status}; a worker resumes it")
+    record = _steer(args, lambda app: app.redrive(args.run_id).record)
+    if args.json:
+        _print_json({"run_id": args.run_id, "status": record.status})
+    else:
+        print(f"run {args.run_id}: redriven, now {record.status}; a worker resumes it")
     return 0
 
 
 def prune_runs(args: argparse.Namespace) -> int:
     from sagaway.observe.slo_spec import parse_duration
 
+    if args.older_than.startswith("-"):
+        raise CliError(
+            f"--older-than: {args.older_than} must be positive: the time since a run ended, "
+            "e.g. 30d"
+        )
     try:
         age = parse_duration(args.older_than)
     except ValueError as exc:
         raise CliError(f"--older-than: {exc}") from None
     statuses = args.status or list(SETTLED)
     count = _steer(args, lambda app: app.prune_runs(age, statuses))
-    print(f"deleted {count} run(s) that ended {', '.join(statuses)} over {args.older_than} ago")
+    if args.json:
+        _print_json(
+            {
+                "deleted": count,
+                "statuses": statuses,
+                "older_than": args.older_than,
+                "older_than_seconds": age,
+            }
+        )
+    else:
+        print(f"deleted {count} run(s) that ended {', '.join(statuses)} over {args.older_than} ago")
     return 0

@@ -10,7 +10,10 @@ import sys
 import threading
 from typing import Any
 
-from sagaway.cli import CliError, positive_float, positive_int
+from sagaway.cli import CliError, seconds, whole_number
+
+CONCURRENCY = whole_number(1, 4096)
+LEASE = seconds(86_400)  # a day
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -22,9 +25,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     worker.add_argument("target", metavar="MODULE:ATTR", help="e.g. shop.checkout:app")
     worker.add_argument(
-        "--concurrency", type=positive_int, help="runs executed at once (default: App's)"
+        "--concurrency",
+        type=CONCURRENCY,
+        help=f"runs executed at once ({CONCURRENCY.span}; default: the App's)",
     )
-    worker.add_argument("--lease", type=positive_float, help="lease seconds (default: the App's)")
+    worker.add_argument(
+        "--lease", type=LEASE, help=f"lease seconds ({LEASE.span}; default: the App's)"
+    )
     worker.add_argument("--quiet", action="store_true", help="log warnings only")
     worker.set_defaults(handler=run_worker)
 

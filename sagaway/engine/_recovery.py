@@ -44,13 +44,15 @@ _LIVE_OWNERS: set[str] = set()  # workers alive in this process
 
 def _start_ticks(pid: int) -> str | None:
     """The start time of process `pid` (clock ticks since boot), "0" when it runs but the
-    time cannot be read, None if it is gone."""
+    time cannot be read, None if it is gone or a zombie."""
     if _PROC:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 stat = f.read().decode(errors="replace")
             # The command name (field 2) may contain spaces and parentheses: split after it.
             fields = stat[stat.rfind(")") + 2 :].split()
+            if fields and fields[0] in ("Z", "X"):
+                return None  # killed, not yet reaped by its parent: it runs no more
             return fields[19] if len(fields) > 19 else "0"
         except FileNotFoundError:
             return None

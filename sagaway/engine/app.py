@@ -37,7 +37,7 @@ from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.store import open_store, resolve_url
-from sagaway.store.base import SETTLED, Claim, ErrorRecord, NewRun, RunStatus, Store
+from sagaway.store.base import SETTLED, STATUSES, Claim, ErrorRecord, NewRun, RunStatus, Store
 
 __all__ = ["App"]
 
@@ -307,7 +307,13 @@ class App:
     def runs(
         self, status: str | None = None, saga: str | None = None, limit: int = 100
     ) -> list[Run]:
-        """Runs, newest first, optionally only those of one status and/or saga."""
+        """Runs, newest first, optionally only those of one status and/or saga.
+
+        Raises ConfigurationError (a ValueError) for a status that does not exist."""
+        if status is not None and status not in STATUSES:
+            raise ConfigurationError(
+                f"no run status {status!r}: use one of {', '.join(STATUSES)}, or None for all"
+            )
         return [Run(self, r) for r in self.store.list_runs(status=status, saga=saga, limit=limit)]
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from urllib.parse import parse_qsl, urlsplit
 
-from sagaway.errors import ConfigurationError
+from sagaway.errors import ConfigurationError, StoreUnavailable
 from sagaway.store.base import Store
 
 __all__ = ["DEFAULT_URL", "Store", "open_store", "resolve_url"]
@@ -29,9 +29,16 @@ def resolve_url(url: str | None) -> str:
     return url
 
 
-def open_store(url: str | None = None, *, create: bool = True, **options: object) -> Store:
-    """Open the store named by `url` (see `resolve_url`); `create=False` refuses to create a
-    new SQLite file or PostgreSQL schema. Extra options go to the backend."""
+def open_store(
+    url: str | None = None, *, create: bool = True, read_only: bool = False, **options: object
+) -> Store:
+    """Open the store named by `url` (see `resolve_url`). Extra options go to the backend.
+
+    `create=False` refuses a SQLite file or PostgreSQL schema without sagaway's tables
+    instead of creating them. `read_only=True` (which implies it) writes nothing, takes no
+    write lock, refuses a store not at this sagaway's schema version, and refuses writes.
+    Raises StoreUnavailable (with what to install) when the backend's driver is missing.
+    """
     url = resolve_url(url)
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sqlite":
@@ -53,11 +60,16 @@ def open_store(url: str | None = None, *, create: bool = True, **options: object
             )
         if "synchronous" in query:
             options.setdefault("synchronous", query["synchronous"])
-        return SqliteStore(path, create=create, **options)  # type: ignore[arg-type]
+        return SqliteStore(path, create=create, read_only=read_only, **options)  # type: ignore[arg-type]
     if scheme in ("postgres", "postgresql"):
-        from sagaway.store.postgres import PostgresStore
-
-        return PostgresStore(url, create=create, **options)  # type: ignore[arg-type]
+        try:
+            from sagaway.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise StoreUnavailable(
+                f"{scheme}:// stores need PostgreSQL support, which is not installed ({exc}): "
+                "pip install 'sagaway[postgres]'"
+            ) from None
+        return PostgresStore(url, create=create, read_only=read_only, **options)  # type: ignore[arg-type]
     raise ConfigurationError(
         f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )

@@ -402,8 +402,8 @@ class Store(ABC):
         """Runs, newest first, optionally filtered."""
 
     @abstractmethod
-    def count_runs(self) -> dict[str, int]:
-        """Number of runs per status."""
+    def count_runs(self, saga: str | None = None) -> dict[str, int]:
+        """Number of runs per status (only those of `saga` when given)."""
 
     @abstractmethod
     def journal(self, run_id: str) -> list[JournalEntry]:
@@ -420,6 +420,10 @@ class Store(ABC):
         self, run_id: str, name: str, skip: Sequence[int] = ()
     ) -> SignalRecord | None:
         """The oldest unconsumed signal of that name for the run, ignoring ids in `skip`."""
+
+    @abstractmethod
+    def pending_signals(self, run_id: str) -> list[SignalRecord]:
+        """Every signal sent to the run that no `wait` has consumed yet, oldest first."""
 
     # --- workers -------------------------------------------------------------------------
     @abstractmethod

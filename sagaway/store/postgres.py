@@ -83,9 +83,11 @@ class PostgresStore(SqlStore):
     """A Store in one PostgreSQL schema, shared by any number of worker processes.
 
     Keyword options override the URL's (see the module's docstring); `create=False` refuses
-    to create a schema that does not exist yet. Raises StoreUnavailable when the server
-    cannot be reached or the schema cannot be set up, SchemaVersionError for a schema
-    written by a newer sagaway, ConfigurationError for a bad URL.
+    a schema without sagaway's tables instead of creating them; `read_only=True` also
+    writes nothing at all (not even a migration) and refuses every write. Raises
+    StoreUnavailable when the server cannot be reached or the schema cannot be set up,
+    SchemaVersionError for a schema written by a newer sagaway, ConfigurationError for a
+    bad URL.
     """
 
     lock_clause = "FOR UPDATE SKIP LOCKED"
@@ -101,6 +103,7 @@ class PostgresStore(SqlStore):
         pool_timeout: float | None = None,
         listen: bool | None = None,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.settings = parse_url(
             url, schema=schema, pool_size=pool_size, pool_timeout=pool_timeout, listen=listen
@@ -110,7 +113,8 @@ class PostgresStore(SqlStore):
         self._closed = False
         self._listener: WakeListener | None = None
         self._listener_lock = threading.Lock()
-        self._server, self._synchronous = self._migrate(create)
+        self.read_only = read_only
+        self._server, self._synchronous = self._migrate(create and not read_only)
         self._pool: ConnectionPool = ConnectionPool(
             self.settings.conninfo,
             kwargs={"autocommit": True},
@@ -147,29 +151,11 @@ class PostgresStore(SqlStore):
 
     def _migrate(self, create: bool) -> tuple[str, str]:
         schema = self.settings.schema
+        where = f"schema {schema!r} at {self.settings.where}"
         with self._connect() as conn:
             try:
                 with conn.transaction():
-                    # Processes starting together migrate one at a time.
-                    conn.execute(
-                        "SELECT pg_advisory_xact_lock(%s)",
-                        (zlib.crc32(f"sagaway:{schema}".encode()),),
-                    )
-                    exists = conn.execute(
-                        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
-                    ).fetchone()
-                    if not exists and not create:
-                        raise StoreUnavailable(
-                            f"no sagaway schema {schema!r} at {self.settings.where}: check "
-                            "schema= in the URL (--db or $SAGAWAY_DB), or start an App on it "
-                            "first to create it"
-                        )
-                    if not exists:
-                        conn.execute(f'CREATE SCHEMA "{schema}"')
-                    conn.execute(f'SET LOCAL search_path TO "{schema}"')
-                    migrations.apply(
-                        conn, "postgres", f"schema {schema!r} at {self.settings.where}", "%s"
-                    )
+                    self._migrate_in(conn, create, where)
             except psycopg.errors.InsufficientPrivilege as exc:
                 raise StoreUnavailable(
                     f"cannot set up schema {schema!r} at {self.settings.where}: "
@@ -182,6 +168,27 @@ class PostgresStore(SqlStore):
                 ) from None
             synchronous = conn.execute("SHOW synchronous_commit").fetchone()[0]
             return conn.info.parameter_status("server_version") or "?", synchronous
+
+    def _migrate_in(self, conn: psycopg.Connection, create: bool, where: str) -> None:
+        """Inside `conn`'s transaction: check (read-only) or set up the schema."""
+        schema = self.settings.schema
+        if not self.read_only:  # processes starting together migrate one at a time
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(f"sagaway:{schema}".encode()),)
+            )
+        exists = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        if not exists and not create:
+            raise StoreUnavailable(
+                f"no sagaway schema {schema!r} at {self.settings.where}: check schema= in the "
+                "URL (--db or $SAGAWAY_DB), or start an App on it first to create it"
+            )
+        if not exists:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'SET LOCAL search_path TO "{schema}"')
+        if self.read_only:
+            migrations.check(conn, "postgres", where)
+        else:
+            migrations.apply(conn, "postgres", where, "%s", create=create)
 
     def schema_version(self) -> int:
         """The schema version recorded in the store's schema."""

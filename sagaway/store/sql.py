@@ -170,6 +170,7 @@ class SqlStore(Store):
     # each other; PostgreSQL adds FOR SHARE so that no claim can commit before we do.
     _fence_sql = "SELECT epoch, cancel_requested FROM sagaway_runs WHERE id = ?"
     row_lock = ""  # locks a row read inside a write transaction (PostgreSQL: FOR UPDATE)
+    read_only = False  # opened with read_only=True: every write is refused
 
     def __init__(self) -> None:
         self._group = GroupCommit(
@@ -231,6 +232,11 @@ class SqlStore(Store):
             raise _Retry from exc
 
     def _write(self, work: Callable[[Cursorish], Any]) -> Any:
+        if self.read_only:
+            raise StoreUnavailable(
+                f"the store {self.url} was opened read-only: open it with open_store(url) "
+                "to change it"
+            )
         return self._group.submit(work)
 
     def _read(self, work: Callable[[Cursorish], Any]) -> Any:
@@ -310,9 +316,12 @@ class SqlStore(Store):
         )
         return [_run(row) for row in rows]
 
-    def count_runs(self) -> dict[str, int]:
+    def count_runs(self, saga: str | None = None) -> dict[str, int]:
+        clause, params = ("WHERE saga = ?", (saga,)) if saga is not None else ("", ())
         rows = self._read(
-            lambda cur: cur.all("SELECT status, COUNT(*) FROM sagaway_runs GROUP BY status")
+            lambda cur: cur.all(
+                f"SELECT status, COUNT(*) FROM sagaway_runs {clause} GROUP BY status", params
+            )
         )
         return {status: int(count) for status, count in rows}
 
@@ -372,6 +381,16 @@ class SqlStore(Store):
             )
         )
         return None if row is None else SignalRecord(*row)
+
+    def pending_signals(self, run_id: str) -> list[SignalRecord]:
+        rows = self._read(
+            lambda cur: cur.all(
+                "SELECT id, run_id, name, payload, sent_at FROM sagaway_signals "
+                "WHERE run_id = ? AND consumed_at IS NULL ORDER BY id",
+                (run_id,),
+            )
+        )
+        return [SignalRecord(*row) for row in rows]
 
     # --- workers -------------------------------------------------------------------------
     def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claim]:

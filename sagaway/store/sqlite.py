@@ -5,6 +5,9 @@ loss; `NORMAL` (opt-in) survives a crash of the process but may lose the last co
 power loss, in exchange for commits that cost no fsync. Several processes may share one
 file: SQLite's write lock serialises their transactions, and leases keep any run executed
 by one worker at a time.
+
+`read_only=True` opens the file as SQLite's read-only mode does: nothing is written to it,
+no write lock is ever taken, and a file without this sagaway's schema is refused.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
+from urllib.parse import quote
 
 from sagaway.errors import ConfigurationError, StoreUnavailable
 from sagaway.store import migrations
@@ -33,6 +37,33 @@ MINIMUM_SQLITE = (3, 35, 0)
 # Idle reader connections kept for reuse; more are opened when needed and closed after.
 READERS_KEPT = 8
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: opening there relies on busy waits
+    fcntl = None  # type: ignore[assignment]
+
+
+@contextmanager
+def _setup_lock(path: str) -> Iterator[None]:
+    """Hold an exclusive lock on `<path>.lock` while one process sets the file up.
+
+    Switching a new file to WAL can fail at once with "database is locked" when another
+    process does the same (SQLite gives up without its busy wait there), so processes
+    opening a file together take turns. Without a lock file (read-only directory, no
+    flock), opening goes ahead unguarded.
+    """
+    handle = None
+    if fcntl is not None:
+        with suppress(OSError):
+            handle = open(f"{path}.lock", "a")  # noqa: SIM115 - held across the yield
+    try:
+        if handle is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        if handle is not None:
+            handle.close()  # releases the lock
+
 
 class SqliteStore(SqlStore):
     """A Store in one SQLite file, safe for many threads and many processes."""
@@ -43,6 +74,7 @@ class SqliteStore(SqlStore):
         *,
         synchronous: str = "FULL",
         create: bool = True,
+        read_only: bool = False,
         busy_timeout: float = 30.0,
     ) -> None:
         if sqlite3.sqlite_version_info < MINIMUM_SQLITE:
@@ -56,7 +88,7 @@ class SqliteStore(SqlStore):
                 f"synchronous={synchronous!r} is not a durability level sagaway supports: "
                 f"use one of {', '.join(SYNCHRONOUS)}"
             )
-        if not create and not os.path.exists(path):
+        if (read_only or not create) and not os.path.isfile(path):
             raise StoreUnavailable(
                 f"no sagaway database at {path!r}: pass the right path (--db or $SAGAWAY_DB), "
                 "or start an App on it first to create it"
@@ -64,24 +96,45 @@ class SqliteStore(SqlStore):
         self.path = path
         self.url = f"sqlite:///{path}"
         self.synchronous = level
+        self.read_only = read_only
         self._busy_timeout = busy_timeout
         self._idle_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._reads_done = threading.Condition(self._readers_lock)
         self._reading = 0
         self._closed = False
-        self._writer = self._connect()
-        try:
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            self._writer.close()
-            raise StoreUnavailable(
-                f"cannot open {path!r} as a sagaway SQLite database: {exc}"
-            ) from exc
-        except BaseException:
-            self._writer.close()
-            raise
+        self._writer: sqlite3.Connection | None = None
+        if read_only or not create:
+            # Looked at through a read-only connection first: a file of another application
+            # is refused before anything (even the switch to WAL) is written to it.
+            probe = self._connect(read_only=True)
+            try:
+                self._check(probe, read_only)
+            finally:
+                probe.close()
+        if not read_only:
+            with _setup_lock(path):
+                self._writer = self._connect()
+                try:
+                    self._migrate(create)
+                except BaseException:
+                    self._writer.close()
+                    raise
         super().__init__()
+
+    def _fail(self, exc: sqlite3.Error) -> StoreUnavailable:
+        return StoreUnavailable(f"cannot open {self.path!r} as a sagaway SQLite database: {exc}")
+
+    def _check(self, conn: sqlite3.Connection, exact: bool) -> None:
+        """Refuse a file without sagaway's schema (`exact`: without this sagaway's)."""
+        where = repr(self.path)
+        try:
+            if exact:
+                migrations.check(conn, "sqlite", where)
+            elif migrations.stored_version(conn, "sqlite", where) is None:
+                raise migrations.no_schema(where)
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(exc) from exc
 
     @property
     def description(self) -> str:
@@ -89,32 +142,46 @@ class SqliteStore(SqlStore):
             f"SQLite {sqlite3.sqlite_version} at {self.path} (WAL, synchronous={self.synchronous})"
         )
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, read_only: bool | None = None) -> sqlite3.Connection:
+        """A connection to the file; the writer's also switches the file to WAL (once set,
+        it stays), read-only ones cannot write to it at all."""
+        read_only = self.read_only if read_only is None else read_only
         try:
-            conn = sqlite3.connect(
-                self.path,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=self._busy_timeout,
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            if read_only:
+                conn = sqlite3.connect(
+                    f"file:{quote(self.path)}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout,
+                )
+            else:
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=self._busy_timeout,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(
-                f"cannot open {self.path!r} as a sagaway SQLite database: {exc}"
-            ) from exc
+            raise self._fail(exc) from exc
         return conn
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
+        assert conn is not None
         try:
-            migrations.apply(conn, "sqlite", repr(self.path))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                migrations.apply(conn, "sqlite", repr(self.path), create=create)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(exc) from exc
 
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
@@ -129,6 +196,7 @@ class SqliteStore(SqlStore):
     @contextmanager
     def _write_transaction(self) -> Iterator[Any]:
         conn = self._writer
+        assert conn is not None, "SqlStore._write refuses writes to a read-only store"
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
@@ -171,4 +239,5 @@ class SqliteStore(SqlStore):
         self._group.close()
         for conn in readers:
             conn.close()
-        self._writer.close()
+        if self._writer is not None:
+            self._writer.close()
