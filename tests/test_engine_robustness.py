@@ -13,7 +13,7 @@ import pytest
 
 from sagaway import EngineMetrics, Retry
 from sagaway.engine import _recovery as recovery
-from sagaway.store.groupcommit import GroupCommit
+from sagaway.store._groupcommit import GroupCommit
 from tests.conftest import wait_for
 
 

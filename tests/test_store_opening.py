@@ -13,8 +13,8 @@ import pytest
 from sagaway import App, StoreUnavailable
 from sagaway.cli import main
 from sagaway.store import open_store
+from sagaway.store._postgres_url import parse_url
 from sagaway.store.base import NewRun
-from sagaway.store.postgres_url import parse_url
 from sagaway.store.sqlite import SqliteStore
 from tests.conftest import POSTGRES_URL, postgres_schema
 

@@ -234,13 +234,13 @@ class App:
     def shared_breakers(self) -> StoreBreakerStates:
         """Breaker states shared through the store: `CircuitBreaker(name,
         shared=app.shared_breakers)` opens (and closes) for every worker process at once."""
-        return StoreBreakerStates(self)
+        return StoreBreakerStates(lambda: self.store)
 
     @property
     def shared_rate_limits(self) -> StoreRateLimits:
         """Token buckets kept in the store: `RateLimiter(name, rate, per,
         state=app.shared_rate_limits)` enforces one quota across all worker processes."""
-        return StoreRateLimits(self)
+        return StoreRateLimits(lambda: self.store)
 
     # --- runs --------------------------------------------------------------------------------
     def _saga_name(self, saga: SagaDefinition | str) -> str:

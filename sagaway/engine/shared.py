@@ -9,12 +9,13 @@ quota holds across all workers. Each token taken is one committed write (with
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from sagaway.resilience.shared import BucketLevel, SharedBreakerState, take_tokens
+from sagaway.store.base import SharedStateStore
 
-if TYPE_CHECKING:
-    from sagaway.engine.app import App
+# The App's store, opened on first use (declaring a breaker at import time touches nothing).
+StoreGetter = Callable[[], SharedStateStore]
 
 __all__ = ["StoreBreakerStates", "StoreRateLimits"]
 
@@ -22,12 +23,12 @@ __all__ = ["StoreBreakerStates", "StoreRateLimits"]
 class StoreBreakerStates:
     """A `BreakerStateStore` in the App's store (table `sagaway_breakers`)."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
+    def __init__(self, store: StoreGetter) -> None:
+        self._store = store
 
     def read(self, name: str) -> SharedBreakerState | None:
         """The latest published state of breaker `name`, or None."""
-        row = self._app.store.read_shared("breaker", name)
+        row = self._store().read_shared("breaker", name)
         return None if row is None else SharedBreakerState(row[0], float(row[1]), int(row[2]))
 
     def publish(
@@ -35,15 +36,15 @@ class StoreBreakerStates:
     ) -> SharedBreakerState:
         """Compare-and-set; returns what is stored afterwards (a newer publication wins)."""
         return SharedBreakerState(
-            *self._app.store.publish_breaker(name, state, until, expected_version)
+            *self._store().publish_breaker(name, state, until, expected_version)
         )
 
 
 class StoreRateLimits:
     """A `RateLimiterState` in the App's store (table `sagaway_limiters`)."""
 
-    def __init__(self, app: App) -> None:
-        self._app = app
+    def __init__(self, store: StoreGetter) -> None:
+        self._store = store
 
     def take(
         self,
@@ -70,9 +71,9 @@ class StoreRateLimits:
             )
             return (new.tokens, new.stamp), wait
 
-        return self._app.store.update_bucket(bucket, change)
+        return self._store().update_bucket(bucket, change)
 
     def level(self, bucket: str) -> BucketLevel | None:
         """The stored level of `bucket`, or None if never used."""
-        row = self._app.store.read_shared("limiter", bucket)
+        row = self._store().read_shared("limiter", bucket)
         return None if row is None else BucketLevel(float(row[0]), float(row[1]))

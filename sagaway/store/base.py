@@ -30,11 +30,13 @@ __all__ = [
     "EventRecord",
     "JournalEntry",
     "Keep",
+    "MetricStore",
     "NewRun",
     "Phase",
     "RunRecord",
     "RunStatus",
     "RunUpdate",
+    "SharedStateStore",
     "SignalRecord",
     "Store",
     "Wait",
@@ -365,8 +367,53 @@ class Claim:
     taken_over_from: str | None = None
 
 
-class Store(ABC):
-    """Persistence of runs, journals, signals and events. Thread-safe."""
+class SharedStateStore(ABC):
+    """Breaker states and token buckets shared by every worker process of a store
+    (`app.shared_breakers`, `app.shared_rate_limits`)."""
+
+    @abstractmethod
+    def read_shared(self, kind: str, name: str) -> tuple | None:
+        """The stored row of a shared breaker (`kind` "breaker": state, until, version) or
+        token bucket (`kind` "limiter": tokens, stamp), or None."""
+
+    @abstractmethod
+    def publish_breaker(
+        self, name: str, state: str, until: float, expected_version: int
+    ) -> tuple[str, float, int]:
+        """Compare-and-set a breaker's shared state; return what is stored afterwards."""
+
+    @abstractmethod
+    def update_bucket(self, name: str, change: Any) -> Any:
+        """Atomically read a token bucket's (tokens, stamp) — None if never used — call
+        `change(level) -> (new_level, value)`, store `new_level`, and return `value`."""
+
+
+class MetricStore(ABC):
+    """The engine's per-minute metric buckets, added to by every process of a store."""
+
+    @abstractmethod
+    def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
+        """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
+
+    @abstractmethod
+    def prune_metrics(self, before_minute: int, stop: Callable[[], bool] | None = None) -> int:
+        """Delete the buckets of minutes before `before_minute`, a day of minutes per
+        transaction, until done or `stop()` is true; return how many went."""
+
+    @abstractmethod
+    def metric_totals(self) -> list[tuple[str, str, int, float]]:
+        """(name, labels, count, sum) over every stored bucket."""
+
+    @abstractmethod
+    def metric_rows(
+        self, name: str | None = None, since_minute: int = 0
+    ) -> list[tuple[str, str, int, int, float, float, float]]:
+        """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
+
+
+class Store(SharedStateStore, MetricStore):
+    """Persistence of runs, journals, signals and events, plus the shared state and metric
+    buckets of their own contracts. Thread-safe."""
 
     url: str
 
@@ -489,44 +536,7 @@ class Store(ABC):
     def record_event(self, event: EventRecord) -> None:
         """Append an event outside any checkpoint."""
 
-    # --- state shared by all workers -------------------------------------------------------
-    @abstractmethod
-    def read_shared(self, kind: str, name: str) -> tuple | None:
-        """The stored row of a shared breaker (`kind` "breaker": state, until, version) or
-        token bucket (`kind` "limiter": tokens, stamp), or None."""
-
-    @abstractmethod
-    def publish_breaker(
-        self, name: str, state: str, until: float, expected_version: int
-    ) -> tuple[str, float, int]:
-        """Compare-and-set a breaker's shared state; return what is stored afterwards."""
-
-    @abstractmethod
-    def update_bucket(self, name: str, change: Any) -> Any:
-        """Atomically read a token bucket's (tokens, stamp) — None if never used — call
-        `change(level) -> (new_level, value)`, store `new_level`, and return `value`."""
-
     @abstractmethod
     def prune_runs(self, ended_before: float, statuses: Sequence[str]) -> int:
         """Delete runs with one of these terminal `statuses` last updated before
         `ended_before`, with their journals, signals and events; return how many went."""
-
-    # --- metrics ----------------------------------------------------------------------------
-    @abstractmethod
-    def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
-        """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
-
-    @abstractmethod
-    def prune_metrics(self, before_minute: int, stop: Callable[[], bool] | None = None) -> int:
-        """Delete the buckets of minutes before `before_minute`, a day of minutes per
-        transaction, until done or `stop()` is true; return how many went."""
-
-    @abstractmethod
-    def metric_totals(self) -> list[tuple[str, str, int, float]]:
-        """(name, labels, count, sum) over every stored bucket."""
-
-    @abstractmethod
-    def metric_rows(
-        self, name: str | None = None, since_minute: int = 0
-    ) -> list[tuple[str, str, int, int, float, float, float]]:
-        """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""

@@ -2,7 +2,7 @@
 
     postgresql://user[:password]@host[:port]/database?schema=shop&pool_size=4
 
-Options (`postgres_url`): `schema` (default `sagaway`) holds every sagaway table; the
+Options (`_postgres_url`): `schema` (default `sagaway`) holds every sagaway table; the
 connection budget is `pool_size` pooled connections (default 4) plus one for LISTEN (unless
 `listen=off`); a caller that finds the pool busy waits `pool_timeout` seconds (default 10),
 then gets `ConnectionBudgetExhausted`, never hangs.
@@ -12,7 +12,7 @@ wait on each other. A checkpoint reads its run's epoch `FOR SHARE` in its own st
 updates the row `WHERE epoch = ...`): no claim, which bumps the epoch, can commit between
 that check and the checkpoint's commit, so a worker that lost its lease cannot write.
 Sessions end a transaction left idle for 10 s, so a paused or cut-off worker never holds
-row locks for long. Writes that make runs due send NOTIFY (`postgres_notify`).
+row locks for long. Writes that make runs due send NOTIFY (`_postgres_notify`).
 """
 
 from __future__ import annotations
@@ -35,20 +35,20 @@ from sagaway.errors import (
     StoreUnavailable,
 )
 from sagaway.store import migrations
-from sagaway.store.base import Checkpoint
-from sagaway.store.postgres_notify import WakeListener
-from sagaway.store.postgres_url import PostgresSettings, parse_url
-from sagaway.store.sql import (
+from sagaway.store._postgres_notify import WakeListener
+from sagaway.store._postgres_url import PostgresSettings, parse_url
+from sagaway.store._sql import SqlStore
+from sagaway.store._sql_core import (
     JOURNAL_CONFLICT,
     JOURNAL_INSERT,
     JOURNAL_MARKS,
     Cursorish,
-    SqlStore,
+    RetryBatch,
     Statement,
-    _Retry,
     lease_lost,
     makes_due,
 )
+from sagaway.store.base import Checkpoint
 
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
 
@@ -323,7 +323,7 @@ class PostgresStore(SqlStore):
             return super()._run_batch(works)
         try:
             return self._run_pipelined(works)
-        except _Retry:
+        except RetryBatch:
             return self._run_each(works)
 
     def _run_alone(self, work: Statement) -> tuple[bool, Any]:
@@ -435,7 +435,7 @@ class PostgresStore(SqlStore):
                             result = conn.cursor().execute(self._convert(work.sql), work.params)
                             sent.append((work, result))
             except psycopg.Error as exc:
-                raise _Retry from exc
+                raise RetryBatch from exc
             outcomes = {}
             for work, result in sent:
                 row = result.fetchone()

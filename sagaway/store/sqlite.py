@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from sagaway.errors import ConfigurationError, StoreUnavailable
 from sagaway.store import migrations
-from sagaway.store.sql import SqlStore
+from sagaway.store._sql import SqlStore
 
 __all__ = ["SqliteStore"]
 
