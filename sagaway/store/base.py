@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Final, NamedTuple
 
+from sagaway.store.fanout import FanoutStore
+
 __all__ = [
     "COMPENSATION",
     "FORWARD",
@@ -94,11 +96,13 @@ COMPENSATION: Final = Phase.COMPENSATION
 
 
 class EntryStatus(StrEnum):
-    """How a journal entry ended: `ok`, `failed`, or (for waits) `timeout`."""
+    """How a journal entry ended: `ok`, `failed`, or (for waits) `timeout`; a fan-out (map,
+    gather, child) still under way is `running`."""
 
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    RUNNING = "running"
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,7 @@ class RunRecord:
     result: str | None = None
     error: str | None = None
     recoveries: int = 0
+    parent_id: str | None = None  # the run whose ctx.map or ctx.child started this one
 
 
 @dataclass(frozen=True)
@@ -259,6 +264,48 @@ class JournalEntry(NamedTuple):
         return cls(
             position, COMPENSATION, "compensation", name, status, None, result, error,
             attempts, started_at, finished_at,
+        )  # fmt: skip
+
+    @classmethod
+    def fanout(
+        cls,
+        position: int,
+        kind: str,
+        name: str,
+        status: EntryStatus,
+        *,
+        progress: str,
+        error: str | None = None,
+        started_at: float,
+        finished_at: float,
+        digest: str | None,
+    ) -> JournalEntry:
+        """The own entry of a map, gather or child call (kind `map`, `gather`, `children`):
+        `running` with its `progress` (JSON counts) while under way, then how it ended."""
+        return cls(
+            position, FORWARD, kind, name, status, None, progress, error, 1, started_at,
+            finished_at, digest,
+        )  # fmt: skip
+
+    @classmethod
+    def child(
+        cls,
+        position: int,
+        saga: str,
+        *,
+        ok: bool,
+        ref: str,
+        result: str | None,
+        error: str | None,
+        started_at: float,
+        finished_at: float,
+    ) -> JournalEntry:
+        """A branch that is a child run of `saga`, which succeeded (`ok`, with its `result`)
+        or ended otherwise (with its `error`); `ref` (JSON) names the run and its status."""
+        status = EntryStatus.OK if ok else EntryStatus.FAILED
+        return cls(
+            position, FORWARD, "child", saga, status, ref, result, error, 1, started_at,
+            finished_at,
         )  # fmt: skip
 
     @classmethod
@@ -411,9 +458,9 @@ class MetricStore(ABC):
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore):
-    """Persistence of runs, journals, signals and events, plus the shared state and metric
-    buckets of their own contracts. Thread-safe."""
+class Store(SharedStateStore, MetricStore, FanoutStore):
+    """Persistence of runs, journals, signals and events, plus the shared state, metric
+    buckets and child runs of their own contracts. Thread-safe."""
 
     url: str
 
