@@ -18,6 +18,7 @@ __all__ = [
     "InvalidInput",
     "InvalidRunState",
     "LeaseLost",
+    "MapFailed",
     "NonDeterminismError",
     "RateLimited",
     "Rejected",
@@ -116,6 +117,41 @@ class WaitTimeout(SagawayError, TimeoutError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.signal, self.timeout))
+
+
+class MapFailed(SagawayError):
+    """More branches of a `ctx.map` (or any of a `ctx.gather`) failed than it tolerates.
+
+    `failures` lists `(index, error)` of every failed branch in input order; `total` is the
+    number of items, `tolerated` how many failures the map allowed. Uncaught, the saga
+    compensates every branch that ran. Rebuilt from a run's record (`SagaCompensated.error`),
+    each error is a `RemoteError` with the recorded type and message.
+    """
+
+    def __init__(
+        self, what: str, total: int, tolerated: int, failures: list[tuple[int, BaseException]]
+    ) -> None:
+        shown = "; ".join(f"#{i}: {type(e).__name__}: {e}" for i, e in failures[:5])
+        more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+        super().__init__(
+            f"{what}: {len(failures)} of {total} branch(es) failed, more than the "
+            f"{tolerated} tolerated ({shown}{more})"
+        )
+        self.what, self.total, self.tolerated = what, total, tolerated
+        # Plain data, kept in a run's record: (index, "Type", "message") of each failure.
+        self.failed = [[i, type(e).__name__, str(e)] for i, e in failures]
+        self._errors = failures
+
+    @property
+    def failures(self) -> list[tuple[int, BaseException]]:
+        """(index, error) of each failed branch, in input order."""
+        errors = self.__dict__.get("_errors")
+        if errors is not None:
+            return errors
+        return [(i, RemoteError(kind, message)) for i, kind, message in self.failed]
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.what, self.total, self.tolerated, self.failures))
 
 
 class RemoteError(SagawayError):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sagaway.engine import _serde as serde
 from sagaway.engine._attempts import Attempts, Body
+from sagaway.engine._branches import CHILD, newest_first
 from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Abandon
 from sagaway.engine._replay import JournalCursor
@@ -21,6 +22,7 @@ from sagaway.engine.metrics import EngineMetrics
 from sagaway.store.base import EntryStatus, ErrorRecord, JournalEntry, RunStatus, RunUpdate
 
 if TYPE_CHECKING:
+    from sagaway.engine._children import ChildUnwinding
     from sagaway.engine.definitions import Compensation, StepDefinition
 
 __all__ = ["Undo", "Unwinding", "compensations_due"]
@@ -37,17 +39,17 @@ class Undo:
 
 
 def compensations_due(journal: JournalCursor, steps: Mapping[str, StepDefinition]) -> list[Undo]:
-    """The compensations an unwinding still has to run, newest step first: every recorded
-    step (done or failed) that has a compensation not yet done."""
+    """The compensations an unwinding still has to run, newest completion first: every
+    recorded step (done or failed, a fan-out's branches included) that has a compensation
+    not yet done, and every child run that succeeded (undone as a run)."""
     due = []
-    recorded = sorted(
-        (e for e in journal.forward.values() if e.kind == "step"),
-        key=lambda e: e.position,
-        reverse=True,
-    )
-    for entry in recorded:
+    for entry in newest_first(journal):
         done = journal.undone.get(entry.position)
         if done is not None and done.status == EntryStatus.OK:
+            continue
+        if entry.kind == CHILD:
+            if entry.status == EntryStatus.OK:
+                due.append(Undo(entry))
             continue
         step = steps.get(entry.name)
         if step is None:
@@ -73,9 +75,11 @@ class Unwinding:
         steps: Mapping[str, StepDefinition],
         metrics: EngineMetrics,
         stopping: threading.Event,
+        children: ChildUnwinding | None = None,
     ) -> None:
         self.journal, self.writer, self.attempts = journal, writer, attempts
         self.steps, self.metrics, self.stopping = steps, metrics, stopping
+        self.children = children  # child runs: settled first, undone as runs
 
     def start(self, error: ErrorRecord | None, cancelled: bool) -> None:
         """The saga failed with `error` (or was cancelled): record that, then unwind."""
@@ -95,7 +99,22 @@ class Unwinding:
         """Run every due compensation; end compensated/cancelled, or failed at the first
         compensation that gives up."""
         self.metrics.compensating(self.writer.run.saga)
+        if self.children is not None:
+            self.children.settle()  # children still running are cancelled and awaited
         for undo in compensations_due(self.journal, self.steps):
+            if undo.entry.kind == CHILD and self.children is not None:
+                started = time.time()
+                result, problem = self.children.compensate(undo.entry)
+                if problem is not None:
+                    self._give_up(undo.entry, problem, 1, error, started)
+                    return
+                self._record(
+                    JournalEntry.compensation(
+                        undo.entry.position, undo.entry.name, result=result, attempts=1,
+                        started_at=started, finished_at=time.time(),
+                    )
+                )  # fmt: skip
+                continue
             if undo.problem is not None or undo.compensation is None:
                 problem = RuntimeError(
                     f"cannot compensate step {undo.entry.name!r} at position "

@@ -5,7 +5,7 @@ or the loss of its lease. The pieces, each in its own module: `_replay` (the jou
 position by position), `_attempts` (a step's tries), `_parking` (guards that refuse),
 `_compensation` (the unwinding), `_checkpoint` (every write, fenced and lazy) and `_lease`.
 This module ties them together and answers the saga function's calls: steps, `ctx.wait`,
-`ctx.sleep` and `ctx.now`.
+`ctx.sleep` and `ctx.now` (fan-outs are `_fanout`'s and `_children`'s).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sagaway.engine import _serde as serde
 from sagaway.engine._attempts import Attempts
 from sagaway.engine._checkpoint import RunWriter
+from sagaway.engine._children import ChildUnwinding, child_ended
 from sagaway.engine._compensation import Unwinding
 from sagaway.engine._completions import Completion
 from sagaway.engine._control import Abandon, CancelRequested, Suspend, is_interrupt
@@ -64,8 +65,9 @@ class RunExecution:
             run, self.writer, self.parking, runtime.invoker, metrics, self._pause
         )
         self.unwinding = Unwinding(
-            self.journal, self.writer, self.attempts, runtime.steps, metrics, stopping
-        )
+            self.journal, self.writer, self.attempts, runtime.steps, metrics, stopping,
+            ChildUnwinding(self),
+        )  # fmt: skip
         self.pivot_passed = run.pivot_passed
         # What was recorded for each step failure raised into the saga, by id of the error.
         self._failures: dict[int, ErrorRecord] = {}
@@ -91,6 +93,8 @@ class RunExecution:
             raise
         finally:
             self.runtime.completions.executed(completion, self.writer.outcome)
+            if self.writer.outcome is not None and self.run.parent_id is not None:
+                child_ended(self.runtime, self.run.parent_id)
 
     # --- forward -----------------------------------------------------------------------------
     def _forward(self) -> None:

@@ -371,6 +371,7 @@ class App:
                 metrics=self.metrics,
                 invoker=self._invoker,
                 completions=self._completions,
+                wake=lambda: self.worker.wake() if self.worker is not None else None,
             )
             worker = Worker(
                 runtime,
