@@ -222,6 +222,7 @@ class StepFanout:
         self.position = -1
         self.started_at = time.time()
         self.finishing = False  # only the branches a crash interrupted run (see _replay)
+        self.failed = 0  # failures seen by the branch threads (under `state`)
 
     # --- the coordinator --------------------------------------------------------------------
     def execute(self, digest: str | None) -> list[Any]:
@@ -278,6 +279,7 @@ class StepFanout:
             todo = [i for i in todo if i < started + self.threads]
             self.finishing = True
         self.todo = deque(todo)
+        self.failed = progress.failed
 
     def _loop(self) -> None:
         while True:
@@ -459,7 +461,13 @@ class StepFanout:
                         return
                 if isinstance(branch, int):
                     branch = self._branch(branch)
-                self.outcomes.put(self._run(branch))
+                outcome = self._run(branch)
+                if outcome.entry is not None and outcome.entry.status != EntryStatus.OK:
+                    with self.state:  # past the tolerance, no further branch starts
+                        self.failed += 1
+                        if self.failed > self.progress.tolerated and not self.finishing:
+                            self.stop = True
+                self.outcomes.put(outcome)
         finally:
             with self.state:
                 self.alive -= 1

@@ -310,10 +310,7 @@ class App:
         """Runs, newest first, optionally only those of one status and/or saga.
 
         Raises ConfigurationError (a ValueError) for a status that does not exist."""
-        if status is not None and status not in STATUSES:
-            raise ConfigurationError(
-                f"no run status {status!r}: use one of {', '.join(STATUSES)}, or None for all"
-            )
+        _check_status(status)
         return [Run(self, r) for r in self.store.list_runs(status=status, saga=saga, limit=limit)]
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
@@ -358,6 +355,14 @@ class App:
         if self.worker is not None:
             self.worker.wake()
         return self.get(run_id)
+
+    # --- fan-out -------------------------------------------------------------------------------
+    def children(self, run_id: str, status: str | None = None, limit: int = 100) -> list[Run]:
+        """The child runs a run started with `ctx.map` over a saga or `ctx.child`, by the
+        position of the call and the index of the item (only those of one status if given)."""
+        _check_status(status)
+        found = self.store.children(run_id, status=status, limit=limit)
+        return [Run(self, child.run) for child in found]
 
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:
@@ -445,6 +450,13 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in STATUSES:
+        raise ConfigurationError(
+            f"no run status {status!r}: use one of {', '.join(STATUSES)}, or None for all"
+        )
 
 
 def _difference(saga: SagaDefinition, stored: str, given: dict[str, Any]) -> str:
