@@ -9,10 +9,11 @@ same scan as `sagaway slo report`) and offers one `AlarmSource` per SLO and aler
   requests than the SLO's `min_requests` (the low-traffic guard; with no log data at all
   there are no requests), or no log has been read yet.
 
-At an evaluation time `t` the windows end at the last whole minute at or before `t - lag`, so
-a replay never looks past `t`; `lag` leaves time for logs that arrive late (ALB delivers a file
-per node every five minutes). `read()` reads the files it has not read before: all of them the
-first time, then only new ones, so following live logs costs one small scan per period.
+At an evaluation time `t` the windows end at the last whole minute at or before `t - lag` and
+hold the requests of (end - w, end], so a replay never looks past `t`; `lag` leaves time for
+logs that arrive late (ALB delivers a file per node every five minutes). `read()` reads the
+files it has not read before: all of them the first time, then only new ones, so following live
+logs costs one small scan per period.
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ class SloAlerts:
         for slo in self.spec.slos:
             target = self.series[slo.name]
             for start, bucket in scan.series[slo.name]:
-                target.merge(start, bucket.count, bucket.total)
+                target.merge(start + MINUTE / 2, bucket.count, bucket.total)
         stats, found = self.stats, scan.source
         stats.files += len(todo)
         stats.lines += found.lines
@@ -243,8 +244,7 @@ class SloAlerts:
         cached = self._results.get(slo.name)
         if cached is not None and cached[0] == end:
             return cached[1]
-        # evaluate_slo ends its windows with the minute holding the time it is given.
-        result = evaluate_slo(slo, self.series[slo.name], end - 0.5, points=1)
+        result = evaluate_slo(slo, self.series[slo.name], end, points=1)
         self._results[slo.name] = (end, result)
         return result
 

@@ -225,7 +225,18 @@ def _window(lines: _Lines, value: Any, path: tuple[Any, ...]) -> Window:
         raise lines.error(path, f"{exc}; or use a calendar window: month, week") from None
     if seconds < 3600:
         raise lines.error(path, f"window {value!r} is too short for an SLO: use 1h or more")
+    _whole_minutes(lines, path, value, seconds)
     return Window(label=str(value).strip(), seconds=seconds)
+
+
+def _whole_minutes(lines: _Lines, path: tuple[Any, ...], value: Any, seconds: float) -> None:
+    # Requests are counted per minute: a window cut inside a minute could not be exact.
+    if seconds % 60:
+        raise lines.error(
+            path,
+            f"window {value!r} is not a whole number of minutes; write e.g. "
+            f"{max(1, round(seconds / 60))}m",
+        )
 
 
 def _objective(lines: _Lines, value: Any, path: tuple[Any, ...]) -> float:
@@ -341,9 +352,10 @@ def _alerts(lines: _Lines, value: Any, path: tuple[Any, ...]) -> tuple[AlertRule
         )
         for key in ("long", "short"):
             try:
-                parse_duration(data[key])
+                seconds = parse_duration(data[key])
             except ValueError as exc:
                 raise lines.error((*where, key), str(exc)) from None
+            _whole_minutes(lines, (*where, key), data[key], seconds)
         if parse_duration(data["short"]) >= parse_duration(data["long"]):
             raise lines.error(
                 (*where, "short"), "the short window must be shorter than the long one"
