@@ -6,10 +6,15 @@ import os
 import pytest
 
 from sagaway.observe import AlarmState
-from sagaway.observe.alarm_config import ConfigError, parse_config
-from sagaway.observe.incident import IncidentTracker, NotifyPolicy
-from sagaway.observe.logsource import FileTail, TimestampReader
-from sagaway.observe.monitor import Monitor
+from sagaway.observe.alarms import (
+    ConfigError,
+    FileTail,
+    IncidentTracker,
+    Monitor,
+    NotifyPolicy,
+    TimestampReader,
+    parse_config,
+)
 
 OK, ALARM, INSUFFICIENT = AlarmState.OK, AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA
 

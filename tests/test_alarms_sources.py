@@ -9,11 +9,14 @@ import pytest
 
 from sagaway import Permanent, SagaCompensated
 from sagaway.observe import AlarmState
-from sagaway.observe.alarm_config import ConfigError, parse_config
-from sagaway.observe.engine_alarms import EngineMetricReader, EngineMetricRef
-from sagaway.observe.monitor import Monitor
-from sagaway.observe.slo_alarms import SloAlerts
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.alarms import (
+    ConfigError,
+    EngineMetricReader,
+    EngineMetricRef,
+    Monitor,
+    parse_config,
+)
+from sagaway.observe.slo import SloAlerts, parse_slo_spec
 from tests.alb_lines import load_generator
 
 OK, ALARM, INSUFFICIENT = AlarmState.OK, AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sagaway.observe.series import Series, parse_statistic, percentile
+from sagaway.observe.metrics import Series, parse_statistic, percentile
 
 
 def test_buckets_align_to_period_and_keep_count_sum_min_max():

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sagaway.observe.series import Series
-from sagaway.observe.slo import evaluate_slo
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.metrics import Series
+from sagaway.observe.slo import evaluate_slo, parse_slo_spec
 
 HOUR, DAY = 3600.0, 86400.0
 AT = datetime(2024, 6, 1, 0, 0, tzinfo=UTC).timestamp()  # the evaluation time
@@ -171,9 +170,7 @@ def test_custom_alert_windows_get_their_own_burn_rates():
 
 
 def test_json_reproduces_the_issue_example_numbers():
-    from sagaway.observe.alb_scan import SourceStats
-    from sagaway.observe.slo import SloReport
-    from sagaway.observe.slo_report import report_json
+    from sagaway.observe.slo import SloReport, SourceStats, report_json
 
     spec = parse_slo_spec(
         "service: shop\nslos:\n  - name: api-availability\n    objective: 99.9\n"

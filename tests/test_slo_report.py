@@ -7,8 +7,7 @@ import json
 import pytest
 
 from sagaway.cli import main
-from sagaway.observe.slo import report_from_alb
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.slo import parse_slo_spec, report_from_alb
 from tests.alb_lines import line, load_generator
 
 SPEC = """\

@@ -10,9 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sagaway.cli import main
-from sagaway.observe.slo import evaluate_slo, report_from_alb
-from sagaway.observe.slo_alarms import SloAlerts
-from sagaway.observe.slo_spec import SloSpecError, parse_slo_spec
+from sagaway.observe.slo import (
+    SloAlerts,
+    SloSpecError,
+    evaluate_slo,
+    parse_slo_spec,
+    report_from_alb,
+)
 from tests.alb_lines import line
 
 WEEK_SPEC = """\
@@ -185,7 +189,7 @@ def test_without_at_the_report_ends_with_the_minute_of_the_newest_entry(tmp_path
 
 
 def test_evaluate_slo_refuses_a_series_whose_minutes_do_not_end_at_at():
-    from sagaway.observe.series import Series
+    from sagaway.observe.metrics import Series
 
     slo = parse_slo_spec(WEEK_SPEC).slos[0]
     at = NOON.timestamp() + 30

@@ -58,8 +58,7 @@ def open_engine(config: Any, db: str | None, *, cache: bool) -> tuple[Any, Any]:
     if not config.engine:
         return None, None
     from sagaway.errors import SagawayError
-    from sagaway.observe.alarm_config import ConfigError
-    from sagaway.observe.engine_alarms import EngineMetricReader
+    from sagaway.observe.alarms import ConfigError, EngineMetricReader
     from sagaway.store import open_store
 
     try:
@@ -95,7 +94,7 @@ def slo_alerts(config: Any, alb: list[str] | None) -> Any:
 def unmatched_notes(config: Any, reader: Any) -> list[str]:
     """One note per engine-metric alarm whose labels match nothing stored (a misspelt saga
     name would otherwise never alarm, silently)."""
-    from sagaway.observe.engine_alarms import EngineMetricReadError
+    from sagaway.observe.alarms import EngineMetricReadError
 
     notes = []
     for name, ref in config.engine.items():

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from sagaway.observe.slo import BURN_WINDOWS
-from sagaway.observe.slo_spec import SloDefinition, SloSpec
+from sagaway.observe.slo._evaluate import BURN_WINDOWS
+from sagaway.observe.slo._spec import SloDefinition, SloSpec
 
 __all__ = ["PROMETHEUS_DEFAULTS", "prometheus_rules"]
 

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sagaway.observe.alb import Quarantine, find_log_files
-from sagaway.observe.alb_scan import Counter, SourceStats, request_filter, scan_alb, sql_time
-from sagaway.observe.series import Series
-from sagaway.observe.slo_spec import SloDefinition, SloSpec, parse_duration
+from sagaway.observe.metrics._series import Series
+from sagaway.observe.slo._alb import Quarantine, find_log_files
+from sagaway.observe.slo._alb_scan import Counter, SourceStats, request_filter, scan_alb, sql_time
+from sagaway.observe.slo._spec import SloDefinition, SloSpec, parse_duration
 
 __all__ = [
     "BURN_WINDOWS",

@@ -22,18 +22,17 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sagaway.observe.alarms import AlarmState
-from sagaway.observe.alb import Quarantine, find_log_files
-from sagaway.observe.alb_scan import scan_alb
-from sagaway.observe.series import Series
-from sagaway.observe.slo import SloResult, counter_for, evaluate_slo
-from sagaway.observe.slo_spec import SloDefinition, SloSpec
+from sagaway.observe.alarms._metric_alarm import AlarmState
+from sagaway.observe.metrics._series import Series
+from sagaway.observe.slo._alb import Quarantine, find_log_files
+from sagaway.observe.slo._alb_scan import SourceStats, scan_alb
+from sagaway.observe.slo._evaluate import SloResult, counter_for, evaluate_slo
+from sagaway.observe.slo._report import burn_rate_text, firing_text
+from sagaway.observe.slo._spec import SloDefinition, SloSpec
 
-__all__ = ["SLO_PREFIX", "AlbReadStats", "SloAlertSource", "SloAlerts", "slo_alert_name"]
+__all__ = ["SLO_PREFIX", "SloAlertSource", "SloAlerts", "slo_alert_name"]
 
 SLO_PREFIX = "slo:"
 MINUTE = 60.0
@@ -45,35 +44,6 @@ _SLACK = 600.0  # a file may hold entries a little after the end its name gives
 def slo_alert_name(slo: str, severity: str) -> str:
     """The alarm name of an SLO's alerts of one severity: `slo:api-availability:page`."""
     return f"{SLO_PREFIX}{slo}:{severity}"
-
-
-@dataclass
-class AlbReadStats:
-    """What the reads so far saw: files, non-blank lines, parsed lines, lines set aside."""
-
-    files: int = 0
-    lines: int = 0
-    parsed: int = 0
-    malformed: int = 0
-    first: float | None = None
-    last: float | None = None
-    quarantine: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts (and where malformed lines went, if any)."""
-        out: dict[str, Any] = {
-            "files": self.files,
-            "lines": self.lines,
-            "parsed": self.parsed,
-            "malformed": self.malformed,
-        }
-        if self.malformed:
-            out["quarantine"] = self.quarantine
-        return out
-
-
-def _rate(value: float) -> str:
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
 class SloAlertSource:
@@ -103,11 +73,7 @@ class SloAlertSource:
         alerts = [a for a in result.alerts if a.severity == self.severity]
         firing = [a for a in alerts if a.firing]
         if firing:
-            return AlarmState.ALARM, "; ".join(
-                f"burn rate {_rate(a.long_burn_rate)} over {a.long} and "
-                f"{_rate(a.short_burn_rate)} over {a.short} (>= {a.threshold:g})"
-                for a in firing
-            )
+            return AlarmState.ALARM, "; ".join(map(firing_text, firing))
         floor = max(self.slo.min_requests, 1)
         failing = (
             f"; reading the access logs failed: {self.alerts.error}" if self.alerts.error else ""
@@ -120,8 +86,8 @@ class SloAlertSource:
                     f"fewer than min_requests ({floor}) for the {a.long}/{a.short} alert{failing}"
                 )
         return AlarmState.OK, f"no {self.severity} alert fires: " + ", ".join(
-            f"{a.long}/{a.short} at {_rate(a.long_burn_rate)}/{_rate(a.short_burn_rate)} "
-            f"< {a.threshold:g}"
+            f"{a.long}/{a.short} at {burn_rate_text(a.long_burn_rate)}/"
+            f"{burn_rate_text(a.short_burn_rate)} < {a.threshold:g}"
             for a in alerts
         )
 
@@ -168,7 +134,7 @@ class SloAlerts:
 
     def _reset(self) -> None:
         self.series: dict[str, Series] = {slo.name: Series(MINUTE) for slo in self.spec.slos}
-        self.stats = AlbReadStats(quarantine=self.quarantine_path)
+        self.stats = SourceStats(quarantine=self.quarantine_path)
         self._seen: dict[str, tuple[int, int]] = {}
         self._results: dict[str, tuple[float, SloResult]] = {}
         self._quarantine = Quarantine(self.quarantine_path)

@@ -25,7 +25,8 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
-from sagaway.observe.incident import Notification, format_duration, iso_time
+from sagaway.observe._time import format_duration, iso_time
+from sagaway.observe.alarms._incident import Notification
 
 __all__ = [
     "DeliveryError",

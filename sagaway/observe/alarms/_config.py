@@ -17,35 +17,29 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sagaway.observe.alarm_config_sources import (
+from sagaway.observe._config_file import read_config_text
+from sagaway.observe.alarms._composite import AlarmSet, CompositeAlarm
+from sagaway.observe.alarms._config_sources import (
     alarm_metric,
     check_children,
     check_engine_alarm,
     engine_ref,
     slo_alerts,
 )
-from sagaway.observe.alarms import AlarmDefinitionError, MetricAlarm
-from sagaway.observe.composite import AlarmSet, CompositeAlarm
-from sagaway.observe.config_yaml import (
-    ConfigError,
-    Entry,
-    LineMap,
-    expand,
-    load_yaml,
-    read_config_text,
-)
-from sagaway.observe.engine_alarms import GAUGES, EngineMetricRef
-from sagaway.observe.filters import FilterPatternError, MetricFilter
-from sagaway.observe.incident import KINDS, NotifyPolicy
-from sagaway.observe.logsource import FORMATS, TimestampReader
-from sagaway.observe.notify import (
+from sagaway.observe.alarms._engine_alarms import GAUGES, EngineMetricRef
+from sagaway.observe.alarms._incident import KINDS, NotifyPolicy
+from sagaway.observe.alarms._logsource import FORMATS, TimestampReader
+from sagaway.observe.alarms._metric_alarm import AlarmDefinitionError, MetricAlarm
+from sagaway.observe.alarms._notify import (
     EmailNotifier,
     Notifier,
     SlackNotifier,
     TicketNotifier,
     WebhookNotifier,
 )
-from sagaway.observe.slo_alarms import SLO_PREFIX, SloAlerts
+from sagaway.observe.alarms._yaml import ConfigError, Entry, LineMap, expand, load_yaml
+from sagaway.observe.filters._metric_filter import FilterPatternError, MetricFilter
+from sagaway.observe.slo._alarms import SLO_PREFIX, SloAlerts
 from sagaway.resilience import Retry
 
 __all__ = ["AlarmConfig", "ConfigError", "load_config", "parse_config"]
@@ -99,7 +93,8 @@ class AlarmConfig:
 
 
 def load_config(path: str | Path) -> AlarmConfig:
-    """Read and validate `path`; raise ConfigError (one line, pointing at the problem)."""
+    """Read and validate `path`; raise ConfigError (one line, pointing at the
+    problem)."""
     text = read_config_text(path, ConfigError, "the file")
     return parse_config(text, source=str(path))
 

@@ -1,4 +1,4 @@
-"""YAML with line numbers, for configuration files whose errors must say where.
+"""YAML with line numbers, for `alarms.yaml`, whose errors must say where.
 
 `load_yaml` keeps, for every mapping, its line and the line of each key; `Entry` gives typed
 access to one mapping, expands `${VAR}` / `${VAR:-default}` from the environment, and makes
@@ -122,21 +122,9 @@ def expand(value: Any, entry: Entry, key: str | None = None) -> Any:
     return _ENV.sub(substitute, value)
 
 
-def read_config_text(path: str | os.PathLike[str], error: type[ValueError], what: str) -> str:
-    """The text of a UTF-8 configuration file, or `error` naming the file and the problem
-    (`what` names the file in the message, e.g. "the file")."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-
-
 def load_yaml(text: str, source: str) -> Any:
-    """Parse `text`; mappings come back as `LineMap`s. Raises ConfigError with the line and
-    column of a syntax error."""
+    """Parse `text`; mappings come back as `LineMap`s. Raises ConfigError with the
+    line and column of a syntax error."""
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sagaway.observe.series import parse_statistic
+from sagaway.observe.metrics._series import parse_statistic
 
 __all__ = ["COMPARISONS", "TREAT_MISSING", "AlarmDefinitionError", "AlarmState", "MetricAlarm"]
 

@@ -10,7 +10,7 @@ A minute holds the entries logged in (end - 60 s, end], its end included, so tha
 (at - w, at] is made of whole minutes when the minutes end at `at`: they do when `at` is given,
 and are the minutes of the clock otherwise.
 
-A file in which any line breaks the rules (`alb.RULES`), that DuckDB cannot decode, or whose
+A file in which any line breaks the rules (`_alb.RULES`), that DuckDB cannot decode, or whose
 gzip stream is damaged, takes the careful path instead: its rows from the fast query are dropped,
 Python reads the file line by line (recovering everything before a gzip error), and the lines
 go through the SQL version of the rules with their line numbers; lines that still fail are
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO
 
-from sagaway.observe.alb import TAIL_LIKE, Quarantine, diagnose, printable
-from sagaway.observe.series import Series
+from sagaway.observe.metrics._series import Series
+from sagaway.observe.slo._alb import TAIL_LIKE, Quarantine, diagnose, printable
 
 __all__ = [
     "COLUMNS",
@@ -78,7 +78,7 @@ CREATE OR REPLACE TEMP MACRO alb_path(request) AS
 """
 
 # Careful path: `{source}` yields f (file), line and the `{keep}` columns; the fields are cut out
-# of the line exactly as `alb.parse_line` does. `framed` is every rule that is not about the
+# of the line exactly as `_alb.parse_line` does. `framed` is every rule that is not about the
 # twelve leading fields.
 _LINE_FIELDS = """
 fields AS (
@@ -213,9 +213,10 @@ class Counter:
 
 @dataclass
 class SourceStats:
-    """What was read: files, non-blank lines, lines parsed, lines set aside (malformed), and the
-    start of the oldest entry's minute and the newest entry's time (seconds since the epoch,
-    None when nothing parsed)."""
+    """What was read, by one scan or by all the reads of `SloAlerts` so far: files, non-blank
+    lines, lines parsed, lines set aside (malformed, in the file `quarantine`), and the start of
+    the oldest entry's minute and the newest entry's time (seconds since the epoch, None when
+    nothing parsed). `careful_files` are those a scan read line by line."""
 
     files: int = 0
     lines: int = 0
@@ -226,8 +227,9 @@ class SourceStats:
     careful_files: list[str] = field(default_factory=list)
     quarantine: str | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        """The JSON shape of the report's `source` object."""
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of the report's `source` object: the counts, and where malformed lines
+        went when there are any."""
         out: dict[str, object] = {
             "files": self.files,
             "lines": self.lines,
@@ -237,6 +239,8 @@ class SourceStats:
         if self.malformed:
             out["quarantine"] = self.quarantine
         return out
+
+    as_dict = to_dict  # the name this method had first
 
 
 @dataclass
