@@ -5,9 +5,9 @@ import os
 
 import pytest
 
+from sagaway.errors import ConfigurationError
 from sagaway.observe import AlarmState
 from sagaway.observe.alarms import (
-    ConfigError,
     FileTail,
     IncidentTracker,
     Monitor,
@@ -259,7 +259,7 @@ composites:
     ],
 )
 def test_config_errors_name_the_entry_and_the_fix(text, fragment):
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         parse_config(text, source="alarms.yaml")
     message = str(caught.value)
     assert message.startswith("alarms.yaml"), message

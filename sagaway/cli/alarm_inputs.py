@@ -57,13 +57,13 @@ def open_engine(config: Any, db: str | None, *, cache: bool) -> tuple[Any, Any]:
     """(store, EngineMetricReader) for the config's engine-metric alarms, or (None, None)."""
     if not config.engine:
         return None, None
-    from sagaway.errors import SagawayError
-    from sagaway.observe.alarms import ConfigError, EngineMetricReader
+    from sagaway.errors import ConfigurationError, SagawayError
+    from sagaway.observe.alarms import EngineMetricReader
     from sagaway.store import open_store
 
     try:
         url = config.store_url(db)
-    except ConfigError as exc:
+    except ConfigurationError as exc:
         raise CliError(f"{exc} (or give the store with --db URL)") from None
     try:
         store = open_store(url, create=False)

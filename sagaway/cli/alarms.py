@@ -113,11 +113,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str):
-    from sagaway.observe.alarms import ConfigError, load_config
+    from sagaway.errors import ConfigurationError
+    from sagaway.observe.alarms import load_config
 
     try:
         config = load_config(path)
-    except ConfigError as exc:
+    except ConfigurationError as exc:
         raise CliError(str(exc)) from None
     if not config.alarms and not config.composites:
         raise CliError(

@@ -8,16 +8,21 @@ balancer access logs, one subpackage each:
 - `sagaway.observe.slo`: SLO specifications, ALB log reading, reports, Prometheus rules and
   SLO alerts for composite alarms.
 
-This package exports the names most programs need.
+This package exports the names most programs need, and every exception class of the
+subpackages; each is an `ObserveError` (a `sagaway.SagawayError`).
 """
 
+from sagaway.errors import ObserveError
 from sagaway.observe.alarms import (
+    AlarmConfigurationError,
     AlarmDefinitionError,
     AlarmSet,
     AlarmSource,
     AlarmState,
     CompositeAlarm,
+    DeliveryError,
     EngineMetricReader,
+    EngineMetricReadError,
     EngineMetricRef,
     MetricAlarm,
     RuleSyntaxError,
@@ -49,6 +54,7 @@ from sagaway.observe.slo import (
 )
 
 __all__ = [
+    "AlarmConfigurationError",
     "AlarmDefinitionError",
     "AlarmSet",
     "AlarmSource",
@@ -59,6 +65,8 @@ __all__ = [
     "Bucket",
     "CompositeAlarm",
     "Counter",
+    "DeliveryError",
+    "EngineMetricReadError",
     "EngineMetricReader",
     "EngineMetricRef",
     "ErrorBudget",
@@ -67,6 +75,7 @@ __all__ = [
     "MalformedLine",
     "MetricAlarm",
     "MetricFilter",
+    "ObserveError",
     "Quarantine",
     "RuleSyntaxError",
     "Series",

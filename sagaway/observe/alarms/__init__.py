@@ -13,7 +13,7 @@ from sagaway.observe.alarms._composite import (
     CompositeAlarm,
     RuleSyntaxError,
 )
-from sagaway.observe.alarms._config import AlarmConfig, ConfigError, load_config, parse_config
+from sagaway.observe.alarms._config import AlarmConfig, load_config, parse_config
 from sagaway.observe.alarms._dispatch import DeliveryFailure, Dispatcher, redact
 from sagaway.observe.alarms._engine_alarms import (
     ENGINE_LABELS,
@@ -39,18 +39,19 @@ from sagaway.observe.alarms._notify import (
     TicketNotifier,
     WebhookNotifier,
 )
+from sagaway.observe.alarms._yaml import AlarmConfigurationError
 
 __all__ = [
     "COMPARISONS",
     "ENGINE_LABELS",
     "TREAT_MISSING",
     "AlarmConfig",
+    "AlarmConfigurationError",
     "AlarmDefinitionError",
     "AlarmSet",
     "AlarmSource",
     "AlarmState",
     "CompositeAlarm",
-    "ConfigError",
     "DeliveryError",
     "DeliveryFailure",
     "Dispatcher",

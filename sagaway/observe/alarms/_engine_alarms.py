@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sagaway.errors import ObserveError
 from sagaway.observe.metrics._engine import metric_series, parse_labels
 from sagaway.observe.metrics._series import Series
 
@@ -54,7 +55,7 @@ ENGINE_LABELS: dict[str, dict[str, tuple[str, ...] | None]] = {
 GAUGES = frozenset({"queue_depth", "queue_age_seconds"})
 
 
-class EngineMetricReadError(RuntimeError):
+class EngineMetricReadError(ObserveError, RuntimeError):
     """The store could not be read; the message says which metric and why."""
 
 

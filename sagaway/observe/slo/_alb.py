@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from sagaway.errors import ObserveError
+
 __all__ = [
     "FIELDS",
     "HEAD_FIELDS",
@@ -101,7 +103,7 @@ _STATUS = re.compile(r"[-+]?\d+")
 _LOG_SUFFIXES = (".log", ".log.gz")
 
 
-class MalformedLine(ValueError):
+class MalformedLine(ObserveError, ValueError):
     """A line that is not an ALB access log entry; the message says which rule it breaks."""
 
 

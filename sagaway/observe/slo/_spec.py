@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from sagaway.errors import ConfigurationError, ObserveError
 from sagaway.observe._config_file import read_config_text
 from sagaway.observe._time import parse_duration
 
@@ -41,8 +42,9 @@ __all__ = [
 ]
 
 
-class SloSpecError(ValueError):
-    """An SLO specification that cannot be used; the message says where and how to fix it."""
+class SloSpecError(ObserveError, ConfigurationError):
+    """An SLO specification that cannot be used; the message says where and how to fix it.
+    A `ConfigurationError`, hence also a ValueError."""
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
