@@ -19,6 +19,7 @@ __all__ = [
     "InvalidRunState",
     "LeaseLost",
     "NonDeterminismError",
+    "ObserveError",
     "RateLimited",
     "Rejected",
     "RemoteError",
@@ -45,6 +46,12 @@ class SagawayError(Exception):
 
 class ConfigurationError(SagawayError, ValueError):
     """A saga, step or App was declared in a way that cannot work."""
+
+
+class ObserveError(SagawayError):
+    """Base of the errors `sagaway.observe` raises: bad filter patterns, alarm definitions,
+    configuration and SLO files, malformed log lines, unreadable engine metrics, failed
+    notifications. Each also keeps the builtin base it had (ValueError, RuntimeError...)."""
 
 
 class SerializationError(SagawayError, TypeError):

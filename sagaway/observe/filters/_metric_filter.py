@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 
-from sagaway.observe.filter_compile import compile_matcher, compile_observer, compile_test
-from sagaway.observe.filter_match import Match, reference_match
-from sagaway.observe.filter_syntax import (
+from sagaway.observe.filters._compile import compile_matcher, compile_observer, compile_test
+from sagaway.observe.filters._match import Match, reference_match
+from sagaway.observe.filters._syntax import (
     DelimitedPattern,
     FilterPatternError,
     JsonPattern,

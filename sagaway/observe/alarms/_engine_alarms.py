@@ -1,7 +1,7 @@
 """Alarms on the engine's own metrics: which metric and labels an alarm reads, and reading them.
 
 Every sagaway process keeps its measurements as per-minute buckets in the store (see
-`engine_metrics`). An alarm on them names a metric and, optionally, label values:
+`sagaway.observe.metrics`). An alarm on them names a metric and, optionally, label values:
 
 ```python
 ref = EngineMetricRef("runs_finished", {"saga": "checkout", "status": "compensated"})
@@ -20,8 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sagaway.observe.engine_metrics import metric_series, parse_labels
-from sagaway.observe.series import Series
+from sagaway.errors import ObserveError
+from sagaway.observe.metrics._engine import metric_series, parse_labels
+from sagaway.observe.metrics._series import Series
 
 __all__ = [
     "BUCKET_SECONDS",
@@ -54,7 +55,7 @@ ENGINE_LABELS: dict[str, dict[str, tuple[str, ...] | None]] = {
 GAUGES = frozenset({"queue_depth", "queue_age_seconds"})
 
 
-class EngineMetricReadError(RuntimeError):
+class EngineMetricReadError(ObserveError, RuntimeError):
     """The store could not be read; the message says which metric and why."""
 
 

@@ -11,8 +11,11 @@ requests of which `bad` were bad:
   SLO window, 14.4 spends 2% of a 30-day budget in one hour. The `window` burn rate equals
   `consumed`.
 
-Windows are whole minutes and end with the minute holding the evaluation time. The counts come
-from a one-minute `Series` per SLO whose bucket `count` is requests and `total` is bad requests.
+Every window ends at the evaluation time `at` and holds the requests logged in (start, at]: a
+rolling window of w starts at at - w, a calendar one at midnight UTC of its first day. The counts
+come from a one-minute `Series` per SLO whose bucket `count` is requests and `total` is bad
+requests, and whose minutes end at `at` (hold their end, not their start), so that every window
+is made of whole minutes and its counts are exact.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sagaway.observe.alb import Quarantine, find_log_files
-from sagaway.observe.alb_scan import Counter, SourceStats, request_filter, scan_alb
-from sagaway.observe.series import Series
-from sagaway.observe.slo_spec import SloDefinition, SloSpec, parse_duration
+from sagaway.observe.metrics._series import Series
+from sagaway.observe.slo._alb import Quarantine, find_log_files
+from sagaway.observe.slo._alb_scan import Counter, SourceStats, request_filter, scan_alb, sql_time
+from sagaway.observe.slo._spec import SloDefinition, SloSpec, parse_duration
 
 __all__ = [
     "BURN_WINDOWS",
@@ -97,12 +100,11 @@ class SloReport:
     results: list[SloResult]
 
 
-def _window_bounds(slo: SloDefinition, at: float) -> tuple[float, float, float]:
-    """(start, end, period end) in seconds: `end` is the end of the minute holding `at`."""
-    end = math.floor(at / MINUTE) * MINUTE + MINUTE
+def _window_bounds(slo: SloDefinition, at: float) -> tuple[float, float]:
+    """(start, period end) in seconds: a rolling window's period ends at `at`."""
     window = slo.window
     if window.seconds is not None:
-        return end - window.seconds, end, end
+        return at - window.seconds, at
     moment = datetime.fromtimestamp(at, UTC)
     if window.calendar == "month":
         start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -112,7 +114,7 @@ def _window_bounds(slo: SloDefinition, at: float) -> tuple[float, float, float]:
             hour=0, minute=0, second=0, microsecond=0
         )
         following = start + timedelta(days=7)
-    return start.timestamp(), end, following.timestamp()
+    return start.timestamp(), following.timestamp()
 
 
 def _burn(series: Series, start: float, end: float, budget: float) -> tuple[float, int]:
@@ -127,15 +129,39 @@ def _reaches(rate: float, threshold: float) -> bool:
     return rate >= threshold * (1 - 1e-9)
 
 
-def evaluate_slo(slo: SloDefinition, series: Series, at: float, *, points: int = 400) -> SloResult:
+def evaluate_slo(
+    slo: SloDefinition,
+    series: Series,
+    at: float,
+    *,
+    points: int = 400,
+    since_start: Series | None = None,
+) -> SloResult:
     """Evaluate `slo` at `at` (seconds since the epoch) from its one-minute request series.
 
-    `points` bounds the length of the burn-down and burn-rate chart series.
+    Each window holds the requests of (start, at]. The series' minutes must end at `at`
+    (`Series(60, origin=at)`, as `scan_alb(..., at=...)` builds them; whole minutes of the clock
+    for an `at` on one). A calendar window starts at midnight, inside a minute of such a series
+    when `at` is not a whole minute: `since_start` then gives the same counts taken only after
+    the window's start (`report_from_alb` counts both). `points` bounds the length of the
+    burn-down and burn-rate chart series. Raises ValueError when the minutes do not fit.
     """
-    start, end, period_end = _window_bounds(slo, at)
+    _check_minutes(series, at, "series")
+    start, period_end = _window_bounds(slo, at)
+    end = at
+    window, first = series, start
+    if not series.is_boundary(start):
+        if since_start is None:
+            raise ValueError(
+                f"the {slo.window.label} window of {slo.name} starts inside a minute of the "
+                "series: give since_start, the same requests counted only after the start"
+            )
+        _check_minutes(since_start, at, "since_start")
+        # Its minute holding the start counts only what came after the start: take it whole.
+        window, first = since_start, start - since_start.period
     budget = slo.budget
-    total = series.count_between(start, end)
-    bad = round(series.sum_between(start, end))
+    total = window.count_between(first, end)
+    bad = round(window.sum_between(first, end))
     allowed = total * budget
     consumed = bad / allowed if allowed > 0 else 0.0
     windows = list(BURN_WINDOWS)
@@ -183,30 +209,41 @@ def evaluate_slo(slo: SloDefinition, series: Series, at: float, *, points: int =
         window_requests=requests,
         alerts=alerts,
     )
-    result.burn_down = _burn_down(series, start, end, allowed, points)
+    result.burn_down = _burn_down(window, first, start, end, allowed, points)
     result.burn_history = _burn_history(slo, series, start, end, points)
     return result
+
+
+def _check_minutes(series: Series, at: float, name: str) -> None:
+    if series.period != MINUTE or not series.is_boundary(at):
+        raise ValueError(
+            f"{name} must have one-minute buckets ending at the evaluation time "
+            "(Series(60, origin=at)), so that its windows are exact"
+        )
 
 
 def _step(span: float, points: int) -> float:
     return max(MINUTE, math.ceil(span / max(points, 1) / MINUTE) * MINUTE)
 
 
+def _sample_times(start: float, end: float, step: float) -> list[float]:
+    """Times after `start` up to `end`, `step` apart and counted back from `end` (so each is a
+    minute boundary of a series whose minutes end at `end`), oldest first."""
+    count = math.ceil((end - start) / step - 1e-9)
+    return [end - i * step for i in range(count - 1, -1, -1)]
+
+
 def _burn_down(
-    series: Series, start: float, end: float, allowed: float, points: int
+    window: Series, first: float, start: float, end: float, allowed: float, points: int
 ) -> list[tuple[float, float]]:
     """Remaining budget (fraction of the whole window's allowance) at regular times from the
-    window start to its end: 1 at the start, the reported `remaining` at the end."""
-    step = _step(end - start, points)
-    out = []
-    t = start
-    while True:
-        t = min(t, end)
-        spent = series.sum_between(start, t)
+    window start to its end: 1 at the start, the reported `remaining` at the end. `first` is
+    where `window`'s counts start (see `evaluate_slo`)."""
+    out = [(start, 1.0)]
+    for t in _sample_times(start, end, _step(end - start, points)):
+        spent = window.sum_between(first, t)
         out.append((t, 1.0 - spent / allowed if allowed > 0 else 1.0))
-        if t >= end:
-            return out
-        t += step
+    return out
 
 
 def _burn_history(
@@ -216,15 +253,13 @@ def _burn_history(
     the whole window if shorter)."""
     span = min(end - start, 7 * 86400.0)
     step = _step(span, points)
+    times = [end - span, *_sample_times(end - span, end, step)]
+    if not series.is_boundary(times[0]):
+        times = times[1:]
     out: dict[str, list[tuple[float, float]]] = {}
     for label in dict.fromkeys(rule.long for rule in slo.alerts):
         width = parse_duration(label)
-        samples = []
-        t = end - span
-        while t <= end:
-            samples.append((t, _burn(series, t - width, t, slo.budget)[0]))
-            t += step
-        out[label] = samples
+        out[label] = [(t, _burn(series, t - width, t, slo.budget)[0]) for t in times]
     return out
 
 
@@ -280,16 +315,50 @@ def report_from_alb(
 ) -> SloReport:
     """Read ALB access logs (files or directories) and evaluate every SLO of `spec`.
 
-    `at` defaults to the newest log entry. Raises FileNotFoundError / ValueError for paths that
-    hold no logs; malformed lines never raise: they are counted and written to
-    `quarantine_path` (created only if there is one).
+    `at` defaults to the end of the minute holding the newest log entry. Raises
+    FileNotFoundError / ValueError for paths that hold no logs; malformed lines never raise:
+    they are counted and written to `quarantine_path` (created only if there is one).
     """
     files = find_log_files(paths)
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    counters = [counter_for(s) for s in spec.slos]
+    if at is not None and at.timestamp() % MINUTE:
+        # A calendar window starts at midnight, inside one of the minutes ending at `at`.
+        counters += [
+            _since_start(counter, slo, at)
+            for slo, counter in zip(spec.slos, list(counters), strict=True)
+            if slo.window.calendar is not None
+        ]
     with Quarantine(quarantine_path) as quarantine:
-        scan = scan_alb(files, [counter_for(s) for s in spec.slos], quarantine=quarantine, at=at)
-    moment = at.timestamp() if at is not None else scan.source.last
+        scan = scan_alb(files, counters, quarantine=quarantine, at=at)
+    if at is not None:
+        moment: float | None = at.timestamp()
+    elif scan.source.last is not None:
+        moment = math.ceil(scan.source.last / MINUTE) * MINUTE
+    else:
+        moment = None
     results = []
     if moment is not None:
         for slo in spec.slos:
-            results.append(evaluate_slo(slo, scan.series[slo.name], moment, points=points))
+            results.append(
+                evaluate_slo(
+                    slo,
+                    scan.series[slo.name],
+                    moment,
+                    points=points,
+                    since_start=scan.series.get(_since_name(slo)),
+                )
+            )
     return SloReport(spec=spec, at=moment, source=scan.source, results=results)
+
+
+def _since_name(slo: SloDefinition) -> str:
+    return f"{slo.name}@since-start"  # '@' is never in an SLO's name
+
+
+def _since_start(counter: Counter, slo: SloDefinition, at: datetime) -> Counter:
+    start = datetime.fromtimestamp(_window_bounds(slo, at.timestamp())[0], UTC)
+    return Counter(
+        name=_since_name(slo), where=f"({counter.where}) AND t > {sql_time(start)}", bad=counter.bad
+    )

@@ -7,14 +7,14 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from sagaway.observe.alarms import MetricAlarm
-from sagaway.observe.composite import CompositeAlarm
-from sagaway.observe.config_yaml import Entry, LineMap, expand
-from sagaway.observe.engine_alarms import BUCKET_SECONDS, ENGINE_LABELS, EngineMetricRef
-from sagaway.observe.engine_metrics import engine_statistic
-from sagaway.observe.filters import MetricFilter
-from sagaway.observe.slo_alarms import SLO_PREFIX, SloAlerts
-from sagaway.observe.slo_spec import SloSpecError, load_slo_spec, parse_duration
+from sagaway.observe.alarms._composite import CompositeAlarm
+from sagaway.observe.alarms._engine_alarms import BUCKET_SECONDS, ENGINE_LABELS, EngineMetricRef
+from sagaway.observe.alarms._metric_alarm import MetricAlarm
+from sagaway.observe.alarms._yaml import Entry, LineMap, expand
+from sagaway.observe.filters._metric_filter import MetricFilter
+from sagaway.observe.metrics._engine import engine_statistic
+from sagaway.observe.slo._alarms import SLO_PREFIX, SloAlerts
+from sagaway.observe.slo._spec import SloSpecError, load_slo_spec, parse_duration
 
 __all__ = ["alarm_metric", "check_children", "check_engine_alarm", "engine_ref", "slo_alerts"]
 

@@ -25,7 +25,9 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import urlsplit
 
-from sagaway.observe.incident import Notification, format_duration, iso_time
+from sagaway.errors import ObserveError
+from sagaway.observe._time import format_duration, iso_time
+from sagaway.observe.alarms._incident import Notification
 
 __all__ = [
     "DeliveryError",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 
-class DeliveryError(Exception):
+class DeliveryError(ObserveError):
     """A notification was not delivered; `permanent` means retrying cannot help."""
 
     def __init__(self, message: str, permanent: bool = False) -> None:

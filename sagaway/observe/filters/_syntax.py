@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from sagaway.errors import ObserveError
+
 __all__ = [
     "AnyValue",
     "BoolCheck",
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 
-class FilterPatternError(ValueError):
+class FilterPatternError(ObserveError, ValueError):
     """A filter pattern that cannot be parsed; `column` (1-based) points at the mistake."""
 
     def __init__(self, message: str, pattern: str, column: int) -> None:

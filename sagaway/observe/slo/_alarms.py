@@ -9,10 +9,11 @@ same scan as `sagaway slo report`) and offers one `AlarmSource` per SLO and aler
   requests than the SLO's `min_requests` (the low-traffic guard; with no log data at all
   there are no requests), or no log has been read yet.
 
-At an evaluation time `t` the windows end at the last whole minute at or before `t - lag`, so
-a replay never looks past `t`; `lag` leaves time for logs that arrive late (ALB delivers a file
-per node every five minutes). `read()` reads the files it has not read before: all of them the
-first time, then only new ones, so following live logs costs one small scan per period.
+At an evaluation time `t` the windows end at the last whole minute at or before `t - lag` and
+hold the requests of (end - w, end], so a replay never looks past `t`; `lag` leaves time for
+logs that arrive late (ALB delivers a file per node every five minutes). `read()` reads the
+files it has not read before: all of them the first time, then only new ones, so following live
+logs costs one small scan per period.
 """
 
 from __future__ import annotations
@@ -21,18 +22,17 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sagaway.observe.alarms import AlarmState
-from sagaway.observe.alb import Quarantine, find_log_files
-from sagaway.observe.alb_scan import scan_alb
-from sagaway.observe.series import Series
-from sagaway.observe.slo import SloResult, counter_for, evaluate_slo
-from sagaway.observe.slo_spec import SloDefinition, SloSpec
+from sagaway.observe.alarms._metric_alarm import AlarmState
+from sagaway.observe.metrics._series import Series
+from sagaway.observe.slo._alb import Quarantine, find_log_files
+from sagaway.observe.slo._alb_scan import SourceStats, scan_alb
+from sagaway.observe.slo._evaluate import SloResult, counter_for, evaluate_slo
+from sagaway.observe.slo._report import burn_rate_text, firing_text
+from sagaway.observe.slo._spec import SloDefinition, SloSpec
 
-__all__ = ["SLO_PREFIX", "AlbReadStats", "SloAlertSource", "SloAlerts", "slo_alert_name"]
+__all__ = ["SLO_PREFIX", "SloAlertSource", "SloAlerts", "slo_alert_name"]
 
 SLO_PREFIX = "slo:"
 MINUTE = 60.0
@@ -44,35 +44,6 @@ _SLACK = 600.0  # a file may hold entries a little after the end its name gives
 def slo_alert_name(slo: str, severity: str) -> str:
     """The alarm name of an SLO's alerts of one severity: `slo:api-availability:page`."""
     return f"{SLO_PREFIX}{slo}:{severity}"
-
-
-@dataclass
-class AlbReadStats:
-    """What the reads so far saw: files, non-blank lines, parsed lines, lines set aside."""
-
-    files: int = 0
-    lines: int = 0
-    parsed: int = 0
-    malformed: int = 0
-    first: float | None = None
-    last: float | None = None
-    quarantine: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready counts (and where malformed lines went, if any)."""
-        out: dict[str, Any] = {
-            "files": self.files,
-            "lines": self.lines,
-            "parsed": self.parsed,
-            "malformed": self.malformed,
-        }
-        if self.malformed:
-            out["quarantine"] = self.quarantine
-        return out
-
-
-def _rate(value: float) -> str:
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
 class SloAlertSource:
@@ -102,11 +73,7 @@ class SloAlertSource:
         alerts = [a for a in result.alerts if a.severity == self.severity]
         firing = [a for a in alerts if a.firing]
         if firing:
-            return AlarmState.ALARM, "; ".join(
-                f"burn rate {_rate(a.long_burn_rate)} over {a.long} and "
-                f"{_rate(a.short_burn_rate)} over {a.short} (>= {a.threshold:g})"
-                for a in firing
-            )
+            return AlarmState.ALARM, "; ".join(map(firing_text, firing))
         floor = max(self.slo.min_requests, 1)
         failing = (
             f"; reading the access logs failed: {self.alerts.error}" if self.alerts.error else ""
@@ -119,8 +86,8 @@ class SloAlertSource:
                     f"fewer than min_requests ({floor}) for the {a.long}/{a.short} alert{failing}"
                 )
         return AlarmState.OK, f"no {self.severity} alert fires: " + ", ".join(
-            f"{a.long}/{a.short} at {_rate(a.long_burn_rate)}/{_rate(a.short_burn_rate)} "
-            f"< {a.threshold:g}"
+            f"{a.long}/{a.short} at {burn_rate_text(a.long_burn_rate)}/"
+            f"{burn_rate_text(a.short_burn_rate)} < {a.threshold:g}"
             for a in alerts
         )
 
@@ -167,7 +134,7 @@ class SloAlerts:
 
     def _reset(self) -> None:
         self.series: dict[str, Series] = {slo.name: Series(MINUTE) for slo in self.spec.slos}
-        self.stats = AlbReadStats(quarantine=self.quarantine_path)
+        self.stats = SourceStats(quarantine=self.quarantine_path)
         self._seen: dict[str, tuple[int, int]] = {}
         self._results: dict[str, tuple[float, SloResult]] = {}
         self._quarantine = Quarantine(self.quarantine_path)
@@ -212,7 +179,7 @@ class SloAlerts:
         for slo in self.spec.slos:
             target = self.series[slo.name]
             for start, bucket in scan.series[slo.name]:
-                target.merge(start, bucket.count, bucket.total)
+                target.merge(start + MINUTE / 2, bucket.count, bucket.total)
         stats, found = self.stats, scan.source
         stats.files += len(todo)
         stats.lines += found.lines
@@ -243,8 +210,7 @@ class SloAlerts:
         cached = self._results.get(slo.name)
         if cached is not None and cached[0] == end:
             return cached[1]
-        # evaluate_slo ends its windows with the minute holding the time it is given.
-        result = evaluate_slo(slo, self.series[slo.name], end - 0.5, points=1)
+        result = evaluate_slo(slo, self.series[slo.name], end, points=1)
         self._results[slo.name] = (end, result)
         return result
 

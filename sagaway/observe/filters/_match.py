@@ -2,7 +2,7 @@
 
 `reference_match` walks the AST for every line, parsing every JSON line with `json.loads`.
 It is the specification, kept short so it can be read against the documentation; the fast
-path used in production (filter_compile.py) is tested to give the same answers. The value
+path used in production (_compile.py) is tested to give the same answers. The value
 semantics here (`compare_json`, `resolve`, `numeric_value`) are shared by both.
 """
 
@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from sagaway.observe.filter_syntax import (
+from sagaway.observe.filters._syntax import (
     AnyValue,
     BoolCheck,
     Comparison,

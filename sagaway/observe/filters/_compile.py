@@ -2,7 +2,7 @@
 
 `compile_matcher` (`line -> Match | None`), `compile_test` (`line -> bool`) and
 `compile_observer` (`line -> float | None`, a metric filter's observation) give the answers
-of `reference_match` in filter_match.py, faster. A JSON pattern becomes one generated Python
+of `reference_match` in _match.py, faster. A JSON pattern becomes one generated Python
 function per use, doing in order:
 
 1. a rejecting *pre-check* on the raw text that rules out most non-matching lines without
@@ -38,7 +38,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from sagaway.observe.filter_match import (
+from sagaway.observe.filters._match import (
     MISSING,
     Match,
     compare_json,
@@ -47,7 +47,7 @@ from sagaway.observe.filter_match import (
     resolve,
     term_found,
 )
-from sagaway.observe.filter_syntax import (
+from sagaway.observe.filters._syntax import (
     AnyValue,
     BoolCheck,
     Comparison,

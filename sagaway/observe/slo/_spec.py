@@ -24,7 +24,9 @@ from typing import Any
 
 import yaml
 
-from sagaway.observe.config_yaml import read_config_text
+from sagaway.errors import ConfigurationError, ObserveError
+from sagaway.observe._config_file import read_config_text
+from sagaway.observe._time import parse_duration
 
 __all__ = [
     "DEFAULT_ALERTS",
@@ -36,28 +38,18 @@ __all__ = [
     "SloSpecError",
     "Window",
     "load_slo_spec",
-    "parse_duration",
     "parse_slo_spec",
 ]
 
 
-class SloSpecError(ValueError):
-    """An SLO specification that cannot be used; the message says where and how to fix it."""
+class SloSpecError(ObserveError, ConfigurationError):
+    """An SLO specification that cannot be used; the message says where and how to fix it.
+    A `ConfigurationError`, hence also a ValueError."""
 
 
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _STATUS_CLASS = re.compile(r"^([1-5])xx$", re.IGNORECASE)
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as `5m`, `1h`, `30d`, `2w`, `300ms`; ValueError otherwise."""
-    match = _DURATION.match(str(text).strip())
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"{text!r} is not a duration: write a positive number and a unit, e.g. 5m")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 @dataclass(frozen=True)
@@ -225,7 +217,18 @@ def _window(lines: _Lines, value: Any, path: tuple[Any, ...]) -> Window:
         raise lines.error(path, f"{exc}; or use a calendar window: month, week") from None
     if seconds < 3600:
         raise lines.error(path, f"window {value!r} is too short for an SLO: use 1h or more")
+    _whole_minutes(lines, path, value, seconds)
     return Window(label=str(value).strip(), seconds=seconds)
+
+
+def _whole_minutes(lines: _Lines, path: tuple[Any, ...], value: Any, seconds: float) -> None:
+    # Requests are counted per minute: a window cut inside a minute could not be exact.
+    if seconds % 60:
+        raise lines.error(
+            path,
+            f"window {value!r} is not a whole number of minutes; write e.g. "
+            f"{max(1, round(seconds / 60))}m",
+        )
 
 
 def _objective(lines: _Lines, value: Any, path: tuple[Any, ...]) -> float:
@@ -341,9 +344,10 @@ def _alerts(lines: _Lines, value: Any, path: tuple[Any, ...]) -> tuple[AlertRule
         )
         for key in ("long", "short"):
             try:
-                parse_duration(data[key])
+                seconds = parse_duration(data[key])
             except ValueError as exc:
                 raise lines.error((*where, key), str(exc)) from None
+            _whole_minutes(lines, (*where, key), data[key], seconds)
         if parse_duration(data["short"]) >= parse_duration(data["long"]):
             raise lines.error(
                 (*where, "short"), "the short window must be shorter than the long one"

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sagaway.observe.series import parse_statistic
+from sagaway.errors import ObserveError
+from sagaway.observe.metrics._series import parse_statistic
 
 __all__ = ["COMPARISONS", "TREAT_MISSING", "AlarmDefinitionError", "AlarmState", "MetricAlarm"]
 
@@ -31,7 +32,7 @@ class AlarmState(StrEnum):
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 
-class AlarmDefinitionError(ValueError):
+class AlarmDefinitionError(ObserveError, ValueError):
     """An alarm, composite or rule that cannot be defined as written; the message says why."""
 
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sagaway.observe.alarms import AlarmState
-from sagaway.observe.incident import Notification
-from sagaway.observe.notify import DeliveryError, Notifier
+from sagaway.observe.alarms._incident import Notification
+from sagaway.observe.alarms._metric_alarm import AlarmState
+from sagaway.observe.alarms._notify import DeliveryError, Notifier
 from sagaway.resilience import Retry
 
 __all__ = ["DeliveryFailure", "Dispatcher", "redact"]

@@ -1,4 +1,4 @@
-"""YAML with line numbers, for configuration files whose errors must say where.
+"""YAML with line numbers, for `alarms.yaml`, whose errors must say where.
 
 `load_yaml` keeps, for every mapping, its line and the line of each key; `Entry` gives typed
 access to one mapping, expands `${VAR}` / `${VAR:-default}` from the environment, and makes
@@ -14,11 +14,14 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigError", "Entry", "LineMap", "expand", "load_yaml"]
+from sagaway.errors import ConfigurationError, ObserveError
+
+__all__ = ["AlarmConfigurationError", "Entry", "LineMap", "expand", "load_yaml"]
 
 
-class ConfigError(ValueError):
-    """A configuration file that cannot be used; the message names the file, line and entry."""
+class AlarmConfigurationError(ObserveError, ConfigurationError):
+    """An `alarms.yaml` that cannot be used; the message names the file, line and entry.
+    A `ConfigurationError`, hence also a ValueError."""
 
 
 class LineMap(dict):
@@ -64,11 +67,11 @@ class Entry:
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise self.error(f"unknown key {key!r}{hint} (allowed: {', '.join(allowed)})", key)
 
-    def error(self, message: str, key: str | None = None) -> ConfigError:
+    def error(self, message: str, key: str | None = None) -> AlarmConfigurationError:
         """An error at `key`'s line when given (and known), else at the entry's line."""
         number = getattr(self.data, "key_lines", {}).get(key, self.line) if key else self.line
         line = f":{number}" if number else ""
-        return ConfigError(f"{self.source}{line}: {self.where}: {message}")
+        return AlarmConfigurationError(f"{self.source}{line}: {self.where}: {message}")
 
     def get(self, key: str, kind: type | tuple, default: Any = None, required: bool = False):
         if key not in self.data or self.data[key] is None:
@@ -107,7 +110,7 @@ def kind_name(kinds: tuple) -> str:
 
 def expand(value: Any, entry: Entry, key: str | None = None) -> Any:
     """`value` with `${VAR}` and `${VAR:-default}` replaced from the environment; an unset
-    variable without a default is a ConfigError at `key`'s line."""
+    variable without a default is an AlarmConfigurationError at `key`'s line."""
     if not isinstance(value, str):
         return value
 
@@ -122,25 +125,13 @@ def expand(value: Any, entry: Entry, key: str | None = None) -> Any:
     return _ENV.sub(substitute, value)
 
 
-def read_config_text(path: str | os.PathLike[str], error: type[ValueError], what: str) -> str:
-    """The text of a UTF-8 configuration file, or `error` naming the file and the problem
-    (`what` names the file in the message, e.g. "the file")."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-
-
 def load_yaml(text: str, source: str) -> Any:
-    """Parse `text`; mappings come back as `LineMap`s. Raises ConfigError with the line and
-    column of a syntax error."""
+    """Parse `text`; mappings come back as `LineMap`s. Raises AlarmConfigurationError with the
+    line and column of a syntax error."""
     try:
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from None
+        raise AlarmConfigurationError(f"{source}{where}: not valid YAML: {problem}") from None

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from sagaway.observe.alarms import AlarmDefinitionError, AlarmState, MetricAlarm
+from sagaway.observe.alarms._metric_alarm import AlarmDefinitionError, AlarmState, MetricAlarm
 
 __all__ = ["AlarmSet", "AlarmSource", "CompositeAlarm", "RuleSyntaxError"]
 

@@ -15,36 +15,16 @@ it; a detour through INSUFFICIENT_DATA does not end it.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sagaway.observe.alarms import AlarmDefinitionError, AlarmState
+from sagaway.observe._time import format_duration, iso_time
+from sagaway.observe.alarms._metric_alarm import AlarmDefinitionError, AlarmState
 
-__all__ = ["IncidentTracker", "Notification", "NotifyPolicy", "format_duration", "iso_time"]
+__all__ = ["KINDS", "IncidentTracker", "Notification", "NotifyPolicy"]
 
 KINDS = ("ALARM", "OK", "INSUFFICIENT_DATA", "RENOTIFY", "FLAPPING", "NOTIFIER_FAILING")
-
-
-def iso_time(timestamp: float) -> str:
-    """`2024-05-01T12:03:00Z` for a POSIX timestamp."""
-    moment = dt.datetime.fromtimestamp(timestamp, dt.UTC)
-    text = moment.isoformat(timespec="milliseconds" if timestamp % 1 else "seconds")
-    return text.replace("+00:00", "Z")
-
-
-def format_duration(seconds: float) -> str:
-    """`1h 5m 3s` style, for people."""
-    seconds = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    if seconds or not parts:
-        parts.append(f"{seconds}s")
-    return " ".join(parts)
 
 
 @dataclass(frozen=True)

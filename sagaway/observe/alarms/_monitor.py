@@ -22,12 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sagaway.observe.alarm_config import AlarmConfig
-from sagaway.observe.alarms import AlarmState, MetricAlarm
-from sagaway.observe.dispatch import Dispatcher
-from sagaway.observe.engine_alarms import EngineMetricReader, EngineMetricReadError
-from sagaway.observe.incident import IncidentTracker, Notification, NotifyPolicy, iso_time
-from sagaway.observe.series import Series
+from sagaway.observe._time import iso_time
+from sagaway.observe.alarms._config import AlarmConfig
+from sagaway.observe.alarms._dispatch import Dispatcher
+from sagaway.observe.alarms._engine_alarms import EngineMetricReader, EngineMetricReadError
+from sagaway.observe.alarms._incident import IncidentTracker, Notification, NotifyPolicy
+from sagaway.observe.alarms._metric_alarm import AlarmState, MetricAlarm
+from sagaway.observe.metrics._series import Series
 
 __all__ = ["LineStats", "Monitor", "Transition"]
 

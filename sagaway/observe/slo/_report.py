@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from typing import Any
 
-from sagaway.observe.slo import SloReport, SloResult
+from sagaway.observe._time import iso_time
+from sagaway.observe.slo._evaluate import AlertState, SloReport, SloResult
 
-__all__ = ["iso", "report_json", "report_table"]
+__all__ = ["burn_rate_text", "firing_text", "report_json", "report_table", "report_time"]
 
 
-def iso(seconds: float | None) -> str | None:
-    """ISO 8601 UTC with a Z, microseconds only when not zero."""
-    if seconds is None:
-        return None
-    moment = datetime.fromtimestamp(seconds, UTC)
-    text = moment.isoformat(timespec="microseconds" if moment.microsecond else "seconds")
-    return text.replace("+00:00", "Z")
+def report_time(seconds: float | None) -> str | None:
+    """A time as reports spell it: ISO 8601 UTC with a Z, microseconds only when not zero."""
+    return None if seconds is None else iso_time(seconds, digits=6)
+
+
+def burn_rate_text(value: float) -> str:
+    """A burn rate for people: two decimals, none from 100 on."""
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def firing_text(alert: AlertState) -> str:
+    """Why an alert fires: `burn rate 15.00 over 1h and 20.00 over 5m (>= 14.4)`."""
+    return (
+        f"burn rate {burn_rate_text(alert.long_burn_rate)} over {alert.long} and "
+        f"{burn_rate_text(alert.short_burn_rate)} over {alert.short} (>= {alert.threshold:g})"
+    )
 
 
 def _sli_digits(objective: float) -> int:
@@ -62,8 +71,8 @@ def _result_json(r: SloResult) -> dict[str, Any]:
             for a in r.alerts
         ],
         "indicator": indicator,
-        "window_start": iso(r.window_start),
-        "window_end": iso(r.window_end),
+        "window_start": report_time(r.window_start),
+        "window_end": report_time(r.window_end),
         "window_requests": r.window_requests,
         "min_requests": slo.min_requests,
     }
@@ -72,9 +81,9 @@ def _result_json(r: SloResult) -> dict[str, Any]:
 def report_json(report: SloReport) -> dict[str, Any]:
     """The report as JSON-ready data: `at`, `source`, `slos` (shape documented in docs/slo.md)."""
     return {
-        "at": iso(report.at),
+        "at": report_time(report.at),
         "service": report.spec.service,
-        "source": report.source.as_dict(),
+        "source": report.source.to_dict(),
         "slos": [_result_json(r) for r in report.results],
     }
 
@@ -83,15 +92,11 @@ def _percent(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value * 100:.{digits}f}%"
 
 
-def _rate(value: float) -> str:
-    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
-
-
 def report_table(report: SloReport) -> str:
     """A readable plain-text report: one row per SLO, then the alerts that fire."""
     src = report.source
     lines = [
-        f"{report.spec.service}: SLO report at {iso(report.at) or '(no log entries)'}",
+        f"{report.spec.service}: SLO report at {report_time(report.at) or '(no log entries)'}",
         f"read {src.files} files, {src.lines} lines: {src.parsed} parsed, {src.malformed} malformed"
         + (f" (set aside in {src.quarantine})" if src.malformed else ""),
         "",
@@ -111,7 +116,7 @@ def report_table(report: SloReport) -> str:
                 f"{r.bad:,}",
                 _percent(r.sli),
                 _percent(r.error_budget.remaining, 1),
-                *(_rate(r.burn_rates[w]) for w in ("5m", "1h", "6h", "1d", "3d")),
+                *(burn_rate_text(r.burn_rates[w]) for w in ("5m", "1h", "6h", "1d", "3d")),
                 status,
             ]
         )
@@ -126,10 +131,7 @@ def report_table(report: SloReport) -> str:
     for r in report.results:
         for a in r.alerts:
             if a.firing:
-                notes.append(
-                    f"FIRING {a.severity} {r.slo.name}: burn rate {_rate(a.long_burn_rate)} over "
-                    f"{a.long} and {_rate(a.short_burn_rate)} over {a.short} (>= {a.threshold:g})"
-                )
+                notes.append(f"FIRING {a.severity} {r.slo.name}: {firing_text(a)}")
             elif a.low_traffic and a.long_burn_rate >= a.threshold <= a.short_burn_rate:
                 notes.append(
                     f"quiet {a.severity} {r.slo.name}: burn rates over {a.long}/{a.short} reach "

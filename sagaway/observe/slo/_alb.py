@@ -10,7 +10,7 @@ fields in a fixed order, some enclosed in double quotes, new fields only ever ap
   to recover what can be recovered and to say, in the quarantine file, why a line was refused;
 - `Quarantine`, the file where refused lines go, with their file and line number.
 
-The acceptance rules are shared with the SQL scanner (`sagaway.observe.alb_scan`) so that both
+The acceptance rules are shared with the SQL scanner (`sagaway.observe.slo._alb_scan`) so that both
 paths agree on which lines count; see `RULES`.
 """
 
@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+
+from sagaway.errors import ObserveError
 
 __all__ = [
     "FIELDS",
@@ -82,7 +84,7 @@ HEAD_FIELDS = FIELDS[:12]
 REQUIRED_FIELDS = FIELDS[:18]
 
 # What makes a line acceptable, in words; `diagnose` checks the same rules in this order, and the
-# SQL scanner checks them with the expressions in `alb_scan`.
+# SQL scanner checks them with the expressions in `_alb_scan`.
 RULES = (
     "the text before the first double quote is exactly 12 fields separated by single spaces",
     "time is ISO 8601 UTC with microseconds (2024-05-01T12:00:00.123456Z)",
@@ -101,7 +103,7 @@ _STATUS = re.compile(r"[-+]?\d+")
 _LOG_SUFFIXES = (".log", ".log.gz")
 
 
-class MalformedLine(ValueError):
+class MalformedLine(ObserveError, ValueError):
     """A line that is not an ALB access log entry; the message says which rule it breaks."""
 
 

@@ -1,11 +1,11 @@
 """Fixed-period time series: the one bucketing code that metrics, alarms and SLOs share.
 
-A `Series` keeps, per period (a bucket aligned to multiples of `period` seconds since the
-epoch), the count, sum, minimum and maximum of the values observed in it, and optionally the
-values themselves for percentiles. Buckets can be filled one observation at a time (`add`) or
-from pre-aggregated rows (`merge`, e.g. from a DuckDB `GROUP BY minute`). Range sums are
-answered from prefix sums in O(log n), so a burn-down over a 30-day window of one-minute
-buckets costs one pass, not one pass per point.
+A `Series` keeps, per period (a bucket starting at `origin` plus a whole number of `period`
+seconds; by default aligned to the epoch), the count, sum, minimum and maximum of the values
+observed in it, and optionally the values themselves for percentiles. Buckets can be filled one
+observation at a time (`add`) or from pre-aggregated rows (`merge`, e.g. from a DuckDB
+`GROUP BY minute`). Range sums are answered from prefix sums in O(log n), so a burn-down over a
+30-day window of one-minute buckets costs one pass, not one pass per point.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ STATISTICS: dict[str, str] = {
     "samplecount": "count",
 }
 _PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
+# A time within this fraction of a period from a boundary is taken as that boundary.
+_ROUNDING = 1e-9
 
 
 def parse_statistic(name: str) -> str:
@@ -95,12 +97,15 @@ class Bucket:
 
 
 class Series:
-    """Observations grouped into fixed periods of `period` seconds (aligned to the epoch)."""
+    """Observations grouped into fixed periods of `period` seconds. Periods start at `origin`
+    plus a whole number of periods: the epoch by default; `origin=at` makes `at` a boundary, so
+    that windows ending at `at` are made of whole periods."""
 
-    def __init__(self, period: float, *, keep_samples: bool = False) -> None:
+    def __init__(self, period: float, *, keep_samples: bool = False, origin: float = 0.0) -> None:
         if period <= 0:
             raise ValueError(f"period must be positive seconds, got {period!r}")
         self.period = float(period)
+        self.origin = float(origin) % self.period
         self.keep_samples = keep_samples
         self._buckets: dict[float, Bucket] = {}
         self._index: tuple[list[float], list[int], list[float]] | None = None
@@ -115,7 +120,20 @@ class Series:
 
     def bucket_start(self, timestamp: float) -> float:
         """Start of the period containing `timestamp`."""
-        return math.floor(timestamp / self.period) * self.period
+        return self._start(math.floor((timestamp - self.origin) / self.period))
+
+    def _start(self, index: int) -> float:
+        # Every period start is computed this one way, so equal starts compare equal.
+        return self.origin + index * self.period
+
+    def _boundary_at_or_after(self, timestamp: float) -> float:
+        # Forgives the rounding of a time meant to be a boundary (at - 30d, say).
+        return self._start(math.ceil((timestamp - self.origin) / self.period - _ROUNDING))
+
+    def is_boundary(self, timestamp: float) -> bool:
+        """Whether a period starts at `timestamp` (up to float rounding)."""
+        periods = (timestamp - self.origin) / self.period
+        return abs(periods - round(periods)) <= _ROUNDING
 
     def _bucket(self, timestamp: float) -> Bucket:
         start = self.bucket_start(timestamp)
@@ -175,7 +193,7 @@ class Series:
                 f"cannot resample periods of {self.period:g}s into {period:g}s: "
                 "the new period must be a whole multiple of the old one"
             )
-        out = Series(period, keep_samples=self.keep_samples)
+        out = Series(period, keep_samples=self.keep_samples, origin=self.origin)
         for start, bucket in self:
             out.merge(
                 start, bucket.count, bucket.total, bucket.minimum, bucket.maximum, bucket.samples
@@ -230,7 +248,8 @@ class Series:
 
     def _span(self, start: float, end: float) -> tuple[int, int]:
         starts = self._prefix()[0]
-        return bisect_left(starts, start), bisect_left(starts, end)
+        first, stop = self._boundary_at_or_after(start), self._boundary_at_or_after(end)
+        return bisect_left(starts, first), bisect_left(starts, stop)
 
     def sum_between(self, start: float, end: float) -> float:
         """Sum of the values of buckets starting in [start, end)."""

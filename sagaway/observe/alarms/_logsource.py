@@ -25,7 +25,7 @@ import os
 import re
 from pathlib import Path
 
-from sagaway.observe.filter_match import split_fields
+from sagaway.observe.filters._match import split_fields
 
 __all__ = ["FileTail", "TimestampReader"]
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from sagaway.observe.slo import BURN_WINDOWS
-from sagaway.observe.slo_spec import SloDefinition, SloSpec
+from sagaway.observe.slo._evaluate import BURN_WINDOWS
+from sagaway.observe.slo._spec import SloDefinition, SloSpec, SloSpecError
 
 __all__ = ["PROMETHEUS_DEFAULTS", "prometheus_rules"]
 
@@ -31,17 +31,17 @@ def _options(spec: SloSpec) -> dict[str, Any]:
     options = {**PROMETHEUS_DEFAULTS, "labels": dict(PROMETHEUS_DEFAULTS["labels"])}
     for key, value in spec.prometheus.items():
         if key not in PROMETHEUS_DEFAULTS:
-            raise ValueError(
+            raise SloSpecError(
                 f"{spec.source}: prometheus.{key}: unknown key; allowed: "
                 + ", ".join(sorted(PROMETHEUS_DEFAULTS))
             )
         if key in ("labels", "selector"):
             if not isinstance(value, dict):
-                raise ValueError(f"{spec.source}: prometheus.{key}: expected a mapping")
+                raise SloSpecError(f"{spec.source}: prometheus.{key}: expected a mapping")
             if key == "labels":
                 unknown = set(value) - set(PROMETHEUS_DEFAULTS["labels"])
                 if unknown:
-                    raise ValueError(
+                    raise SloSpecError(
                         f"{spec.source}: prometheus.labels.{sorted(unknown)[0]}: only host, "
                         "method and path filters map to labels"
                     )
@@ -52,7 +52,7 @@ def _options(spec: SloSpec) -> dict[str, Any]:
             options[key] = str(value)
     for name in ("requests", "duration", "status_label", *options["labels"].values()):
         if not re.fullmatch(r"[a-zA-Z_:][a-zA-Z0-9_:]*", name):
-            raise ValueError(f"{spec.source}: prometheus: {name!r} is not a metric or label name")
+            raise SloSpecError(f"{spec.source}: prometheus: {name!r} is not a metric or label name")
     return options
 
 
@@ -118,7 +118,7 @@ def prometheus_rules(spec: SloSpec) -> str:
     `slo:sli_error:ratio_rate<w>` and `slo:requests:increase<w>` for each burn window,
     `slo:objective:ratio`, and one `ErrorBudgetBurn` alert per window pair.
 
-    Raises ValueError naming the key of an invalid `prometheus:` section."""
+    Raises SloSpecError (a ValueError) naming the key of an invalid `prometheus:` section."""
     options = _options(spec)
     groups = []
     for slo in spec.slos:

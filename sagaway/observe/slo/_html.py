@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sagaway.observe.slo import SloReport, SloResult
-from sagaway.observe.slo_report import iso
+from sagaway.observe.slo._evaluate import SloReport, SloResult
+from sagaway.observe.slo._report import report_time
 
 __all__ = ["report_html"]
 
@@ -231,8 +231,8 @@ def _section(r: SloResult, first_log: float | None) -> str:
 <div class="tile">alerts<b class="{"bad" if firing else "good"}">
 {_esc(", ".join(sorted({a.severity for a in firing})) or "none")}</b></div>
 </div>
-<p class="muted">Window {_esc(slo.window.label)}: {_esc(iso(r.window_start))} to
-{_esc(iso(r.window_end))}. Budget: {r.error_budget.allowed:,.1f} bad requests allowed,
+<p class="muted">Window {_esc(slo.window.label)}: {_esc(report_time(r.window_start))} to
+{_esc(report_time(r.window_end))}. Budget: {r.error_budget.allowed:,.1f} bad requests allowed,
 {r.error_budget.consumed * 100:.1f}% consumed.</p>
 {note}
 <h3>Error budget burn-down</h3>
@@ -260,7 +260,7 @@ def report_html(report: SloReport) -> str:
 <title>{_esc(report.spec.service)} SLO report</title><style>{_CSS}</style></head>
 <body>
 <h1>{_esc(report.spec.service)}: SLO report</h1>
-<p class="muted">Evaluated at {_esc(iso(report.at))} from {src.files} files, {src.lines:,}
+<p class="muted">Evaluated at {_esc(report_time(report.at))} from {src.files} files, {src.lines:,}
 lines ({src.parsed:,} parsed).{quarantine}</p>
 {sections}
 </body></html>

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from sagaway.engine.metrics import LATENCY_BUCKETS
-from sagaway.observe.series import Series, parse_statistic
+from sagaway.observe.metrics._series import Series, parse_statistic
 
 __all__ = [
     "ENGINE_METRICS",

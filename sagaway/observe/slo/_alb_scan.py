@@ -6,7 +6,11 @@ around the user agent and trace id that show a line is complete; the leading fie
 split and typed in SQL, and rows are grouped by file and minute, with one pair of conditional
 counts (requests, bad requests) per `Counter`. No Python code runs per line.
 
-A file in which any line breaks the rules (`alb.RULES`), that DuckDB cannot decode, or whose
+A minute holds the entries logged in (end - 60 s, end], its end included, so that a window
+(at - w, at] is made of whole minutes when the minutes end at `at`: they do when `at` is given,
+and are the minutes of the clock otherwise.
+
+A file in which any line breaks the rules (`_alb.RULES`), that DuckDB cannot decode, or whose
 gzip stream is damaged, takes the careful path instead: its rows from the fast query are dropped,
 Python reads the file line by line (recovering everything before a gzip error), and the lines
 go through the SQL version of the rules with their line numbers; lines that still fail are
@@ -24,13 +28,21 @@ import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO
 
-from sagaway.observe.alb import TAIL_LIKE, Quarantine, diagnose, printable
-from sagaway.observe.series import Series
+from sagaway.observe.metrics._series import Series
+from sagaway.observe.slo._alb import TAIL_LIKE, Quarantine, diagnose, printable
 
-__all__ = ["COLUMNS", "AlbScan", "Counter", "SourceStats", "request_filter", "scan_alb"]
+__all__ = [
+    "COLUMNS",
+    "AlbScan",
+    "Counter",
+    "SourceStats",
+    "request_filter",
+    "scan_alb",
+    "sql_time",
+]
 
 # Columns a `Counter` may use in its SQL conditions (with the macros of `_MACROS`).
 COLUMNS = {
@@ -66,7 +78,7 @@ CREATE OR REPLACE TEMP MACRO alb_path(request) AS
 """
 
 # Careful path: `{source}` yields f (file), line and the `{keep}` columns; the fields are cut out
-# of the line exactly as `alb.parse_line` does. `framed` is every rule that is not about the
+# of the line exactly as `_alb.parse_line` does. `framed` is every rule that is not about the
 # twelve leading fields.
 _LINE_FIELDS = """
 fields AS (
@@ -201,9 +213,10 @@ class Counter:
 
 @dataclass
 class SourceStats:
-    """What was read: files, non-blank lines, lines parsed, lines set aside (malformed), and the
-    start of the oldest entry's minute and the newest entry's time (seconds since the epoch,
-    None when nothing parsed)."""
+    """What was read, by one scan or by all the reads of `SloAlerts` so far: files, non-blank
+    lines, lines parsed, lines set aside (malformed, in the file `quarantine`), and the start of
+    the oldest entry's minute and the newest entry's time (seconds since the epoch, None when
+    nothing parsed). `careful_files` are those a scan read line by line."""
 
     files: int = 0
     lines: int = 0
@@ -214,8 +227,9 @@ class SourceStats:
     careful_files: list[str] = field(default_factory=list)
     quarantine: str | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        """The JSON shape of the report's `source` object."""
+    def to_dict(self) -> dict[str, object]:
+        """The JSON shape of the report's `source` object: the counts, and where malformed lines
+        went when there are any."""
         out: dict[str, object] = {
             "files": self.files,
             "lines": self.lines,
@@ -226,11 +240,14 @@ class SourceStats:
             out["quarantine"] = self.quarantine
         return out
 
+    as_dict = to_dict  # the name this method had first
+
 
 @dataclass
 class AlbScan:
     """Result of a scan: per counter, a one-minute `Series` whose bucket `count` is the number of
-    requests and whose `total` is the number of bad ones; and the source statistics."""
+    requests and whose `total` is the number of bad ones; and the source statistics. The bucket
+    starting at `s` holds the entries logged in (s, s + 60]."""
 
     series: dict[str, Series]
     source: SourceStats
@@ -249,13 +266,32 @@ def _parse_sql(source: str, *, careful: bool, keep: str = "") -> str:
     return "WITH " + fields + _TYPED
 
 
+def _utc(at: datetime) -> datetime:
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def sql_time(at: datetime) -> str:
+    """`at` as an SQL TIMESTAMP literal comparable with the column `t` (UTC)."""
+    return f"{_sql_quote(_utc(at).strftime('%Y-%m-%d %H:%M:%S.%f'))}::TIMESTAMP"
+
+
+_MINUTE_US = 60_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _minute_start_sql(at: datetime | None) -> str:
+    """SQL for the start, in microseconds, of the minute holding `t`: minutes end at `at` (or
+    at whole minutes of the clock) and hold their end, so an entry logged exactly at a minute's
+    end belongs to that minute."""
+    offset = 0 if at is None else (_utc(at) - _EPOCH) // timedelta(microseconds=1) % _MINUTE_US
+    before = f"epoch_us(t) - 1 - {offset}"
+    return f"epoch_us(t) - 1 - (({before}) % {_MINUTE_US} + {_MINUTE_US}) % {_MINUTE_US}"
+
+
 def _aggregate_sql(
     source: str, counters: Sequence[Counter], at: datetime | None, *, careful: bool
 ) -> str:
-    until = ""
-    if at is not None:
-        utc = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-        until = f" AND t <= {_sql_quote(utc.strftime('%Y-%m-%d %H:%M:%S.%f'))}::TIMESTAMP"
+    until = "" if at is None else f" AND t <= {sql_time(at)}"
     # Each condition once per row (DuckDB would evaluate a repeated one again).
     conditions = "".join(
         f", coalesce(ok{until} AND ({c.where}), false) AS w{i}, coalesce({c.bad}, false) AS b{i}"
@@ -268,7 +304,7 @@ def _aggregate_sql(
     return (
         _parse_sql(source, careful=careful)
         + f", counted AS (SELECT f, t, ok{conditions} FROM rows)"
-        " SELECT f, epoch(date_trunc('minute', t)) AS m, count(*) AS lines,"
+        f" SELECT f, {_minute_start_sql(at)} AS m, count(*) AS lines,"
         f" count(*) FILTER (WHERE ok) AS parsed, max(t) FILTER (WHERE ok) AS last{counts}"
         " FROM counted GROUP BY f, m"
     )
@@ -299,9 +335,11 @@ def scan_alb(
 ) -> AlbScan:
     """Count requests per minute in the access log files `paths` for each of `counters`.
 
-    Entries after `at` (if given) are parsed but not counted. Lines that break the format go to
-    `quarantine`; files that cannot be read at all raise OSError. Raises ValueError when the
-    query fails, for example on a counter condition DuckDB cannot run.
+    Entries after `at` (if given) are parsed but not counted, and the minutes end at `at`
+    (otherwise at whole minutes of the clock); a minute holds its end, not its start. Lines
+    that break the format go to `quarantine`; files that cannot be read at all raise OSError.
+    Raises ValueError when the query fails, for example on a counter condition DuckDB cannot
+    run.
     """
     import duckdb
 
@@ -311,7 +349,8 @@ def scan_alb(
     con = duckdb.connect(config=config)
     con.execute(_MACROS)
     stats = SourceStats(files=len(paths), quarantine=quarantine.path)
-    series = {c.name: Series(60) for c in counters}
+    origin = 0.0 if at is None else _utc(at).timestamp()
+    series = {c.name: Series(60, origin=origin) for c in counters}
     careful: list[str] = []
     fast = list(paths)
     rows: list[tuple] = []
@@ -367,19 +406,21 @@ def _merge(
     stats: SourceStats,
 ) -> None:
     for row in rows:
-        _, minute, lines, parsed, last = row[:5]
+        _, start_us, lines, parsed, last = row[:5]
         stats.lines += lines
         stats.parsed += parsed
+        if start_us is None:
+            continue
+        minute = start_us / 1e6
         if last is not None:  # a group with a parsed entry: its minute is that entry's minute
             last_s = last.replace(tzinfo=UTC).timestamp()
             stats.first = minute if stats.first is None else min(stats.first, minute)
             stats.last = last_s if stats.last is None else max(stats.last, last_s)
-        if minute is None:
-            continue
         for i, c in enumerate(counters):
             total, bad = row[5 + 2 * i], row[6 + 2 * i]
             if total:
-                series[c.name].merge(minute, count=total, total=bad)
+                # The middle of the minute: its start, rounded to a float, might fall before it.
+                series[c.name].merge(minute + 30.0, count=total, total=bad)
 
 
 _LONGEST = 1 << 20  # a longer line is cut here (it cannot be an access log entry anyway)

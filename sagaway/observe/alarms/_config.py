@@ -4,10 +4,11 @@ An alarm reads a log filter (`metric:`) or the engine's own metrics in the store
 (`engine_metric:` and `where:`); composites may also use the SLO burn-rate alerts of the SLO
 file named under `slos:` (children `slo:<slo>:<severity>`).
 
-`load_config(path)` validates everything at once and raises `ConfigError` naming the file,
-the line and the entry at fault (with a suggestion for a misspelt key or name). `${VAR}` and
-`${VAR:-default}` in strings are replaced from the environment, so secrets such as webhook
-URLs need not be written in the file. The format is documented in docs/alarms.md.
+`load_config(path)` validates everything at once and raises `AlarmConfigurationError` (a
+`ConfigurationError`) naming the file, the line and the entry at fault (with a suggestion for a
+misspelt key or name). `${VAR}` and `${VAR:-default}` in strings are replaced from the
+environment, so secrets such as webhook URLs need not be written in the file. The format is
+documented in docs/alarms.md.
 """
 
 from __future__ import annotations
@@ -17,38 +18,32 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sagaway.observe.alarm_config_sources import (
+from sagaway.observe._config_file import read_config_text
+from sagaway.observe.alarms._composite import AlarmSet, CompositeAlarm
+from sagaway.observe.alarms._config_sources import (
     alarm_metric,
     check_children,
     check_engine_alarm,
     engine_ref,
     slo_alerts,
 )
-from sagaway.observe.alarms import AlarmDefinitionError, MetricAlarm
-from sagaway.observe.composite import AlarmSet, CompositeAlarm
-from sagaway.observe.config_yaml import (
-    ConfigError,
-    Entry,
-    LineMap,
-    expand,
-    load_yaml,
-    read_config_text,
-)
-from sagaway.observe.engine_alarms import GAUGES, EngineMetricRef
-from sagaway.observe.filters import FilterPatternError, MetricFilter
-from sagaway.observe.incident import KINDS, NotifyPolicy
-from sagaway.observe.logsource import FORMATS, TimestampReader
-from sagaway.observe.notify import (
+from sagaway.observe.alarms._engine_alarms import GAUGES, EngineMetricRef
+from sagaway.observe.alarms._incident import KINDS, NotifyPolicy
+from sagaway.observe.alarms._logsource import FORMATS, TimestampReader
+from sagaway.observe.alarms._metric_alarm import AlarmDefinitionError, MetricAlarm
+from sagaway.observe.alarms._notify import (
     EmailNotifier,
     Notifier,
     SlackNotifier,
     TicketNotifier,
     WebhookNotifier,
 )
-from sagaway.observe.slo_alarms import SLO_PREFIX, SloAlerts
+from sagaway.observe.alarms._yaml import AlarmConfigurationError, Entry, LineMap, expand, load_yaml
+from sagaway.observe.filters._metric_filter import FilterPatternError, MetricFilter
+from sagaway.observe.slo._alarms import SLO_PREFIX, SloAlerts
 from sagaway.resilience import Retry
 
-__all__ = ["AlarmConfig", "ConfigError", "load_config", "parse_config"]
+__all__ = ["AlarmConfig", "load_config", "parse_config"]
 
 
 @dataclass
@@ -79,12 +74,12 @@ class AlarmConfig:
         """The store engine metrics are read from: `override` (the command line's --db),
         else `store:` with its ${VAR}s expanded, else None (the default store).
 
-        Raises ConfigError when `store:` names an environment variable that is not set.
+        Raises AlarmConfigurationError when `store:` names an environment variable that is not set.
         """
         if override:
             return override
         if self.store_error:
-            raise ConfigError(self.store_error)
+            raise AlarmConfigurationError(self.store_error)
         return self.store
 
     @property
@@ -99,8 +94,9 @@ class AlarmConfig:
 
 
 def load_config(path: str | Path) -> AlarmConfig:
-    """Read and validate `path`; raise ConfigError (one line, pointing at the problem)."""
-    text = read_config_text(path, ConfigError, "the file")
+    """Read and validate `path`; raise AlarmConfigurationError (one line, pointing at the
+    problem)."""
+    text = read_config_text(path, AlarmConfigurationError, "the file")
     return parse_config(text, source=str(path))
 
 
@@ -137,7 +133,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
     store, store_error = None, None
     try:
         store = top.get("store", str)
-    except ConfigError as exc:
+    except AlarmConfigurationError as exc:
         store_error = str(exc)  # only an error if no --db replaces it
     slos = slo_alerts(top, source)
 
@@ -227,7 +223,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
     try:
         alarm_set = AlarmSet(alarms, composites, sources)
     except AlarmDefinitionError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        raise AlarmConfigurationError(f"{source}: {exc}") from None
     for name, targets in notify.items():
         for target in targets:
             if target not in notifiers:
@@ -351,7 +347,7 @@ def _notifiers(top: Entry, source: str) -> dict[str, Notifier]:
         kind = raw.get("type") if isinstance(raw, dict) else None
         if kind not in _NOTIFIER_KEYS:
             line = f":{getattr(raw, 'line', 0)}" if getattr(raw, "line", 0) else ""
-            raise ConfigError(
+            raise AlarmConfigurationError(
                 f"{source}{line}: notifiers[{i}]: 'type' must be one of "
                 f"{', '.join(_NOTIFIER_KEYS)}, got {kind!r}"
             )
@@ -403,7 +399,7 @@ def _notifiers(top: Entry, source: str) -> dict[str, Notifier]:
             else:
                 cls = SlackNotifier if kind == "slack" else WebhookNotifier
                 notifiers[name] = cls(name, **common)
-        except ConfigError:
+        except AlarmConfigurationError:
             raise  # already says where
         except ValueError as exc:
             raise entry.error(str(exc)) from None
