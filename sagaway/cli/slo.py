@@ -31,7 +31,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="log file or directory (repeat for several)",
     )
-    report.add_argument("--at", help="evaluation time, ISO 8601 (default: the end of the minute holding the newest log entry)")
+    report.add_argument(
+        "--at",
+        help="evaluation time, ISO 8601 (default: the end of the minute holding the newest "
+        "log entry)",
+    )
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     report.add_argument(
