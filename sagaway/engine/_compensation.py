@@ -129,6 +129,7 @@ class Unwinding:
             assert outcome.error is not None
             self._give_up(entry, outcome.error, outcome.tries, error, started)
             return False
+        self.writer.publish(outcome.published)
         self._record(
             JournalEntry.compensation(
                 entry.position,

@@ -19,6 +19,7 @@ from sagaway.store._sql_core import (
     marks,
     run_record,
 )
+from sagaway.store._sql_messages import insert_messages
 from sagaway.store.base import (
     KEEP,
     Checkpoint,
@@ -126,6 +127,8 @@ class ClaimStatements(SqlCore):
                 cur.execute(JOURNAL_UPSERT, entries[0])
             else:
                 cur.many(JOURNAL_UPSERT, entries)
+            if cp.messages:
+                insert_messages(cur, cp.messages)
             if consumed:
                 cur.many("UPDATE sagaway_signals SET consumed_at = ? WHERE id = ?", consumed)
             if events:

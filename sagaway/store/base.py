@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Final, NamedTuple
 
+from sagaway.store.messages import MessageStore, NewMessage
+
 __all__ = [
     "COMPENSATION",
     "FORWARD",
@@ -356,6 +358,8 @@ class Checkpoint:
     consumed: list[tuple[int, int]] = field(default_factory=list)  # (signal id, position)
     events: list[EventRecord] = field(default_factory=list)
     update: RunUpdate | None = None
+    # Messages published by the steps recorded here: committed iff their completions are.
+    messages: list[NewMessage] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -411,7 +415,7 @@ class MetricStore(ABC):
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore):
+class Store(SharedStateStore, MetricStore, MessageStore):
     """Persistence of runs, journals, signals and events, plus the shared state and metric
     buckets of their own contracts. Thread-safe."""
 

@@ -18,6 +18,7 @@ row locks for long. Writes that make runs due send NOTIFY (`_postgres_notify`).
 from __future__ import annotations
 
 import itertools
+import re
 import select
 import threading
 import time
@@ -30,6 +31,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from sagaway.errors import (
+    ConfigurationError,
     ConnectionBudgetExhausted,
     SagawayError,
     StoreUnavailable,
@@ -48,9 +50,13 @@ from sagaway.store._sql_core import (
     lease_lost,
     makes_due,
 )
+from sagaway.store._sql_messages import insert_messages
 from sagaway.store.base import Checkpoint
+from sagaway.store.messages import NewMessage
 
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
+
+_TABLES = re.compile(r"\b(sagaway_\w+)\b")
 
 
 def _one_line(error: BaseException) -> str:
@@ -93,6 +99,7 @@ class PostgresStore(SqlStore):
     lock_clause = "FOR UPDATE SKIP LOCKED"
     _fence_sql = SqlStore._fence_sql + " FOR SHARE"
     row_lock = "FOR UPDATE"
+    _group_lock_sql = "LOCK TABLE sagaway_messages IN SHARE MODE"
 
     def __init__(
         self,
@@ -198,6 +205,23 @@ class PostgresStore(SqlStore):
         return int(row[0])
 
     # --- connections ---------------------------------------------------------------------
+    def publish_in(self, connection: object, messages: Sequence[NewMessage]) -> None:
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigurationError(
+                "publish(conn=...) takes a psycopg connection to this App's PostgreSQL "
+                f"database, got {type(connection).__module__}.{type(connection).__qualname__}"
+            )
+        # The caller's search_path is theirs: name sagaway's tables with their schema.
+        schema = self.settings.schema
+
+        def convert(sql: str) -> str:
+            return self._convert(_TABLES.sub(rf'"{schema}".\1', sql))
+
+        cur = Cursorish(connection, convert)
+        insert_messages(cur, messages)
+        if cur.woke:
+            connection.execute(self._notify_sql)  # delivered when the caller commits
+
     def _convert(self, sql: str) -> str:
         converted = self._sql.get(sql)
         if converted is None:
@@ -396,7 +420,7 @@ class PostgresStore(SqlStore):
         statement: the fence (a row lock, or the fenced UPDATE) in a WITH clause and the
         journal line inserted only from its row. Each statement costs a round trip, and
         most checkpoints are this one."""
-        if len(cp.entries) != 1 or cp.consumed or cp.events:
+        if len(cp.entries) != 1 or cp.consumed or cp.events or cp.messages:
             return super().checkpoint(cp)
         if cp.update is None:
             fence, params = self._fence_sql, [cp.run_id]

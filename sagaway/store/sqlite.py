@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +24,9 @@ from urllib.parse import quote
 from sagaway.errors import ConfigurationError, StoreUnavailable
 from sagaway.store import migrations
 from sagaway.store._sql import SqlStore
+from sagaway.store._sql_core import Cursorish
+from sagaway.store._sql_messages import insert_messages
+from sagaway.store.messages import NewMessage
 
 __all__ = ["SqliteStore"]
 
@@ -192,6 +195,22 @@ class SqliteStore(SqlStore):
 
     def _convert(self, sql: str) -> str:
         return sql
+
+    def publish_in(self, connection: object, messages: Sequence[NewMessage]) -> None:
+        if not isinstance(connection, sqlite3.Connection):
+            raise ConfigurationError(
+                f"publish(conn=...) takes a sqlite3 connection to {self.path!r} for this "
+                f"App's SQLite store, got {type(connection).__module__}."
+                f"{type(connection).__qualname__}"
+            )
+        files = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
+        if not files or os.path.realpath(files[0]) != os.path.realpath(self.path):
+            raise ConfigurationError(
+                f"publish(conn=...): the connection is to {files[0] if files else 'no file'!r}, "
+                f"not to this App's store {self.path!r}: the message can only commit with "
+                "your transaction on the same database file"
+            )
+        insert_messages(Cursorish(connection, self._convert), messages)
 
     @contextmanager
     def _write_transaction(self) -> Iterator[Any]:
