@@ -17,6 +17,7 @@ row locks for long. Writes that make runs due send NOTIFY (`_postgres_notify`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import select
 import threading
@@ -24,7 +25,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
@@ -51,6 +52,8 @@ from sagaway.store._sql_core import (
 from sagaway.store.base import Checkpoint
 
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
+
+R = TypeVar("R")
 
 
 def _one_line(error: BaseException) -> str:
@@ -166,7 +169,8 @@ class PostgresStore(SqlStore):
                 raise StoreUnavailable(
                     f"cannot set up schema {schema!r} at {self.settings.where}: {_one_line(exc)}"
                 ) from None
-            synchronous = conn.execute("SHOW synchronous_commit").fetchone()[0]
+            shown = conn.execute("SHOW synchronous_commit").fetchone()
+            synchronous = "?" if shown is None else shown[0]
             return conn.info.parameter_status("server_version") or "?", synchronous
 
     def _migrate_in(self, conn: psycopg.Connection, create: bool, where: str) -> None:
@@ -193,7 +197,7 @@ class PostgresStore(SqlStore):
     def schema_version(self) -> int:
         """The schema version recorded in the store's schema."""
         row = self._read(
-            lambda cur: cur.one("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
+            lambda cur: cur.only("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
         )
         return int(row[0])
 
@@ -287,7 +291,7 @@ class PostgresStore(SqlStore):
         return True
 
     @contextmanager
-    def _write_transaction(self) -> Iterator[Any]:
+    def _write_transaction(self) -> Iterator[_Session]:
         conn = self._begin()
         try:
             try:
@@ -326,7 +330,7 @@ class PostgresStore(SqlStore):
         except RetryBatch:
             return self._run_each(works)
 
-    def _run_alone(self, work: Statement) -> tuple[bool, Any]:
+    def _run_alone(self, work: Statement[Any]) -> tuple[bool, Any]:
         """A lone write of one statement is a transaction by itself: no BEGIN, no COMMIT,
         one round trip. On a lost connection an idempotent one is sent again; any other
         fails with StoreUnavailable (it may or may not have been applied)."""
@@ -365,7 +369,7 @@ class PostgresStore(SqlStore):
         raise AssertionError("unreachable")
 
     @contextmanager
-    def _read_connection(self) -> Iterator[Any]:
+    def _read_connection(self) -> Iterator[_Session]:
         conn = self._connection()
         try:
             yield _Session(conn)
@@ -376,7 +380,7 @@ class PostgresStore(SqlStore):
         finally:
             self._release_connection(conn)
 
-    def _read(self, work: Callable[[Cursorish], Any]) -> Any:
+    def _read(self, work: Callable[[Cursorish], R]) -> R:
         # Reads have no effect: one on a dead connection is simply tried again on another.
         deadline = time.monotonic() + self.settings.pool_timeout
         for attempt in itertools.count():
@@ -398,6 +402,7 @@ class PostgresStore(SqlStore):
         most checkpoints are this one."""
         if len(cp.entries) != 1 or cp.consumed or cp.events:
             return super().checkpoint(cp)
+        params: list[Any]
         if cp.update is None:
             fence, params = self._fence_sql, [cp.run_id]
         else:
@@ -427,7 +432,7 @@ class PostgresStore(SqlStore):
         with self._write_transaction() as session:
             cur = Cursorish(session, self._convert)
             conn = session.connection
-            sent = []
+            sent: list[tuple[Statement[Any], psycopg.Cursor]] = []
             try:
                 with conn.pipeline():
                     for work in works:
@@ -436,10 +441,10 @@ class PostgresStore(SqlStore):
                             sent.append((work, result))
             except psycopg.Error as exc:
                 raise RetryBatch from exc
-            outcomes = {}
+            outcomes: dict[int, tuple[bool, Any]] = {}
             for work, result in sent:
                 row = result.fetchone()
-                outcomes[id(work)] = self._attempt(lambda c, w=work, r=row: w.finish(r, c), cur)
+                outcomes[id(work)] = self._attempt(functools.partial(work.finish, row), cur)
             for work in works:
                 if not isinstance(work, Statement):
                     outcomes[id(work)] = self._attempt(work, cur)
