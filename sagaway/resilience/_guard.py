@@ -73,7 +73,7 @@ class Guard:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await call_async(fn, args, kwargs)
 
-            return async_wrapper  # type: ignore[return-value]
+            return async_wrapper  # type: ignore[return-value]  # called as fn is, returns what fn does
 
         call_sync = self._call_sync
 
@@ -81,4 +81,4 @@ class Guard:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return call_sync(fn, args, kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]  # called as fn is, returns what fn does

@@ -131,7 +131,7 @@ class Bulkhead(Guard):
         self._waiters.append(waiter)
         lock.release()
         start = time.monotonic()
-        if waiter.event.wait(timeout):  # type: ignore[union-attr]
+        if waiter.event.wait(timeout):  # type: ignore[union-attr]  # built with an event above
             return
         with lock:
             if waiter.granted:
@@ -160,7 +160,7 @@ class Bulkhead(Guard):
         start = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                await waiter.future  # type: ignore[misc]
+                await waiter.future  # type: ignore[misc]  # built with a future above
         except BaseException as error:
             with self._lock:
                 if not waiter.granted:
