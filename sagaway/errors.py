@@ -9,6 +9,8 @@ user code raises to skip retries, and the engine's private control-flow signals,
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BreakerOpen",
     "BulkheadFull",
@@ -121,7 +123,7 @@ class WaitTimeout(SagawayError, TimeoutError):
         super().__init__(f"no {signal!r} signal arrived within {timeout} s")
         self.signal, self.timeout = signal, timeout
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.signal, self.timeout))
 
 
@@ -169,7 +171,9 @@ class SagaCancelled(SagaOutcome):
 
 
 # --- the resilience primitives ----------------------------------------------------------
-def _rebuild(cls: type[ResilienceError], args: tuple, state: dict) -> ResilienceError:
+def _rebuild(
+    cls: type[ResilienceError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ResilienceError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
@@ -186,7 +190,7 @@ class ResilienceError(SagawayError):
         super().__init__(message)
         self.name = name
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.args, self.__dict__.copy()))
 
 

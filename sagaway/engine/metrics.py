@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sagaway.errors import StoreUnavailable
+from sagaway.store.base import MetricBucket
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -146,7 +147,7 @@ class MinuteRecorder(EngineMetrics):
 
     def __init__(
         self,
-        write: Callable[[list[tuple]], None],
+        write: Callable[[list[MetricBucket]], None],
         flush_every: float = 2.0,
         sample: Callable[[], list[tuple[str, str, float]]] | None = None,
         prune: Callable[[Callable[[], bool]], object] | None = None,

@@ -202,7 +202,7 @@ class _SecondBuckets(OutcomeWindow):
         second = int(now // 1)
         if second != self._head:
             self._advance(second)
-        i = self._head % self.seconds  # type: ignore[operator]
+        i = self._head % self.seconds  # type: ignore[operator]  # _advance has set _head
         self._calls[i] += 1
         self.calls += 1
         if code:

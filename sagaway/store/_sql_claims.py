@@ -72,7 +72,8 @@ class ClaimStatements(SqlCore):
         return [Claim(run, journals[run.id], prior) for run, prior in claimed]
 
     def _run_update(self, cp: Checkpoint, update: RunUpdate) -> tuple[str, list[Any]]:
-        sets, params = ["updated_at = ?"], [cp.now]
+        sets: list[str] = ["updated_at = ?"]
+        params: list[Any] = [cp.now]
         for column in ("status", "owner", "result", "error"):
             value = getattr(update, column)
             if value is not KEEP:
@@ -108,6 +109,7 @@ class ClaimStatements(SqlCore):
         )
 
     def checkpoint(self, cp: Checkpoint) -> bool:
+        params: list[Any]
         if cp.update is None:
             # Most checkpoints only add journal lines: read the fence, write one page.
             fence, params = self._fence_sql, [cp.run_id]
@@ -180,7 +182,7 @@ class ClaimStatements(SqlCore):
 
     def queue_stats(self, now: float) -> tuple[int, float | None]:
         row = self._read(
-            lambda cur: cur.one(
+            lambda cur: cur.only(
                 "SELECT COUNT(*), MIN(due_at) FROM sagaway_runs WHERE due_at <= ?", (now,)
             )
         )

@@ -18,7 +18,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
 from urllib.parse import quote
 
 from sagaway.errors import ConfigurationError, StoreUnavailable
@@ -43,7 +42,7 @@ READERS_KEPT = 8
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows: opening there relies on busy waits
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # None marks a platform without flock
 
 
 @contextmanager
@@ -189,7 +188,7 @@ class SqliteStore(SqlStore):
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
         row = self._read(
-            lambda cur: cur.one("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
+            lambda cur: cur.only("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
         )
         return int(row[0])
 
@@ -213,7 +212,7 @@ class SqliteStore(SqlStore):
         insert_messages(Cursorish(connection, self._convert), messages)
 
     @contextmanager
-    def _write_transaction(self) -> Iterator[Any]:
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._writer
         assert conn is not None, "SqlStore._write refuses writes to a read-only store"
         conn.execute("BEGIN IMMEDIATE")
@@ -226,7 +225,7 @@ class SqliteStore(SqlStore):
             raise
 
     @contextmanager
-    def _read_connection(self) -> Iterator[Any]:
+    def _read_connection(self) -> Iterator[sqlite3.Connection]:
         with self._readers_lock:
             if self._closed:
                 raise StoreUnavailable(f"the store on {self.path!r} is closed")
@@ -239,9 +238,8 @@ class SqliteStore(SqlStore):
         finally:
             with self._readers_lock:
                 self._reading -= 1
-                keep = conn is not None and not self._closed
-                if keep and len(self._idle_readers) < READERS_KEPT:
-                    self._idle_readers.append(conn)  # type: ignore[arg-type]
+                if conn is not None and not self._closed and len(self._idle_readers) < READERS_KEPT:
+                    self._idle_readers.append(conn)
                     conn = None
                 self._reads_done.notify_all()
             if conn is not None:
