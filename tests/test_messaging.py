@@ -37,7 +37,7 @@ def count_messages(app, topic):
     return stats[0].messages if stats else 0
 
 
-# --- the outbox ------------------------------------------------------------------------------
+# --- the outbox ------------------------------------------------------------
 def test_a_step_publishes_iff_its_completion_is_recorded(make_app):
     app = make_app()
     tries = []
@@ -131,7 +131,7 @@ def test_dedup_id_keeps_one_message_per_topic(make_app):
     assert seen[0].id == first and seen[0].payload == {"n": 1}
 
 
-# --- groups and the inbox ----------------------------------------------------------------------
+# --- groups and the inbox ------------------------------------------------------------
 def test_every_group_gets_every_message_once_those_published_before_it_included(make_app):
     app = make_app()
     for n in range(10):
@@ -226,7 +226,7 @@ def test_a_message_waiting_for_a_retry_holds_back_its_key_but_a_dead_one_does_no
     assert [d.message.payload for d in dead] == [{"n": 0}]
 
 
-# --- dead letters ----------------------------------------------------------------------------------
+# --- dead letters ------------------------------------------------------------
 def test_dead_letters_after_the_retries_are_spent_then_redriven(make_app):
     app = make_app()
     broken = {"on": True}
@@ -256,7 +256,7 @@ def test_dead_letters_after_the_retries_are_spent_then_redriven(make_app):
         app.dead_letters("nobody")
 
 
-# --- publishing in the caller's transaction ----------------------------------------------------------
+# --- publishing in the caller's transaction ------------------------------------------------------
 def test_publish_with_a_sqlite_connection_commits_and_rolls_back_with_the_caller(tmp_path):
     from sagaway import App
 
@@ -324,7 +324,7 @@ def _out_of_order_commits(app, psycopg, server):
     assert sorted(m.payload["n"] for m in seen) == [1, 2]
 
 
-# --- subscribe ---------------------------------------------------------------------------------------
+# --- subscribe ------------------------------------------------------------
 def test_subscribe_starts_one_saga_per_message_keyed_by_the_message_id(make_app):
     app = make_app()
     done = []
