@@ -345,3 +345,41 @@ def test_subscribe_starts_one_saga_per_message_keyed_by_the_message_id(make_app)
         runs = app.runs(saga="fulfil")
     assert sorted(r.key for r in runs) == sorted(ids)
     assert sorted(done) == ["o0", "o1", "o2"]
+
+
+# --- observability ---------------------------------------------------------------------------
+def test_groups_are_measured_and_their_metrics_are_alarm_sources_and_prometheus_metrics(make_app):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from sagaway.observe import EngineMetricRef
+    from sagaway.observe.metrics import StoreCollector
+
+    app = make_app()
+    calls = []
+
+    @app.consumer("mail", group="mailer", retry=Retry(attempts=2, base=0.001, cap=0.001))
+    def send(message):
+        calls.append(message.payload["n"])
+        if message.payload["n"] == 0:
+            raise ConnectionError("relay down")
+
+    for n in range(3):
+        app.publish("mail", {"n": n})
+    app.publish("mail", {"n": 9}, delay=3600)  # waits: the group's depth and lag see it
+    with app:
+        wait_for(lambda: len(app.dead_letters("mailer")) == 1, what="the dead letter")
+        wait_for(lambda: len(calls) == 4, what="every try")
+        app.recorder.flush()
+    rows = {name: 0 for name in ("messages_handled", "messages_retried", "messages_dead")}
+    for name in rows:
+        rows[name] = sum(row[3] for row in app.store.metric_rows(name))
+    assert rows == {"messages_handled": 4, "messages_retried": 1, "messages_dead": 1}
+    assert [r[1] for r in app.store.metric_rows("group_depth")] == ["group=mailer,topic=mail"]
+    EngineMetricRef("messages_dead", {"group": "mailer"})  # a valid alarm source
+    with pytest.raises(ValueError, match="outcome"):
+        EngineMetricRef("messages_handled", {"outcome": "maybe"})
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(app.store))
+    text = generate_latest(registry).decode()
+    assert 'sagaway_group_depth{group="mailer",topic="mail"} 1.0' in text
+    assert 'sagaway_messages_dead_total{group="mailer"} 1.0' in text
