@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sagaway import ConfigurationError, Permanent, Retry, SerializationError, current_step
+from sagaway import App, ConfigurationError, Permanent, Retry, SerializationError, current_step
 from sagaway.messaging import Message
 from tests.conftest import wait_for
 
@@ -383,3 +383,28 @@ def test_groups_are_measured_and_their_metrics_are_alarm_sources_and_prometheus_
     text = generate_latest(registry).decode()
     assert 'sagaway_group_depth{group="mailer",topic="mail"} 1.0' in text
     assert 'sagaway_messages_dead_total{group="mailer"} 1.0' in text
+
+
+def test_the_worked_example_in_docs_messaging_runs_as_written(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    text = (ROOT / "docs" / "messaging.md").read_text()
+    code = re.search(r"## A worked example.*?```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "shop.py").write_text(code)
+    outputs = []
+    for _ in range(2):  # the second run on the same file publishes nothing more
+        out = subprocess.run(
+            [sys.executable, "shop.py"], cwd=tmp_path, capture_output=True, text=True, timeout=90
+        )
+        assert out.returncode == 0, out.stderr
+        outputs.append(out.stdout.strip())
+    assert outputs == ["1 mail, 3 mugs left", "0 mail, 5 mugs left"]
+    app = App(f"sqlite:///{tmp_path / 'shop.db'}")
+    try:
+        assert {g.group: g.handled for g in app.store.groups()} == {"mailer": 1, "stock": 1}
+    finally:
+        app.close()
