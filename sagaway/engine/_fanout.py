@@ -44,6 +44,7 @@ from sagaway.engine._parking import INLINE_WAIT, Parking
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.errors import ConfigurationError, MapFailed, SerializationError
 from sagaway.store.base import EntryStatus, JournalEntry, RunUpdate, Wait
+from sagaway.store.messages import NewMessage
 
 if TYPE_CHECKING:
     from sagaway.engine._execution import RunExecution
@@ -168,6 +169,7 @@ class _Outcome:
     entry: JournalEntry | None = None
     value: Any = None
     error: BaseException | None = None
+    published: tuple[NewMessage, ...] = ()  # committed with the branch's completion
 
 
 @dataclass(eq=False)
@@ -336,7 +338,7 @@ class StepFanout:
         if outcome.entry is None:
             heapq.heappush(self.parked, (branch.until, branch.index, branch))
             return
-        self._record(outcome.entry)
+        self._record(outcome.entry, outcome.published)
         self.results[branch.index] = outcome.value
         if outcome.entry.status == EntryStatus.OK:
             progress.done += 1
@@ -344,9 +346,10 @@ class StepFanout:
             progress.failed += 1
             progress.failures[branch.index] = outcome.value
 
-    def _record(self, entry: JournalEntry) -> None:
+    def _record(self, entry: JournalEntry, published: tuple[NewMessage, ...] = ()) -> None:
         self.execution.journal.add(entry)
         with self.lock:
+            self.execution.writer.publish(published)
             self.execution.writer.record(entry)
         self.unwritten = True
 
@@ -519,7 +522,7 @@ class StepFanout:
             started_at=started, finished_at=time.time(),
             digest=serde.arguments_digest(call.args, call.kwargs),
         )  # fmt: skip
-        return _Outcome(branch, entry, outcome.value)
+        return _Outcome(branch, entry, outcome.value, published=outcome.published)
 
     def _failed(
         self,

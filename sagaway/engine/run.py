@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sagaway.engine import _serde as serde
 from sagaway.engine._branches import MARKERS, is_branch, split_position
@@ -132,7 +132,8 @@ class Run:
     @property
     def input(self) -> dict[str, Any]:
         """The saga's arguments: {"args": [...], "kwargs": {...}}."""
-        return serde.loads(self._record.input)
+        # JSON the engine wrote at start: always {"args": [...], "kwargs": {...}}.
+        return cast(dict[str, Any], serde.loads(self._record.input))
 
     @property
     def error(self) -> BaseException | None:
