@@ -407,3 +407,23 @@ def test_each_branch_has_its_own_stable_idempotency_key(app):
         run = app.start(batch)
         run.result(timeout=20)
     assert keys == {10: f"{run.id}/1.0", 11: f"{run.id}/1.1"}
+
+
+def test_a_branch_publishes_with_its_completion_only(app):
+    from sagaway import current_step
+
+    @app.step(retry=Retry(attempts=1))
+    def notify(i):
+        current_step().publish("tenants.synced", {"tenant": i})
+        if i == 1:
+            raise Permanent("tenant 1 failed after publishing")  # its message is dropped
+        return i
+
+    @app.saga()
+    def batch(ctx):
+        return [repr(r) for r in ctx.map(notify, [0, 1, 2], tolerated_failures=1)]
+
+    with app:
+        app.start(batch).result(timeout=20)
+    (topic,) = [t for t in app.store.topics() if t.topic == "tenants.synced"]
+    assert topic.messages == 2
