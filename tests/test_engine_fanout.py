@@ -13,6 +13,7 @@ from sagaway import (
     Permanent,
     Retry,
     SagaCompensated,
+    SagaFailed,
 )
 from sagaway.resilience import CircuitBreaker
 from tests.conftest import wait_for, wait_status
@@ -427,3 +428,34 @@ def test_a_branch_publishes_with_its_completion_only(app):
         app.start(batch).result(timeout=20)
     (topic,) = [t for t in app.store.topics() if t.topic == "tenants.synced"]
     assert topic.messages == 2
+
+
+def test_redrive_after_the_pivot_reruns_the_failed_branches_only(app):
+    broken = {"item 1": True}
+    calls = []
+
+    @app.step(pivot=True)
+    def capture(batch):
+        return "captured"
+
+    @app.step(retry=Retry(attempts=1))
+    def ship(i):
+        calls.append(i)
+        if i == 1 and broken["item 1"]:
+            raise ConnectionError("carrier down")
+        return f"shipped {i}"
+
+    @app.saga()
+    def fulfil(ctx):
+        capture("b")
+        return ctx.map(ship, [0, 1, 2], concurrency=1)
+
+    with app:
+        run = app.start(fulfil)
+        with pytest.raises(SagaFailed) as caught:
+            run.result(timeout=20)
+        assert isinstance(caught.value.error, MapFailed)
+        broken["item 1"] = False
+        app.redrive(run.id)
+        assert run.result(timeout=20) == ["shipped 0", "shipped 1", "shipped 2"]
+    assert calls == [0, 1, 1, 2]  # item 0 finished before: not again; 2 never started
