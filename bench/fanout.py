@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -36,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _child  # noqa: E402 - next to this file
 
 WORKER_APP = """
 import os
@@ -77,7 +78,8 @@ def _sqlite_app(sync: str) -> object:
 
 
 # --- children: each prints one JSON line ----------------------------------------------------
-def child_map(items: int, sync: str) -> dict:
+def _map_app(sync: str) -> tuple[object, object]:
+    """An App whose saga `batch(n)` maps a no-op step over n items, 32 at once."""
     app = _sqlite_app(sync)
 
     @app.step
@@ -88,6 +90,11 @@ def child_map(items: int, sync: str) -> dict:
     def batch(ctx: object, n: int) -> int:
         return len(ctx.map(noop, list(range(n)), concurrency=32))  # type: ignore[attr-defined]
 
+    return app, batch
+
+
+def child_map(items: int, sync: str) -> dict:
+    app, batch = _map_app(sync)
     store = app.store  # type: ignore[attr-defined]
     with app:  # type: ignore[attr-defined]
         calls = _counting(store)
@@ -168,16 +175,7 @@ def child_children(workers: int, items: int) -> dict:
 
 
 def child_memory(items: int) -> dict:
-    app = _sqlite_app("NORMAL")
-
-    @app.step
-    def noop(x: int) -> int:
-        return x
-
-    @app.saga()
-    def batch(ctx: object, n: int) -> int:
-        return len(ctx.map(noop, list(range(n)), concurrency=32))  # type: ignore[attr-defined]
-
+    app, batch = _map_app("NORMAL")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with app:  # type: ignore[attr-defined]
         start = time.perf_counter()
@@ -190,17 +188,7 @@ def child_memory(items: int) -> dict:
 
 # --- orchestration ---------------------------------------------------------------------------
 def run_child(*args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"benchmark child {args} failed:\n{out.stdout}\n{out.stderr}")
-    return json.loads(lines[-1])
+    return _child.run_child(__file__, *args)
 
 
 def main() -> None:

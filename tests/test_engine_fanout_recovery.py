@@ -29,55 +29,52 @@ def recorded_branches(run):
     return {b.index for b in lines[0].branches} if lines else set()
 
 
-def test_sigkill_mid_map_of_steps_does_not_rerun_finished_branches(store_url, log):
+def kill_mid_map(store_url, log, saga, finished, what):
+    """Start `saga` over six items, three at once, item 4 hanging; once `finished(client,
+    run)`, SIGKILL the worker and start another. Returns (run id, result, children)."""
     client = build(store_url, str(log))
     marker = hang(log, 4)
     worker = WorkerProcess(store_url, log, target=TARGET)
     try:
-        run = client.start("batch", 6, 3)
-        wait_for(
-            lambda: recorded_branches(run) == {0, 1, 2, 3, 5},
-            timeout=30,
-            what="every branch but the hanging one recorded",
-        )
+        run = client.start(saga, 6, 3)
+        wait_for(lambda: finished(client, run), timeout=30, what=what)
         worker.kill()
         marker.unlink()
         worker = WorkerProcess(store_url, log, target=TARGET)
-        assert run.result(timeout=30) == [0, 10, 20, 30, 40, 50]
+        return run.id, run.result(timeout=30), client.children(run.id)
     finally:
         worker.stop()
         client.close()
+
+
+def ran_once_but_the_interrupted_item(log):
     counts = body_counts(log)
-    assert {item: counts[("sync", str(item))] for item in range(6)} == {
+    return {item: counts[("sync", str(item))] for item in range(6)} == {
         0: 1, 1: 1, 2: 1, 3: 1, 4: 2, 5: 1,
     }  # fmt: skip
+
+
+def test_sigkill_mid_map_of_steps_does_not_rerun_finished_branches(store_url, log):
+    run_id, result, _ = kill_mid_map(
+        store_url, log, "batch", lambda client, run: recorded_branches(run) == {0, 1, 2, 3, 5},
+        "every branch but the hanging one recorded",
+    )  # fmt: skip
+    assert result == [0, 10, 20, 30, 40, 50]
+    assert ran_once_but_the_interrupted_item(log)
     keys = [line.split()[3] for line in log.read_text().splitlines() if line.startswith("sync 4 ")]
-    assert keys == [f"{run.id}/0.4"] * 2  # the interrupted branch: again, under its own key
+    assert keys == [f"{run_id}/0.4"] * 2  # the interrupted branch: again, under its own key
 
 
 def test_sigkill_mid_map_of_child_sagas_does_not_rerun_finished_children(store_url, log):
-    client = build(store_url, str(log))
-    marker = hang(log, 4)
-    worker = WorkerProcess(store_url, log, target=TARGET)
-    try:
-        run = client.start("fleet", 6, 3)
-        wait_for(
-            lambda: sorted(c.status for c in client.children(run.id)).count("succeeded") == 5,
-            timeout=30,
-            what="every child but the hanging one to succeed",
-        )
-        worker.kill()
-        marker.unlink()
-        worker = WorkerProcess(store_url, log, target=TARGET)
-        assert run.result(timeout=30) == [0, 10, 20, 30, 40, 50]
-    finally:
-        worker.stop()
-        client.close()
-    counts = body_counts(log)
-    assert {item: counts[("sync", str(item))] for item in range(6)} == {
-        0: 1, 1: 1, 2: 1, 3: 1, 4: 2, 5: 1,
-    }  # fmt: skip
-    assert len(client.children(run.id)) == 6
+    def five_succeeded(client, run):
+        return [c.status for c in client.children(run.id)].count("succeeded") == 5
+
+    _, result, children = kill_mid_map(
+        store_url, log, "fleet", five_succeeded, "every child but the hanging one to succeed"
+    )
+    assert result == [0, 10, 20, 30, 40, 50]
+    assert ran_once_but_the_interrupted_item(log)
+    assert [c.status for c in children] == ["succeeded"] * 6
 
 
 @pytest.mark.postgres

@@ -145,3 +145,16 @@ def test_prune_keeps_the_children_of_a_parent_that_has_not_settled(store):
     assert store.prune_runs(time.time(), ["succeeded"]) == 0  # p still runs
     end(store, "p", RunStatus.SUCCEEDED, now=1.0)
     assert store.prune_runs(time.time(), ["succeeded"]) == 2
+
+
+def test_a_resting_parent_flagged_by_a_signal_is_still_woken_by_a_child(store):
+    record = parent(store)
+    rest = RunUpdate(
+        status=RunStatus.WAITING, due_at=9e12, owner=None, wait=Wait("children:0", 0, None)
+    )
+    store.checkpoint(Checkpoint("p", record.epoch, time.time(), None, update=rest))
+    store.send_signal("p", "approved", "{}", time.time())  # for a later wait: flags the run
+    assert store.get_run("p").due_at == 9e12
+    store.wake_parent("p", 123.0)
+    store.wake_parent("p", 456.0)  # due already: left as it is
+    assert store.get_run("p").due_at == 123.0

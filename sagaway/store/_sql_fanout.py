@@ -102,13 +102,18 @@ class FanoutStatements(SqlCore):
         return [ChildRun(run_record(row[:-2]), int(row[-2]), int(row[-1])) for row in rows]
 
     def wake_parent(self, parent_id: str, now: float) -> None:
+        resting = "owner IS NULL AND wait_name LIKE ? AND status IN ('waiting', 'compensating')"
+        pattern = f"{CHILD_WAIT}%"
+
         def work(cur: Cursorish) -> None:
+            # Children end by the thousand: only the first since the parent's claim writes
+            # (and locks its row); the others find it flagged, or resting but due already.
             row = cur.one(
-                "UPDATE sagaway_runs SET wake_pending = 1, due_at = CASE "
-                "WHEN owner IS NULL AND wait_name LIKE ? "
-                "AND status IN ('waiting', 'compensating') THEN ? ELSE due_at END "
-                "WHERE id = ? RETURNING due_at",
-                (f"{CHILD_WAIT}%", now, parent_id),
+                "UPDATE sagaway_runs SET wake_pending = 1, "
+                f"due_at = CASE WHEN {resting} THEN ? ELSE due_at END "
+                f"WHERE id = ? AND (wake_pending = 0 OR ({resting} AND due_at > ?)) "
+                "RETURNING due_at",
+                (pattern, now, parent_id, pattern, now),
             )
             if row is not None and row[0] == now:
                 cur.wake()
