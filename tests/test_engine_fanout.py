@@ -12,6 +12,7 @@ from sagaway import (
     NonDeterminismError,
     Permanent,
     Retry,
+    SagaCancelled,
     SagaCompensated,
     SagaFailed,
 )
@@ -307,6 +308,7 @@ def test_other_items_on_replay_are_non_determinism(app):
         (lambda ctx, s: ctx.map(s, [1], tolerated_failures=1.5), "from 0 to below 1"),
         (lambda ctx, s: ctx.map(s, [1], tolerated_failures=-1), "0 or more failed"),
         (lambda ctx, s: ctx.gather(s, s), "pass step calls made with step.bind"),
+        (lambda ctx, s: ctx.child(s, 1), "pass a saga of this app (@app.saga)"),
     ],
 )
 def test_bad_arguments_are_refused_at_the_call_with_the_journal_untouched(app, call, message):
@@ -459,3 +461,75 @@ def test_redrive_after_the_pivot_reruns_the_failed_branches_only(app):
         app.redrive(run.id)
         assert run.result(timeout=20) == ["shipped 0", "shipped 1", "shipped 2"]
     assert calls == [0, 1, 1, 2]  # item 0 finished before: not again; 2 never started
+
+
+def test_a_pivot_step_cannot_be_mapped(app):
+    @app.step(pivot=True)
+    def capture(i):
+        return i
+
+    @app.saga()
+    def batch(ctx):
+        try:
+            ctx.map(capture, [1, 2])
+        except ConfigurationError as exc:
+            return str(exc)
+        return "mapped"
+
+    with app:
+        assert "is a pivot" in app.start(batch).result(timeout=20)
+
+
+def test_an_empty_map_returns_an_empty_list_and_keeps_its_place(app):
+    @app.step
+    def work(i):
+        return i
+
+    @app.saga()
+    def batch(ctx):
+        empty = ctx.map(work, [])
+        return [empty, work(7)]
+
+    with app:
+        run = app.start(batch)
+        assert run.result(timeout=20) == [[], 7]
+    assert [(s.position, s.kind) for s in run.steps] == [(0, "map"), (1, "step")]
+
+
+def test_cancel_stops_a_map_at_its_next_write_and_compensates_what_ran(app):
+    gate, started = threading.Event(), threading.Event()
+    undone = []
+    runs = []
+
+    def recorded(i):
+        lines = [s for s in runs[0].steps if s.kind == "map"]
+        return lines and any(b.index == i for b in lines[0].branches)
+
+    @app.step
+    def push(i):
+        if i == 0:
+            started.set()
+            assert gate.wait(10)
+        else:  # each branch ends once the one before is written: the map sees the cancel
+            wait_for(lambda: recorded(i - 1), what=f"branch {i - 1} written")
+        return i
+
+    @push.compensation
+    def unpush(i, result=None):
+        undone.append((i, result))
+
+    @app.saga()
+    def batch(ctx):
+        return ctx.map(push, list(range(6)), concurrency=1)
+
+    with app:
+        run = app.start(batch)
+        runs.append(run)
+        assert started.wait(10)
+        app.cancel(run.id)
+        gate.set()
+        with pytest.raises(SagaCancelled):
+            run.result(timeout=20)
+    ran = sorted(b.index for b in run.steps[0].branches)
+    assert len(ran) < 6  # the map stopped
+    assert sorted(undone) == [(i, i) for i in ran]  # every branch that ran, undone
