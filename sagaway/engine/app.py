@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from sagaway._ids import time_ordered_id
 from sagaway.engine import _serde as serde
+from sagaway.engine._check import Divergence, check_runs
 from sagaway.engine._completions import Completions
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
@@ -39,7 +40,16 @@ from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.store import open_store, resolve_url
-from sagaway.store.base import SETTLED, STATUSES, Claim, ErrorRecord, NewRun, RunStatus, Store
+from sagaway.store.base import (
+    SETTLED,
+    STATUSES,
+    Claim,
+    ErrorRecord,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    Store,
+)
 
 __all__ = ["App"]
 
@@ -452,6 +462,14 @@ class App:
         """Hand dead letters of `group` (all, or those with these message ids) to it again,
         with fresh attempts; return how many moved."""
         return self._messaging.redrive(group, None if ids is None else list(ids))
+
+    def check_runs(
+        self, store: Store | None = None
+    ) -> Iterator[tuple[RunRecord, Divergence | None]]:
+        """The deploy gate: each unfinished run of `store` (default: the App's), with how it
+        would diverge if replayed on the sagas declared now (None: it would not). Runs no
+        step body and writes nothing."""
+        return check_runs(store or self.store, self.sagas, self.steps)
 
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:

@@ -104,6 +104,16 @@ class RunStatements(SqlCore):
         )
         return [run_record(row) for row in rows]
 
+    def runs_after(self, status: str, after: str | None, limit: int) -> list[RunRecord]:
+        rows = self._read(
+            lambda cur: cur.all(
+                f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE status = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (status, after or "", limit),
+            )
+        )
+        return [run_record(row) for row in rows]
+
     def count_runs(self, saga: str | None = None) -> dict[str, int]:
         clause, params = ("WHERE saga = ?", (saga,)) if saga is not None else ("", ())
         rows = self._read(
