@@ -60,7 +60,8 @@ def main() -> None:
     diverging = sum(d is not None for _, d in results)
     app.close()
     print(
-        f"{len(results):,} unfinished runs waiting after two steps ({read:,} journal entries), SQLite"
+        f"{len(results):,} unfinished runs waiting after two steps "
+        f"({read:,} journal entries), SQLite"
     )
     print("| what | seconds | runs/s |")
     print("|---|---:|---:|")
