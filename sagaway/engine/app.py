@@ -3,7 +3,6 @@ in-process workers are launched."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,6 +15,7 @@ from sagaway.engine._check import Divergence, check_runs
 from sagaway.engine._completions import Completions
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
+from sagaway.engine._schedules import Schedule, ScheduleRunner
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.engine.metrics import (
     EngineMetrics,
@@ -117,6 +117,10 @@ class App:
         self.sagas: dict[str, SagaDefinition] = {}
         self.steps: dict[str, StepDefinition] = {}
         self.worker: Worker | None = None
+        self.schedules: dict[str, Schedule] = {}
+        self._schedule_runner = ScheduleRunner(
+            lambda: list(self.schedules.values()), lambda: self.store, self.start
+        )
         self._invoker = StepInvoker(self.metrics)
         self._completions = Completions()
         self._messaging = Messaging(
@@ -229,6 +233,24 @@ class App:
 
         return declare(fn) if fn is not None else declare
 
+    def schedule(
+        self, cron: str, *, tz: str = "UTC", catch_up: str = "latest"
+    ) -> Callable[[SagaDefinition], SagaDefinition]:
+        """Start one run of the saga below at every tick of `cron` (five fields: minute hour
+        day month weekday) in time zone `tz`, however many workers run; a `tick` parameter
+        of the saga gets the tick's time. `catch_up` ("latest", "all" or "none") says which
+        ticks missed while no worker ran are started. Put it above `@app.saga()`."""
+
+        def declare(saga: SagaDefinition) -> SagaDefinition:
+            if not isinstance(saga, SagaDefinition):
+                raise ConfigurationError(
+                    f"@app.schedule({cron!r}) decorates a saga: put it above @app.saga()"
+                )
+            self.schedules[saga.name] = Schedule.declare(saga, cron, tz, catch_up)
+            return saga
+
+        return declare
+
     # --- the store ---------------------------------------------------------------------------
     @property
     def store(self) -> Store:
@@ -296,7 +318,7 @@ class App:
             # Runs created before inputs were bound to the signature hashed the raw input.
             if record.input_hash not in (digest, serde.input_hash(text)):
                 raise IdempotencyConflict(
-                    name, key or "", record.id, _difference(definition, record.input, identity)
+                    name, key or "", record.id, definition.difference(record.input, identity)
                 )
             return Run(self, record)
         self.metrics.started(name)
@@ -493,12 +515,15 @@ class App:
             worker.start()
             self.worker = worker
             self._messaging.start()
+            if self.schedules:
+                self._schedule_runner.launch()
         return self.worker
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the in-process worker: executing runs are handed back at their next step
         boundary (and resume elsewhere or at the next launch)."""
         worker, self.worker = self.worker, None
+        self._schedule_runner.stop()
         self._messaging.stop(timeout)
         if worker is not None:
             worker.stop(timeout)
@@ -559,25 +584,3 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-
-def _difference(saga: SagaDefinition, stored: str, given: dict[str, Any]) -> str:
-    """Which arguments of a conflicting start differ from the stored run's input."""
-    try:
-        data = serde.loads(stored)
-        before = saga.identity(data["args"], data["kwargs"])
-    except Exception:  # the saga's signature changed since: say nothing rather than guess
-        return ""
-
-    def show(value: Any) -> str:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
-        return text if len(text) <= 60 else text[:57] + "..."
-
-    parts = []
-    for name in dict.fromkeys([*before, *given]):
-        old, new = before.get(name, "(default)"), given.get(name, "(default)")
-        if old != new:
-            old_text = old if name not in before else show(old)
-            new_text = new if name not in given else show(new)
-            parts.append(f"{name}: {old_text} stored, {new_text} given")
-    return "; ".join(parts)

@@ -465,6 +465,11 @@ class Store(SharedStateStore, MetricStore, MessageStore):
         pages over any number of runs)."""
 
     @abstractmethod
+    def last_key(self, saga: str, prefix: str) -> str | None:
+        """The greatest key starting with `prefix` among the runs of `saga` (schedules name
+        their runs' keys by tick), or None."""
+
+    @abstractmethod
     def journals(self, run_ids: Sequence[str]) -> dict[str, list[JournalEntry]]:
         """The journals of several runs at once, each ordered by (phase, position)."""
 
