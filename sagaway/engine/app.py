@@ -514,6 +514,7 @@ class App:
             )
             worker.start()
             self.worker = worker
+            self._messaging.lease = self.lease  # `sagaway worker --lease` may have changed it
             self._messaging.start()
             if self.schedules:
                 self._schedule_runner.launch()
