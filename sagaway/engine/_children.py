@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sagaway._ids import time_ordered_id
 from sagaway.engine import _serde as serde
 from sagaway.engine._branches import branch_position, position_label
 from sagaway.engine._control import Abandon, Suspend
@@ -206,15 +207,13 @@ class ChildFanout:
             )
 
     def _new_run(self, index: int, now: float) -> NewRun:
-        from sagaway.engine.app import new_run_id
-
         args, kwargs = self.inputs(index)
         what = f"the input of saga {self.saga.name!r}"
         identity = self.saga.identity(args, kwargs)
         text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         key = self.key or f"{self.run.id}/{position_label(branch_position(self.position, index))}"
-        return NewRun(new_run_id(), self.saga.name, key, text, digest, now)
+        return NewRun(time_ordered_id(), self.saga.name, key, text, digest, now)
 
     def _redrive_failed(self) -> None:
         """The parent was redriven past this map: children that ended `failed` are redriven
