@@ -533,3 +533,36 @@ def test_cancel_stops_a_map_at_its_next_write_and_compensates_what_ran(app):
     ran = sorted(b.index for b in run.steps[0].branches)
     assert len(ran) < 6  # the map stopped
     assert sorted(undone) == [(i, i) for i in ran]  # every branch that ran, undone
+
+
+def test_the_deploy_gate_replays_a_finished_map_and_checks_what_follows(app):
+    version = {"after": "ship"}
+
+    @app.step
+    def sync(i):
+        return i
+
+    @app.step
+    def ship(x):
+        return x
+
+    @app.step
+    def post(x):
+        return x
+
+    @app.saga()
+    def nightly(ctx):
+        ctx.map(sync, [1, 2, 3], concurrency=2)
+        (ship if version["after"] == "ship" else post)("x")
+        ctx.wait("go")
+        return "done"
+
+    with app:
+        run = app.start(nightly)
+        wait_status(run, "waiting")
+    assert [d for _, d in app.check_runs()] == [None]
+    version["after"] = "post"  # code that changed after the map: the gate sees it
+    (divergence,) = [d for _, d in app.check_runs() if d is not None]
+    assert (divergence.position, divergence.recorded, divergence.found) == (
+        1, "step ship", "step post",
+    )  # fmt: skip

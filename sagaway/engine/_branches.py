@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sagaway.errors import ConfigurationError
-from sagaway.store.base import JournalEntry
+from sagaway.store.base import ErrorRecord, JournalEntry
 
 if TYPE_CHECKING:
     from sagaway.engine._replay import JournalCursor
@@ -30,10 +30,13 @@ __all__ = [
     "check_concurrency",
     "check_items",
     "check_tolerance",
+    "dry",
     "is_branch",
     "newest_first",
+    "note_failure",
     "position_label",
     "split_position",
+    "take_position",
 ]
 
 _STRIDE = 1 << 31  # items per map at most; top-level positions stay below it
@@ -91,6 +94,35 @@ def newest_first(journal: JournalCursor) -> Iterator[JournalEntry]:
     for branches in journal.branches.values():
         recorded.extend(e for e in branches.values() if e.kind in BRANCH_KINDS)
     yield from sorted(recorded, key=order, reverse=True)
+
+
+def take_position(
+    journal: JournalCursor, kind: str, name: str, digest: str | None, what: str
+) -> tuple[int, JournalEntry | None]:
+    """The fan-out's journal position and its own entry there (None when new); other items
+    than the recorded ones are non-determinism."""
+    position, marker = journal.next(kind, name)
+    if marker is not None and marker.digest is not None and marker.digest != digest:
+        journal.diverge(
+            f"replay reached {what} at journal position {position} with other items than the "
+            "recorded ones",
+            (position, f"{kind} {name}", f"{kind} {name} (other items)"),
+        )
+    return position, marker
+
+
+def dry(execution: Any) -> bool:
+    """Whether the saga is replayed by the deploy gate (`_check`), which answers from the
+    journal alone: a fan-out that has not ended stops that replay (what follows is new)."""
+    return not hasattr(execution, "writer")
+
+
+def note_failure(execution: Any, error: BaseException, record: ErrorRecord) -> None:
+    """Say how the error a fan-out raises into the saga is recorded (where, which step), so
+    that the run's error names the fan-out's position (a redrive resumes there)."""
+    failures = getattr(execution, "_failures", None)
+    if failures is not None:
+        failures[id(error)] = record
 
 
 # --- checks made at the call, before anything is recorded ----------------------------------

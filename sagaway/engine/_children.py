@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from sagaway._ids import time_ordered_id
 from sagaway.engine import _serde as serde
-from sagaway.engine._branches import branch_position, position_label
+from sagaway.engine._branches import (
+    branch_position,
+    dry,
+    note_failure,
+    position_label,
+    take_position,
+)
 from sagaway.engine._control import Abandon, Suspend
 from sagaway.engine.definitions import SagaDefinition
 from sagaway.engine.run import _OUTCOMES
@@ -152,21 +158,20 @@ class ChildFanout:
         self.execution, self.saga, self.count, self.inputs = execution, saga, count, inputs
         self.key, self.concurrency, self.tolerated, self.what = key, concurrency, tolerated, what
         self.single = single  # ctx.child: raises the child's outcome, not MapFailed
-        self.store = execution.runtime.store
         self.run = execution.run
         self.position = -1
 
     def execute(self, digest: str | None) -> list[Any]:
         journal = self.execution.journal
-        self.position, marker = journal.next("children", self.saga.name)
-        if marker is not None and marker.digest is not None and marker.digest != digest:
-            journal.diverge(
-                f"replay reached {self.what} at journal position {self.position} with other "
-                "items than the recorded ones"
-            )
+        self.position, marker = take_position(
+            journal, "children", self.saga.name, digest, self.what
+        )
         if marker is not None and marker.status != EntryStatus.RUNNING:
             recorded = journal.branches.get(self.position, {})
             return self._end([recorded.get(i) for i in range(self.count)], final=False)
+        if dry(self.execution):
+            raise Suspend(None, None)
+        self.store = self.execution.runtime.store
         counts = self._counts()
         if marker is None:
             if counts.created:  # redriven: the failed map's entry was deleted
@@ -260,7 +265,7 @@ class ChildFanout:
             record = serde.error_record(
                 error, phase="forward", position=self.position, step=self.saga.name
             )
-            self.execution._failures[id(error)] = record
+            note_failure(self.execution, error, record)
         if final:
             status = EntryStatus.FAILED if error is not None else EntryStatus.OK
             self._mark(status, None, error)

@@ -36,6 +36,9 @@ from sagaway.engine._branches import (
     check_concurrency,
     check_items,
     check_tolerance,
+    dry,
+    note_failure,
+    take_position,
 )
 from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Abandon, CancelRequested, Suspend
@@ -210,7 +213,6 @@ class StepFanout:
         self.progress = _Progress(count, threads, tolerated)
         self.results: list[Any] = [_MISSING] * count
         self.lock = threading.Lock()  # the run's writer
-        self.shared = _SharedWriter(execution.writer, self.lock)
         self.state = threading.Lock()  # what the threads share below
         self.todo: deque[int] = deque()
         self.ready: deque[_Branch] = deque()  # parked branches due again
@@ -231,15 +233,13 @@ class StepFanout:
         """Run (or replay) the fan-out; return the results in input order, or raise
         MapFailed past the tolerance."""
         journal = self.execution.journal
-        self.position, marker = journal.next(self.kind, self.name)
-        if marker is not None and marker.digest is not None and marker.digest != digest:
-            journal.diverge(
-                f"replay reached {self.what} at journal position {self.position} with other "
-                "items than the recorded ones"
-            )
+        self.position, marker = take_position(journal, self.kind, self.name, digest, self.what)
         self._replay(marker)
         if marker is not None and marker.status != EntryStatus.RUNNING:
             return self._end(marker)
+        if dry(self.execution):
+            raise Suspend(None, None)
+        self.shared = _SharedWriter(self.execution.writer, self.lock)
         if marker is None:
             self.started_at = time.time()
             self._mark(EntryStatus.RUNNING, digest=digest)
@@ -417,7 +417,7 @@ class StepFanout:
             record = serde.error_record(
                 error, phase="forward", position=self.position, step=self.name
             )
-            self.execution._failures[id(error)] = record
+            note_failure(self.execution, error, record)
         if marker is None:
             status = EntryStatus.FAILED if failed else EntryStatus.OK
             self.progress.running = self.progress.parked = 0

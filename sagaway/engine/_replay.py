@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
-from sagaway.engine._branches import is_branch, split_position
+from sagaway.engine._branches import is_branch, position_label, split_position
 from sagaway.errors import NonDeterminismError
 from sagaway.store.base import FORWARD, JournalEntry
 
@@ -77,8 +77,8 @@ class JournalCursor:
         without a digest, and calls whose arguments are not JSON data, are not checked)."""
         if entry.digest is not None and digest != entry.digest:
             self.diverge(
-                f"replay called step {entry.name!r} at journal position {entry.position} "
-                "with other arguments than the recorded call",
+                f"replay called step {entry.name!r} at journal position "
+                f"{position_label(entry.position)} with other arguments than the recorded call",
                 (entry.position, f"step {entry.name}", f"step {entry.name} (other arguments)"),
             )
 
