@@ -148,18 +148,20 @@ class MapFailed(SagawayError):
         )
         self.what, self.total, self.tolerated = what, total, tolerated
         # Plain data, kept in a run's record: (index, "Type", "message") of each failure.
-        self.failed = [[i, type(e).__name__, str(e)] for i, e in failures]
-        self._errors = failures
+        self.failed: list[tuple[int, str, str]] = [
+            (i, type(e).__name__, str(e)) for i, e in failures
+        ]
+        self._errors: list[tuple[int, BaseException]] | None = failures
 
     @property
     def failures(self) -> list[tuple[int, BaseException]]:
         """(index, error) of each failed branch, in input order."""
-        errors = self.__dict__.get("_errors")
+        errors: list[tuple[int, BaseException]] | None = self.__dict__.get("_errors")
         if errors is not None:
             return errors
-        return [(i, RemoteError(kind, message)) for i, kind, message in self.failed]
+        return [(int(i), RemoteError(str(kind), str(text))) for i, kind, text in self.failed]
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.what, self.total, self.tolerated, self.failures))
 
 

@@ -190,19 +190,17 @@ class ChildFanout:
         raise AssertionError("unreachable")
 
     def _counts(self) -> ChildCounts:
-        try:
-            return self.store.child_counts(self.run.id, self.position)
-        except Exception as exc:  # not the saga's failure: hand the run back
-            raise self.execution.writer.store_failed(exc) from exc
+        counts: ChildCounts = self._ask(self.store.child_counts, self.run.id, self.position)
+        return counts
+
+    def _ask(self, call: Callable[..., Any], *args: Any) -> Any:
+        return ask(self.execution, call, *args)
 
     def _start(self, first: int, end: int) -> None:
         now = time.time()
         for low in range(first, end, _BATCH):
             batch = [NewChild(self._new_run(i, now), i) for i in range(low, min(end, low + _BATCH))]
-            try:
-                self.store.create_children(self.run.id, self.position, batch)
-            except Exception as exc:
-                raise self.execution.writer.store_failed(exc) from exc
+            self._ask(self.store.create_children, self.run.id, self.position, batch)
         self.execution.runtime.wake()
         if self.key is not None and self._counts().created == 0:
             raise ConfigurationError(
@@ -224,8 +222,9 @@ class ChildFanout:
         """The parent was redriven past this map: children that ended `failed` are redriven
         too (those compensated or cancelled stay failed branches)."""
         now = time.time()
-        for child in self.store.children(self.run.id, self.position, status=RunStatus.FAILED):
-            redrive_run(self.store, child.run, now)
+        failed = self._ask(self.store.children, self.run.id, self.position, RunStatus.FAILED)
+        for child in failed:
+            self._ask(redrive_run, self.store, child.run, now)
 
     def _rest(self) -> None:
         """Rest until a child ends (or the timer: a lost wake-up costs that much)."""
@@ -234,7 +233,7 @@ class ChildFanout:
 
     def _finish(self) -> list[Any]:
         entries: list[JournalEntry | None] = [None] * self.count
-        for child in self.store.children(self.run.id, self.position):
+        for child in self._ask(self.store.children, self.run.id, self.position):
             if child.index < self.count:
                 entry, _ = child_entry(child)
                 entries[child.index] = entry
@@ -298,6 +297,14 @@ class ChildFanout:
         self.execution.writer.record(entry)
 
 
+def ask(execution: RunExecution, call: Callable[..., Any], *args: Any) -> Any:
+    """A call of the store: its failure is not the saga's, the run is handed back."""
+    try:
+        return call(*args)
+    except Exception as exc:
+        raise execution.writer.store_failed(exc) from exc
+
+
 def redrive_run(store: Any, run: Any, now: float) -> None:
     """Redrive a failed run as `App.redrive` does: the compensation that gave up, or the
     forward step that failed."""
@@ -323,9 +330,9 @@ class ChildUnwinding:
         if not any(e.kind == "children" for e in journal.forward.values()):
             return  # this run never started a child
         store, run = execution.runtime.store, execution.run
-        children = store.children(run.id)
+        children = ask(execution, store.children, run.id)
         if any(not child.run.status.is_terminal for child in children):
-            store.cancel_children(run.id, time.time())
+            ask(execution, store.cancel_children, run.id, time.time())
             self._rest()
         for child in children:
             if child.index not in journal.branches.get(child.position, {}):
@@ -342,7 +349,7 @@ class ChildUnwinding:
             raise Abandon(True)
         store = execution.runtime.store
         child_id = json.loads(entry.args or "{}").get("run", "")
-        child = store.get_run(child_id)
+        child = ask(execution, store.get_run, child_id)
         if child is None:
             return None, RuntimeError(
                 f"child run {child_id} no longer exists (was it pruned?): undo what it did by "
@@ -358,7 +365,7 @@ class ChildUnwinding:
                 f"run {execution.run.id}, its parent, is unwinding: the child is compensated"
             )
             text = serde.error_record(reason, phase="forward").to_json()
-            store.compensate_run(child.id, time.time(), text)
+            ask(execution, store.compensate_run, child.id, time.time(), text)
             self._rest()
         if child.status in (RunStatus.COMPENSATED, RunStatus.CANCELLED):
             return done, None
@@ -366,7 +373,7 @@ class ChildUnwinding:
             earlier = execution.journal.undone.get(entry.position)
             if earlier is not None and earlier.finished_at > child.updated_at:
                 # This run gave up on the child before and was redriven since: so is the child.
-                redrive_run(store, child, time.time())
+                ask(execution, redrive_run, store, child, time.time())
                 self._rest()
             return None, child_outcome(child.id, child.status, child.error)
         self._rest()  # under way: compensating

@@ -41,6 +41,7 @@ from sagaway.engine._branches import (
     take_position,
 )
 from sagaway.engine._checkpoint import RunWriter
+from sagaway.engine._children import map_children
 from sagaway.engine._control import Abandon, CancelRequested, Suspend
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._parking import INLINE_WAIT, Parking
@@ -74,8 +75,6 @@ def map_items(
     limit = check_concurrency(concurrency, what)
     tolerance = check_tolerance(tolerated, len(values), what)
     if isinstance(fn, SagaDefinition):
-        from sagaway.engine._children import map_children
-
         return map_children(execution, fn, values, limit, tolerance, what)
     _refuse_pivot(fn, what)
     if fn.undo is not None:  # its compensation needs the items: refused at the call

@@ -43,7 +43,7 @@ class FanoutStatements(SqlCore):
 
     # --- fan-out ---------------------------------------------------------------------------
     def create_children(self, parent_id: str, position: int, children: Sequence[NewChild]) -> None:
-        rows = [_child_row(new, parent_id, position, index) for new, index in children]
+        rows = [_child_row(c.run, parent_id, position, c.index) for c in children]
         if not rows:
             return
 
@@ -81,7 +81,8 @@ class FanoutStatements(SqlCore):
         status: str | None = None,
         limit: int | None = None,
     ) -> list[ChildRun]:
-        where, params = ["parent_id = ?"], [parent_id]
+        where = ["parent_id = ?"]
+        params: list[Any] = [parent_id]
         if position is not None:
             where.append("parent_position = ?")
             params.append(position)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
@@ -21,14 +22,16 @@ __all__ = ["CHILD_WAIT", "ChildCounts", "ChildRun", "FanoutStore", "NewChild"]
 CHILD_WAIT = "children:"
 
 
-class NewChild(NamedTuple):
+@dataclass(frozen=True)
+class NewChild:
     """A child run to insert: the run, and its index in the parent's map."""
 
     run: NewRun
     index: int
 
 
-class ChildRun(NamedTuple):
+@dataclass(frozen=True)
+class ChildRun:
     """A child run with the journal position of its parent's map and its index there."""
 
     run: RunRecord
