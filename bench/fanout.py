@@ -7,8 +7,9 @@ sagas spread over worker processes, and the memory of a large map.
   checkpoints (`Store.checkpoint` calls) and commits (group-commit transactions) per item.
 - children (PostgreSQL): one saga maps a one-step no-op saga over 10,000 items; the child
   runs are executed by 1, 2 and 4 `sagaway worker` processes (32 threads each); children per
-  second from the start of the parent to its end, and how many times the parent was claimed
-  (each claim counts its children and starts more or rests again). Server:
+  second from the start of the parent to its end, how many times the parent was claimed
+  (each claim counts its children and starts more or rests again), and the CPU the
+  workers, the client and every PostgreSQL process spent (Linux /proc). Server:
   $SAGAWAY_BENCH_POSTGRES, default postgresql://postgres@127.0.0.1:5432/test.
 - memory: a 100,000-item map of no-op steps (SQLite, synchronous=NORMAL: durability does
   not change what is held in memory), the peak resident memory of the process executing it.
@@ -160,10 +161,12 @@ def child_children(workers: int, items: int) -> dict:
         procs = pg._start_workers(schema.url, workers, work)
         try:
             time.sleep(0.5)  # let the workers settle (pool connections, first polls)
+            cpu_before = pg._cpu(procs)
             start = time.perf_counter()
             run = client.start(parent, items)
             assert run.result(timeout=900) == items
             elapsed = time.perf_counter() - start
+            cpu = {k: v - cpu_before[k] for k, v in pg._cpu(procs).items()}
             claims = run.refresh().epoch
         finally:
             for proc in procs:
@@ -171,7 +174,13 @@ def child_children(workers: int, items: int) -> dict:
             for proc in procs:
                 proc.wait(30)
             client.close()
-    return {"seconds": elapsed, "children_per_s": items / elapsed, "parent_claims": claims}
+    return {
+        "seconds": elapsed,
+        "children_per_s": items / elapsed,
+        "parent_claims": claims,
+        "cpu_ms_per_child": {k: v / items * 1000 for k, v in cpu.items()},
+        "cpu_busy": sum(cpu.values()) / (elapsed * (os.cpu_count() or 1)),
+    }
 
 
 def child_memory(items: int) -> dict:
@@ -241,13 +250,18 @@ def main() -> None:
         else:
             print(f"{n:,} child sagas (one no-op step each) of one map, {pg.server_info()}")
             print()
-            print("| worker processes | seconds | children/s | parent claims |")
-            print("|---:|---:|---:|---:|")
+            print(
+                "| worker processes | seconds | children/s | parent claims | CPU busy | "
+                "CPU ms per child: workers / client / PostgreSQL |"
+            )
+            print("|---:|---:|---:|---:|---:|---|")
             for workers in args.workers.split(","):
                 r = run_child("children", workers, str(n))
+                ms = r["cpu_ms_per_child"]
                 print(
                     f"| {workers} | {r['seconds']:.2f} | {r['children_per_s']:,.0f} | "
-                    f"{r['parent_claims']} |"
+                    f"{r['parent_claims']} | {r['cpu_busy']:.0%} | {ms['workers']:.2f} / "
+                    f"{ms['client']:.2f} / {ms['postgres']:.2f} |"
                 )
     if "memory" in only:
         r = run_child("memory", str(args.memory_items))
