@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 
 from sagaway.engine import _serde as serde
 from sagaway.engine._completions import Completions
+from sagaway.engine._fork import passes_pivot, reused_entries
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
@@ -358,6 +359,36 @@ class App:
         if self.worker is not None:
             self.worker.wake()
         return self.get(run_id)
+
+    # --- forks ---------------------------------------------------------------------------------
+    def fork(self, run_id: str, from_step: int, *, key: str | None = None) -> Run:
+        """Start a new run of the same saga and input that reuses the journal of run `run_id`
+        before position `from_step` (those steps return their recorded results without
+        running) and runs the rest anew; `run.forked_from` names the origin.
+
+        Reused steps are not compensated again by the origin's history: if the origin undid
+        them, fork from before them. With `key`, forking is idempotent: the same key returns
+        the same fork. Raises RunNotFound; InvalidRunState for a run that has not ended or a
+        reused entry that failed; ConfigurationError for a position outside the journal;
+        IdempotencyConflict for a key used by another run.
+        """
+        origin = self.store.get_run(run_id)
+        if origin is None:
+            raise RunNotFound(run_id)
+        entries = reused_entries(origin, self.store.journal(run_id), from_step)
+        now = time.time()
+        new = NewRun(new_run_id(), origin.saga, key, origin.input, origin.input_hash, now)
+        pivot = passes_pivot(entries, self.steps)
+        record, created = self.store.create_fork(new, origin.id, from_step, entries, pivot)
+        if not created:
+            link = self.store.fork_origin(record.id)
+            if link is None or (link.origin_id, link.from_step) != (origin.id, from_step):
+                raise IdempotencyConflict(
+                    origin.saga, key or "", record.id, f"not a fork of {run_id} from {from_step}"
+                )
+        elif self.worker is not None:
+            self.worker.wake()
+        return Run(self, record)
 
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:

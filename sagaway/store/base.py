@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Final, NamedTuple
 
+from sagaway.store.access import AccessStore
+from sagaway.store.browse import RunBrowser
+from sagaway.store.forks import ForkStore
+
 __all__ = [
     "COMPENSATION",
     "FORWARD",
@@ -411,7 +415,7 @@ class MetricStore(ABC):
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore):
+class Store(SharedStateStore, MetricStore, AccessStore, ForkStore, RunBrowser):
     """Persistence of runs, journals, signals and events, plus the shared state and metric
     buckets of their own contracts. Thread-safe."""
 
