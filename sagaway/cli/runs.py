@@ -366,7 +366,7 @@ def fork_run(args: argparse.Namespace) -> int:
 
 
 def prune_runs(args: argparse.Namespace) -> int:
-    from sagaway.observe.slo_spec import parse_duration
+    from sagaway.observe.slo import parse_duration
 
     if args.older_than.startswith("-"):
         raise CliError(

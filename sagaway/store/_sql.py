@@ -10,6 +10,7 @@ from sagaway.store._sql_access import AccessStatements
 from sagaway.store._sql_browse import BrowseStatements
 from sagaway.store._sql_claims import ClaimStatements
 from sagaway.store._sql_forks import ForkStatements
+from sagaway.store._sql_messages import MessageStatements
 from sagaway.store._sql_metrics import MetricStatements
 from sagaway.store._sql_runs import RunStatements
 from sagaway.store._sql_shared import SharedStateStatements
@@ -18,7 +19,7 @@ __all__ = ["SqlStore"]
 
 
 class SqlStore(
-    RunStatements, ClaimStatements, SharedStateStatements, MetricStatements,
+    RunStatements, ClaimStatements, SharedStateStatements, MetricStatements, MessageStatements,
     AccessStatements, ForkStatements, BrowseStatements,
 ):  # fmt: skip
     """Every statement of the Store contract; subclasses provide connections and dialect
