@@ -191,7 +191,7 @@ def test_tokens_are_managed_by_admins_and_a_revoked_token_stops_at_once(shop):
     revoked = client.delete(f"/api/v1/tokens/{new['id']}", headers=auth(tokens["admin"]))
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
     assert client.get("/api/v1/runs", headers=auth(new["token"])).status_code == 401
-    actions = [e["action"] for e in app.store.audit()]
+    actions = [e.action for e in app.store.audit()]
     assert actions[:2] == ["token.revoke", "token.create"]
 
 

@@ -92,18 +92,21 @@ class AccessStatements(SqlCore):
     def record_audit(
         self, at: float, actor: str, action: str, run_id: str | None, detail: str, outcome: str
     ) -> int:
-        return self._write(
-            lambda cur: cur.one(
-                "INSERT INTO sagaway_audit (at, actor, action, run_id, detail, outcome) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (at, actor, action, run_id, detail, outcome),
-            )[0]
+        return int(
+            self._write(
+                lambda cur: cur.only(
+                    "INSERT INTO sagaway_audit (at, actor, action, run_id, detail, outcome) "
+                    "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                    (at, actor, action, run_id, detail, outcome),
+                )[0]
+            )
         )
 
     def audit(
         self, run_id: str | None = None, before: int | None = None, limit: int = 100
     ) -> list[AuditRecord]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if run_id is not None:
             where.append("run_id = ?")
             params.append(run_id)

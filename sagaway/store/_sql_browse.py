@@ -88,7 +88,7 @@ class BrowseStatements(SqlCore):
         where, params = _where(query)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         row = self._read(
-            lambda cur: cur.one(
+            lambda cur: cur.only(
                 f"SELECT COUNT(*) FROM (SELECT 1 FROM sagaway_runs {clause} LIMIT ?) AS capped",
                 (*params, cap),
             )

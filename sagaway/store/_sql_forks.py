@@ -43,7 +43,7 @@ class ForkStatements(SqlCore):
                 ),
             )  # fmt: skip
             if row is None:  # the key is taken: that run is the fork asked for before
-                existing = cur.one(
+                existing = cur.only(
                     f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE saga = ? AND idem_key = ?",
                     (new.saga, new.key),
                 )
