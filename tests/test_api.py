@@ -161,13 +161,39 @@ def test_problem_details_for_unknown_runs_bad_parameters_and_cursors(shop):
     assert route.status_code == 404 and route.json()["status"] == 404
 
 
-def test_messaging_routes_answer_empty_with_a_note_until_messaging_lands(shop):
-    _, _, _, client, tokens = shop
-    for path in ("/api/v1/topics", "/api/v1/groups", "/api/v1/dead-letters"):
-        body = client.get(path, headers=auth(tokens["viewer"])).json()
-        assert body["items"] == [] and "messaging" in body["note"]
-    redrive = client.post("/api/v1/dead-letters/redrive", headers=auth(tokens["operator"]))
-    assert redrive.status_code == 501
+def test_dead_letters_are_listed_and_redriven_over_the_api(shop):
+    app, _, _, client, tokens = shop
+    from sagaway import Permanent
+
+    state = {"broken": True}
+
+    @app.consumer("mail", group="mailer", retry=None)
+    def send(msg):
+        if state["broken"]:
+            raise Permanent("smtp refused")
+        state.setdefault("sent", []).append(msg.payload)
+
+    app.shutdown()
+    app.launch()
+    app.publish("mail", {"to": "a@example.com"}, key="m1")
+    wait_for(lambda: app.dead_letters(group="mailer"), what="a dead letter")
+    listed = client.get("/api/v1/dead-letters", headers=auth(tokens["viewer"])).json()["items"]
+    assert [(d["group"], d["key"], d["error"]["message"]) for d in listed] == [
+        ("mailer", "m1", "smtp refused")
+    ]
+    groups = client.get("/api/v1/groups", headers=auth(tokens["viewer"])).json()["items"]
+    assert groups[0]["group"] == "mailer" and groups[0]["dead"] == 1
+    state["broken"] = False
+    refused = client.post(
+        "/api/v1/dead-letters/redrive", json={"group": "mailer"}, headers=auth(tokens["viewer"])
+    )
+    assert refused.status_code == 403
+    moved = client.post(
+        "/api/v1/dead-letters/redrive", json={"group": "mailer"}, headers=auth(tokens["operator"])
+    )
+    assert moved.json() == {"group": "mailer", "moved": 1}
+    wait_for(lambda: state.get("sent"), what="the redriven message to be handled")
+    assert app.store.audit()[0].action == "dead_letters.redrive"
 
 
 def test_metrics_are_prometheus_text_and_need_a_token(shop):

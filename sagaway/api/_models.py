@@ -148,6 +148,20 @@ class SloReportBody(BaseModel):
     note: str | None = None
 
 
+class DeadLetterRedrive(BaseModel):
+    """Which dead letters to move back: all of `group`'s, or those in `ids`."""
+
+    group: str = Field(min_length=1, max_length=500)
+    ids: list[str] | None = None
+
+
+class RedriveDone(BaseModel):
+    """How many dead letters went back to their group."""
+
+    group: str
+    moved: int
+
+
 class AuditEntry(BaseModel):
     """One audited change."""
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from sagaway.api._html import badge, esc, short, table, when
-from sagaway.api._routes import MESSAGING_NOTE
 from sagaway.api._state import ApiState
 from sagaway.api._views import shared_states, stuck_work
 
@@ -101,10 +100,31 @@ def ops_pages(state: ApiState, page: Callable[..., Any], html: Callable[..., Any
     @router.get("/messaging")
     def messaging(request: Request) -> Response:
         who = page(request)
-        body = "".join(
-            f'<h2>{title}</h2><p class="note">{esc(MESSAGING_NOTE)}</p>'
-            for title in ("Topics", "Consumer groups", "Dead letters")
+        rows = [
+            [esc(t["topic"]), str(t["messages"]), esc(", ".join(t["groups"])), when(t["oldest"])]
+            for t in messaging.topics(state.app)
+        ]
+        body = "<h2>Topics</h2>" + table(
+            ["topic", "messages", "groups", "oldest (UTC)"], rows, "No topic yet."
         )
+        rows = [
+            [esc(g["group"]), esc(g["topic"]), str(g["ready"]), str(g["handled"]),
+             str(g["dead"]), when(g["oldest_ready"])]
+            for g in messaging.groups(state.app)
+        ]  # fmt: skip
+        body += "<h2>Consumer groups</h2>" + table(
+            ["group", "topic", "ready", "handled", "dead", "oldest waiting (UTC)"], rows,
+            "No consumer group yet.",
+        )  # fmt: skip
+        rows = [
+            [esc(d["group"]), esc(d["topic"]), f'<span class="mono">{esc(d["key"] or "-")}</span>',
+             esc(d["fingerprint"]), str(d["attempts"]), when(d["failed_at"])]
+            for d in messaging.dead_letters(state.app, None, 200)
+        ]  # fmt: skip
+        body += "<h2>Dead letters</h2>" + table(
+            ["group", "topic", "key", "error", "attempts", "failed (UTC)"], rows,
+            "No dead letter.",
+        )  # fmt: skip
         return html("Messaging", body, request, who, "messaging")
 
     @router.get("/slos")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Response
 
+from sagaway.api import _messaging as messaging
 from sagaway.api import _models as m
 from sagaway.api._auth import Principal
 from sagaway.api._monitoring import prometheus_text
@@ -19,14 +20,18 @@ from sagaway.api.access import Role, actor_name, issue_token, revoke_token
 from sagaway.store.base import STATUSES
 from sagaway.store.browse import RunQuery
 
-__all__ = ["MESSAGING_NOTE", "api_router", "run_query"]
+__all__ = ["api_router", "run_query"]
 
-MESSAGING_NOTE = (
-    "durable messaging is not part of this sagaway yet: topics, groups and dead letters "
-    "appear here once it is"
-)
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}}
+
+
+def problem(text: str) -> dict[str, Any]:
+    """An error response as the OpenAPI document states it."""
+    return {"model": m.ProblemDetail, "description": text, "content": PROBLEM}
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": m.ProblemDetail, "description": text}
+    status: problem(text)
     for status, text in (
         (401, "no or unknown credentials"),
         (403, "the role may not do this, or a browser form lacks its CSRF token"),
@@ -35,12 +40,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 RUN_ERRORS = {
     **ERRORS,
-    404: {"model": m.ProblemDetail, "description": "no such run"},
-    409: {"model": m.ProblemDetail, "description": "the run's state refuses it"},
+    404: problem("no such run"),
+    409: problem("the run's state refuses it"),
 }
-Status = Annotated[
-    list[str] | None, Query(description=f"any of: {', '.join(STATUSES)} (repeat for several)")
-]
+StatusName = Literal[
+    "pending", "running", "waiting", "compensating", "succeeded", "compensated", "failed",
+    "cancelled",
+]  # fmt: skip
+Status = Annotated[list[StatusName] | None, Query(description="any of these (repeat for several)")]
 
 
 def _moment(value: datetime | None) -> float | None:
@@ -198,35 +205,38 @@ def api_router(state: ApiState) -> APIRouter:
         """Alarm states and their incident timelines."""
         return state.alarms.as_json()
 
-    # --- messaging (a place for it: it lands later) ------------------------------------
-    for path, summary in (
-        ("/topics", "Topics and their messages."),
-        ("/groups", "Consumer groups and their lag."),
-        ("/dead-letters", "Messages that exhausted their retries."),
-    ):
+    # --- messaging ---------------------------------------------------------------------
+    @router.get("/topics", response_model=m.ListWithNote, responses=ERRORS, tags=["messaging"])
+    def topics(who: Principal = viewer) -> dict[str, Any]:
+        """Topics with their retained messages and groups."""
+        return {"items": messaging.topics(state.app), "note": None}
 
-        def listing(who: Principal = viewer) -> dict[str, Any]:
-            return {"items": [], "note": MESSAGING_NOTE}
+    @router.get("/groups", response_model=m.ListWithNote, responses=ERRORS, tags=["messaging"])
+    def groups(who: Principal = viewer) -> dict[str, Any]:
+        """Consumer groups with ready, handled and dead counts and their lag."""
+        return {"items": messaging.groups(state.app), "note": None}
 
-        router.add_api_route(
-            path,
-            listing,
-            methods=["GET"],
-            response_model=m.ListWithNote,
-            responses=ERRORS,
-            summary=summary,
-            tags=["messaging"],
-        )
+    @router.get(
+        "/dead-letters", response_model=m.ListWithNote, responses=ERRORS, tags=["messaging"]
+    )
+    def dead_letters(
+        who: Principal = viewer,
+        group: Annotated[str | None, Query(max_length=500)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> dict[str, Any]:
+        """Messages whose retries were spent, with their last error and fingerprint."""
+        return {"items": messaging.dead_letters(state.app, group, limit), "note": None}
 
     @router.post(
         "/dead-letters/redrive",
-        status_code=501,
-        responses={**ERRORS, 501: {"model": m.ProblemDetail, "description": "no messaging"}},
+        response_model=m.RedriveDone,
+        responses=ERRORS,
         tags=["messaging"],
     )
-    def redrive_dead_letters(who: Principal = operator) -> None:
-        """Move dead letters back to their group."""
-        raise Problem(501, MESSAGING_NOTE)
+    def redrive_dead_letters(body: m.DeadLetterRedrive, who: Principal = operator) -> dict:
+        """Move a group's dead letters (all, or those named) back for another try."""
+        moved = messaging.redrive_dead_letters(state.app, who, body.group, body.ids)
+        return {"group": body.group, "moved": moved}
 
     # --- audit and tokens ----------------------------------------------------------------
     @router.get("/audit", response_model=m.AuditPage, responses=ERRORS, tags=["audit"])
@@ -262,7 +272,7 @@ def api_router(state: ApiState) -> APIRouter:
     @router.delete(
         "/tokens/{token_id}",
         response_model=m.TokenInfo,
-        responses={**ERRORS, 404: {"model": m.ProblemDetail, "description": "no such token"}},
+        responses={**ERRORS, 404: problem("no such token")},
         tags=["tokens"],
     )
     def delete_token(token_id: str, who: Principal = admin) -> dict[str, Any]:
