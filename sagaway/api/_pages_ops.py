@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from sagaway.api import _messaging as messages
 from sagaway.api._html import badge, esc, short, table, when
 from sagaway.api._state import ApiState
 from sagaway.api._views import shared_states, stuck_work
@@ -102,7 +103,7 @@ def ops_pages(state: ApiState, page: Callable[..., Any], html: Callable[..., Any
         who = page(request)
         rows = [
             [esc(t["topic"]), str(t["messages"]), esc(", ".join(t["groups"])), when(t["oldest"])]
-            for t in messaging.topics(state.app)
+            for t in messages.topics(state.app)
         ]
         body = "<h2>Topics</h2>" + table(
             ["topic", "messages", "groups", "oldest (UTC)"], rows, "No topic yet."
@@ -110,7 +111,7 @@ def ops_pages(state: ApiState, page: Callable[..., Any], html: Callable[..., Any
         rows = [
             [esc(g["group"]), esc(g["topic"]), str(g["ready"]), str(g["handled"]),
              str(g["dead"]), when(g["oldest_ready"])]
-            for g in messaging.groups(state.app)
+            for g in messages.groups(state.app)
         ]  # fmt: skip
         body += "<h2>Consumer groups</h2>" + table(
             ["group", "topic", "ready", "handled", "dead", "oldest waiting (UTC)"], rows,
@@ -119,7 +120,7 @@ def ops_pages(state: ApiState, page: Callable[..., Any], html: Callable[..., Any
         rows = [
             [esc(d["group"]), esc(d["topic"]), f'<span class="mono">{esc(d["key"] or "-")}</span>',
              esc(d["fingerprint"]), str(d["attempts"]), when(d["failed_at"])]
-            for d in messaging.dead_letters(state.app, None, 200)
+            for d in messages.dead_letters(state.app, None, 200)
         ]  # fmt: skip
         body += "<h2>Dead letters</h2>" + table(
             ["group", "topic", "key", "error", "attempts", "failed (UTC)"], rows,

@@ -14,7 +14,7 @@ __all__ = ["BrowseStatements", "key_range"]
 
 _STUCK = {
     Stuck.UNOWNED: "status IN ('running', 'compensating') AND due_at < ?",
-    Stuck.PARKED: "status = 'waiting' AND wait_name LIKE 'park:%' AND ? IS NOT NULL",
+    Stuck.PARKED: "status = 'waiting' AND substr(wait_name, 1, 5) = 'park:' AND ? IS NOT NULL",
     Stuck.OVERDUE: "status IN ('pending', 'waiting') AND due_at < ?",
     Stuck.FAILED: "status = 'failed' AND ? IS NOT NULL",
 }
