@@ -46,7 +46,10 @@ def fill(store, runs: int, postgres: bool) -> None:
         series = f"generate_series(0, {runs - 1}) AS n"
         run_id = "lpad(to_hex(n), 12, '0')"
     else:
-        series = f"(WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {runs - 1}) SELECT n FROM s)"
+        series = (
+            "(WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s "
+            f"WHERE n < {runs - 1}) SELECT n FROM s)"
+        )
         run_id = "printf('%012x', n)"
     with store._write_transaction() as conn:
         sql = RUN_INSERT.format(id=run_id, t0=t0, series=series)
@@ -128,9 +131,8 @@ def measure(url: str, runs: int, postgres: bool) -> None:
         assert client.get(f"/api/v1/runs/{run_id}", headers=headers).status_code == 200
         samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    print(
-        f"  {'a run (journal, events, previews)':<36}{statistics.median(samples):>10.2f}{samples[296]:>10.2f}"
-    )
+    label = "a run (journal, events, previews)"
+    print(f"  {label:<36}{statistics.median(samples):>10.2f}{samples[296]:>10.2f}")
     app.close()
 
 
