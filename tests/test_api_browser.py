@@ -62,9 +62,11 @@ def open_page(browser, url: str):
     page.on("pageerror", lambda e: page.problems.append(str(e)))
     page.on(
         "request",
-        lambda r: page.problems.append(f"foreign request {r.url}")
-        if not r.url.startswith(url) and not r.url.startswith("data:")
-        else None,
+        lambda r: (
+            page.problems.append(f"foreign request {r.url}")
+            if not r.url.startswith(url) and not r.url.startswith("data:")
+            else None
+        ),
     )
     return page
 
