@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sagaway import ConfigurationError, Permanent, Retry, SerializationError, current_step
+from sagaway import App, ConfigurationError, Permanent, Retry, SerializationError, current_step
 from sagaway.messaging import Message
 from tests.conftest import wait_for
 
@@ -345,3 +345,66 @@ def test_subscribe_starts_one_saga_per_message_keyed_by_the_message_id(make_app)
         runs = app.runs(saga="fulfil")
     assert sorted(r.key for r in runs) == sorted(ids)
     assert sorted(done) == ["o0", "o1", "o2"]
+
+
+# --- observability ---------------------------------------------------------------------------
+def test_groups_are_measured_and_their_metrics_are_alarm_sources_and_prometheus_metrics(make_app):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from sagaway.observe import EngineMetricRef
+    from sagaway.observe.metrics import StoreCollector
+
+    app = make_app()
+    calls = []
+
+    @app.consumer("mail", group="mailer", retry=Retry(attempts=2, base=0.001, cap=0.001))
+    def send(message):
+        calls.append(message.payload["n"])
+        if message.payload["n"] == 0:
+            raise ConnectionError("relay down")
+
+    for n in range(3):
+        app.publish("mail", {"n": n})
+    app.publish("mail", {"n": 9}, delay=3600)  # waits: the group's depth and lag see it
+    with app:
+        wait_for(lambda: len(app.dead_letters("mailer")) == 1, what="the dead letter")
+        wait_for(lambda: len(calls) == 4, what="every try")
+        app.recorder.flush()
+    rows = {name: 0 for name in ("messages_handled", "messages_retried", "messages_dead")}
+    for name in rows:
+        rows[name] = sum(row[3] for row in app.store.metric_rows(name))
+    assert rows == {"messages_handled": 4, "messages_retried": 1, "messages_dead": 1}
+    assert [r[1] for r in app.store.metric_rows("group_depth")] == ["group=mailer,topic=mail"]
+    EngineMetricRef("messages_dead", {"group": "mailer"})  # a valid alarm source
+    with pytest.raises(ValueError, match="outcome"):
+        EngineMetricRef("messages_handled", {"outcome": "maybe"})
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(app.store))
+    text = generate_latest(registry).decode()
+    assert 'sagaway_group_depth{group="mailer",topic="mail"} 1.0' in text
+    assert 'sagaway_messages_dead_total{group="mailer"} 1.0' in text
+
+
+def test_the_worked_example_in_docs_messaging_runs_as_written(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    text = (ROOT / "docs" / "messaging.md").read_text()
+    code = re.search(r"## A worked example.*?```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "shop.py").write_text(code)
+    outputs = []
+    for _ in range(2):  # the second run on the same file publishes nothing more
+        out = subprocess.run(
+            [sys.executable, "shop.py"], cwd=tmp_path, capture_output=True, text=True, timeout=90
+        )
+        assert out.returncode == 0, out.stderr
+        outputs.append(out.stdout.strip())
+    assert outputs == ["1 mail, 3 mugs left", "0 mail, 5 mugs left"]
+    app = App(f"sqlite:///{tmp_path / 'shop.db'}")
+    try:
+        assert {g.group: g.handled for g in app.store.groups()} == {"mailer": 1, "stock": 1}
+    finally:
+        app.close()
