@@ -408,3 +408,68 @@ def test_the_worked_example_in_docs_messaging_runs_as_written(tmp_path):
         assert {g.group: g.handled for g in app.store.groups()} == {"mailer": 1, "stock": 1}
     finally:
         app.close()
+
+
+def test_a_refusing_breaker_parks_messages_without_spending_a_try(make_app):
+    from sagaway.resilience import CircuitBreaker
+
+    app = make_app()
+    breaker = CircuitBreaker("mail-relay", open_for=0.3)  # ask again every 0.3 s
+    breaker.force_open()
+    attempts = []
+
+    @app.consumer("mail", group="mailer", breaker=breaker, retry=FAST)
+    def send(message):
+        attempts.append(message.attempt)
+
+    app.publish("mail", {"n": 1})
+    with app:
+        time.sleep(1.2)  # refused throughout: parked, not tried
+        assert attempts == []
+        assert app.dead_letters("mailer") == []
+        breaker.reset()
+        wait_for(lambda: attempts, timeout=10, what="the message after the breaker closed")
+    assert attempts == [1]  # the refusals spent no try
+
+
+def test_prune_deletes_what_every_group_handled_and_keeps_dead_and_waiting_messages(make_app):
+    app = make_app()
+
+    @app.consumer("mail", group="mailer", retry=Retry(attempts=1))
+    def send(message):
+        if message.payload["n"] == 1:
+            raise ValueError("bounced")
+
+    for n in range(3):
+        app.publish("mail", {"n": n})
+    app.publish("mail", {"n": 3}, delay=3600)  # still waiting when pruned
+    with app:
+        wait_for(lambda: len(app.dead_letters("mailer")) == 1, what="the dead letter")
+        wait_for(
+            lambda: {g.group: g.handled for g in app.store.groups()} == {"mailer": 2},
+            what="two handled",
+        )
+    assert app.store.prune_messages(time.time() + 1) == 2
+    assert count_messages(app, "mail") == 2  # the dead letter and the delayed one
+    assert [d.message.payload for d in app.dead_letters("mailer")] == [{"n": 1}]
+    groups = {g.group: (g.ready, g.handled, g.dead) for g in app.store.groups()}
+    assert groups == {"mailer": (1, 0, 1)}
+
+
+def test_the_cli_names_the_known_groups_for_an_unknown_one(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    app = App(url)
+    handled_by(app, "mail", "mailer")
+    with app:
+        pass  # registers the group
+    app.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "sagaway.cli", "messages", "dlq", "--db", url, "--group", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "no consumer group 'x' in this store (known: mailer)" in out.stderr
