@@ -4,6 +4,7 @@ problem details, on both backends."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -279,3 +280,47 @@ def test_a_run_changed_by_a_worker_shows_its_new_state_on_reload(shop):
     wait_for(lambda: run.status == "succeeded", what="the worker to finish the run")
     again = client.get(f"/api/v1/runs/{run.id}", headers=auth(tokens["viewer"])).json()
     assert again["status"] == "succeeded" and again["result"]["answer"] == "yes"
+
+
+def test_alarms_of_an_alarms_yaml_are_evaluated_and_shown_with_their_incidents(make_app, tmp_path):
+    from sagaway.api.settings import ApiSettings
+
+    app = make_app()
+    token = issue_token(app.store, "viewer", "v", cli_actor())[1]
+    config = tmp_path / "alarms.yaml"
+    config.write_text(
+        "alarms:\n"
+        "  - name: backlog\n"
+        "    engine_metric: queue_age_seconds\n"
+        "    statistic: max\n"
+        "    threshold: 30\n"
+        "    period: 60\n"
+        "    treat_missing: breaching\n"
+    )
+    server = create_app(app, ApiSettings(alarms=str(config)))
+    views = server.state.sagaway.alarms
+    try:
+        with views._lock:  # evaluate five minutes at once instead of waiting for them
+            views.monitor.start_at(time.time() - 300)
+            views.monitor.evaluate_until(time.time())
+        body = TestClient(server).get("/api/v1/alarms", headers=auth(token)).json()
+    finally:
+        views.close()
+    [alarm] = body["items"]
+    assert (alarm["name"], alarm["state"]) == ("backlog", "ALARM")
+    assert alarm["transitions"][0]["state"] == "ALARM"
+    assert alarm["incidents"] and alarm["incidents"][0]["kind"]
+
+
+def test_without_alarms_yaml_the_alarm_view_says_how_to_get_one(shop):
+    _, _, _, client, tokens = shop
+    body = client.get("/api/v1/alarms", headers=auth(tokens["viewer"])).json()
+    assert body["items"] == [] and "--alarms alarms.yaml" in body["note"]
+
+
+def test_every_response_says_how_long_the_server_took(shop):
+    _, _, _, client, tokens = shop
+    response = client.get("/api/v1/runs", headers=auth(tokens["viewer"]))
+    assert float(response.headers["server-timing"].split("dur=")[1]) >= 0
+    assert response.headers["cache-control"] == "no-store"
+    assert "default-src 'self'" in response.headers["content-security-policy"]

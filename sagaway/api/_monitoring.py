@@ -97,36 +97,81 @@ class SloViews:
 class AlarmViews:
     """Alarm states and incident timelines for the alarm views.
 
-    The API shows the alarms of a running `Monitor` handed to it (`attach`); without one the
-    list is empty and says how to get one.
+    With `settings.alarms` (an alarms.yaml), its engine-metric alarms and the composites over
+    them are evaluated here, from the store, every period by a thread of the server's own;
+    nobody is notified from here (that is `sagaway alarms watch`'s job). A `Monitor` run
+    elsewhere in the process can be shown instead with `attach`.
     """
 
-    def __init__(self, settings: ApiSettings) -> None:
+    def __init__(self, settings: ApiSettings, store: Store) -> None:
         self.settings = settings
         self.monitor: Any = None
+        self.problem: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if settings.alarms:
+            self._start(settings.alarms, store)
+
+    def _start(self, path: str, store: Store) -> None:
+        from sagaway.observe.alarms import EngineMetricReader, Monitor, load_config
+
+        config = load_config(path)  # a broken file stops the server from starting: say so
+        reader = EngineMetricReader(store, cache=False) if config.engine else None
+        monitor = Monitor(config, None, engine=reader)
+        monitor.start_at(time.time())
+        self.monitor = monitor
+        if config.filters:
+            self.problem = (
+                "alarms on log lines need the log files: they stay INSUFFICIENT_DATA here; "
+                "`sagaway alarms watch --logs ...` evaluates them"
+            )
+        self._thread = threading.Thread(target=self._evaluate, name="sagaway-api-alarms")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _evaluate(self) -> None:
+        grace = 5.0  # metric buckets reach the store every two seconds
+        while not self._stop.wait(min(5.0, float(self.monitor.tick))):
+            try:
+                with self._lock:
+                    self.monitor.evaluate_until(time.time() - grace)
+            except Exception as exc:  # the store went away for a while: say so, go on
+                self.problem = f"evaluating the alarms failed: {exc}"
 
     def attach(self, monitor: Any) -> None:
         """Show the alarms of `monitor` (an observe Monitor, evaluated by its owner)."""
         self.monitor = monitor
 
+    def close(self) -> None:
+        """Stop evaluating."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
     def as_json(self) -> dict[str, Any]:
-        """Each alarm's state, reason and transitions (its incident timeline)."""
+        """Each alarm's state and last reason, its transitions and its incidents."""
         monitor = self.monitor
         if monitor is None:
             return {
                 "items": [],
-                "note": "no alarms are evaluated by this server: pass a running Monitor to "
-                "ApiState.alarms.attach, or run `sagaway alarms watch` beside it",
+                "note": "no alarms evaluated by this server: start `sagaway serve` with "
+                "--alarms alarms.yaml (or ApiSettings(alarms=...))",
             }
+        with self._lock:
+            transitions = [t.to_dict() for t in monitor.transitions]
+            notes = [n.to_dict() for n in monitor.notifications]
+            states = dict(monitor.states)
         items = []
-        transitions = [t.to_dict() for t in getattr(monitor, "transitions", [])]
-        for name, alarm in sorted(getattr(monitor, "alarms", {}).items()):
+        for name, state in states.items():
+            mine = [t for t in transitions if t["alarm"] == name]
             items.append(
                 {
                     "name": name,
-                    "state": str(getattr(alarm, "state", "INSUFFICIENT_DATA")),
-                    "reason": getattr(alarm, "reason", None),
-                    "transitions": [t for t in transitions if t.get("alarm") == name],
+                    "state": str(getattr(state, "value", state)),
+                    "reason": mine[-1]["reason"] if mine else None,
+                    "transitions": mine[-50:],
+                    "incidents": [n for n in notes if n["alarm"] == name][-50:],
                 }
             )
-        return {"items": items, "note": None}
+        return {"items": items, "note": self.problem}

@@ -5,6 +5,9 @@ elsewhere."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from typing import Any
 
@@ -53,7 +56,14 @@ def build(app: App, settings: ApiSettings | None = None) -> Any:
 
     settings = settings or ApiSettings()
     state = ApiState(app, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        state.close()  # mounted in another app, its lifespan is not run: the thread is a daemon
+
     server = fastapi.FastAPI(
+        lifespan=lifespan,
         title="sagaway operations API",
         version="1",
         description="Find, understand and mend saga runs. Authenticate with "
@@ -120,7 +130,11 @@ def build(app: App, settings: ApiSettings | None = None) -> Any:
 
     @server.middleware("http")
     async def _headers(request: Any, call_next: Any) -> Any:
+        started = time.perf_counter()
         response = await call_next(request)
+        # How long the server took, for browsers' dev tools and bench/api.py.
+        elapsed = (time.perf_counter() - started) * 1000
+        response.headers["server-timing"] = f"app;dur={elapsed:.2f}"
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         if request.url.path.startswith("/api/") or "text/html" in response.headers.get(

@@ -26,7 +26,11 @@ class ApiState:
         self.settings = settings
         self.operations = Operations(app)
         self.slos = SloViews(settings)
-        self.alarms = AlarmViews(settings)
+        self.alarms = AlarmViews(settings, app.store)
+
+    def close(self) -> None:
+        """Stop what the state runs in the background (the alarm evaluation)."""
+        self.alarms.close()
 
     @property
     def store(self) -> Store:

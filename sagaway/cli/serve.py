@@ -34,6 +34,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="ALB access log file or folder for the SLO views (repeat for several)",
     )
     serve.add_argument(
+        "--alarms",
+        metavar="FILE",
+        help="an alarms.yaml whose engine-metric alarms the alarm views evaluate",
+    )
+    serve.add_argument(
         "--secure-cookies",
         action="store_true",
         help="mark session cookies Secure (set it when a TLS proxy is in front)",
@@ -87,11 +92,12 @@ def serve_api(args: argparse.Namespace) -> int:
     settings = ApiSettings(
         slo_spec=args.slo,
         alb_logs=tuple(args.alb_logs or ()),
+        alarms=args.alarms,
         secure_cookies=args.secure_cookies,
     )
     try:
         server = create_app(app, settings)
-    except SagawayError as exc:
+    except (SagawayError, OSError) as exc:
         app.close()
         raise CliError(str(exc)) from None
     start: dict[str, Any] = {
