@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sagaway.cli import CliError
-from sagaway.cli.runs import add_db_option, add_json_option
+from sagaway.cli.runs import _steer, add_db_option, add_json_option
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -44,19 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _with_store(args: argparse.Namespace, action: Any, read_only: bool = False) -> Any:
-    from sagaway.errors import SagawayError
-    from sagaway.store import open_store
-
-    try:
-        store = open_store(args.db, create=False, read_only=read_only)
-    except SagawayError as exc:
-        raise CliError(str(exc)) from None
-    try:
-        return action(store)
-    except SagawayError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        store.close()
+    return _steer(args, lambda app: action(app.store), read_only)
 
 
 def _when(ts: float | None) -> str:
