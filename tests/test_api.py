@@ -324,3 +324,25 @@ def test_every_response_says_how_long_the_server_took(shop):
     assert float(response.headers["server-timing"].split("dur=")[1]) >= 0
     assert response.headers["cache-control"] == "no-store"
     assert "default-src 'self'" in response.headers["content-security-policy"]
+
+
+def test_slos_of_a_slo_yaml_and_alb_logs_are_reported_with_their_charts(make_app, tmp_path):
+    from sagaway.api.settings import ApiSettings
+    from tests.alb_lines import load_generator
+
+    gen = load_generator()
+    gen.generate(str(tmp_path / "logs"), 5_000, gen.parse_time("2024-05-01T00:00Z"), 3.0, nodes=1)
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(
+        "service: shop\nslos:\n  - name: availability\n    objective: 99.5\n    window: 7d\n"
+        "    indicator: {type: availability}\n"
+    )
+    app = make_app()
+    token = issue_token(app.store, "viewer", "v", cli_actor())[1]
+    settings = ApiSettings(slo_spec=str(spec), alb_logs=(str(tmp_path / "logs"),))
+    client = TestClient(create_app(app, settings))
+    body = client.get("/api/v1/slos", headers=auth(token)).json()
+    assert [s["name"] for s in body["slos"]] == ["availability"] and body["note"] is None
+    assert set(body["slos"][0]["burn_rates"]) >= {"1h", "6h"}
+    report = client.get("/slos/report", headers=auth(token))
+    assert report.status_code == 200 and report.text.count("<svg") == 2  # burn-down, burn rate

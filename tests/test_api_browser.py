@@ -12,6 +12,8 @@ import pytest
 
 from sagaway.api import create_app
 from sagaway.api.access import cli_actor, issue_token
+from sagaway.api.settings import ApiSettings
+from tests.alb_lines import load_generator
 from tests.apps.shop_api import declare_shop
 from tests.conftest import require, wait_for, wait_status
 
@@ -21,8 +23,22 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 PAGES = ("/runs", "/stuck", "/breakers", "/messaging", "/slos", "/alarms", "/audit")
 
 
+def slo_settings(folder: Path) -> ApiSettings:
+    """A slo.yaml and a day of ALB logs with an outage, for the SLO page."""
+    gen = load_generator()
+    start = gen.parse_time("2024-05-01T00:00Z")
+    outage = gen.Incident.parse("at=2024-05-01T15:00Z,for=50m,errors=0.3")
+    gen.generate(str(folder / "logs"), 5_000, start, 3.0, nodes=1, incidents=[outage])
+    spec = folder / "slo.yaml"
+    spec.write_text(
+        "service: shop\nslos:\n  - name: availability\n    objective: 99.5\n    window: 7d\n"
+        "    indicator: {type: availability}\n"
+    )
+    return ApiSettings(slo_spec=str(spec), alb_logs=(str(folder / "logs"),))
+
+
 @pytest.fixture
-def served(make_app):
+def served(make_app, tmp_path):
     """The shop with a worker, served by uvicorn on a free loopback port."""
     require(os.path.exists(CHROMIUM), f"{CHROMIUM} missing (Debian package chromium)")
     import uvicorn
@@ -31,7 +47,8 @@ def served(make_app):
     app = make_app()
     sagas = declare_shop(app, state)
     app.launch()
-    config = uvicorn.Config(create_app(app), host="127.0.0.1", port=0, log_level="warning")
+    server_app = create_app(app, slo_settings(tmp_path))
+    config = uvicorn.Config(server_app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -116,6 +133,11 @@ def test_an_operator_finds_a_failed_run_by_key_redrives_it_and_sees_it_compensat
     for path in PAGES:
         page.goto(f"{url}{path}")
         assert page.locator("h1").count() == 1
+        shot(page, f"dashboard{path.replace('/', '-')}-{backend}.png")
+    page.goto(f"{url}/slos")
+    charts = page.frame_locator("iframe.report").locator("svg polyline.series")
+    charts.first.wait_for()
+    assert charts.count() >= 2  # the report's burn-down and burn-rate lines
     page.set_viewport_size({"width": 390, "height": 844})  # a phone
     page.goto(f"{url}/runs")
     shot(page, f"dashboard-runs-phone-{backend}.png")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sagaway.api._auth import Principal
 
-__all__ = ["badge", "esc", "hidden_csrf", "layout", "short", "table", "when"]
+__all__ = ["badge", "esc", "hidden_csrf", "layout", "run_link", "short", "table", "when"]
 
 NAV = (
     ("runs", "/runs", "Runs"),
@@ -43,6 +43,16 @@ def short(value: Any, width: int = 80) -> str:
     return esc(text if len(text) <= width else text[: width - 1] + "…")
 
 
+def run_link(base: str, run_id: str) -> str:
+    """A link to a run, its id shortened to the end that tells runs apart (the start of a
+    time-ordered id is the same for runs started together); the whole id is its title."""
+    shown = run_id if len(run_id) <= 14 else "…" + run_id[-12:]
+    return (
+        f'<a class="mono nowrap" href="{base}/runs/{esc(run_id)}" title="{esc(run_id)}">'
+        f"{esc(shown)}</a>"
+    )
+
+
 def badge(status: Any) -> str:
     """A status as a coloured badge."""
     return f'<span class="badge s-{esc(status)}">{esc(status)}</span>'
@@ -53,12 +63,26 @@ def hidden_csrf(who: Principal) -> str:
     return f'<input type="hidden" name="csrf" value="{esc(who.csrf or "")}">'
 
 
-def table(headers: list[str], rows: list[list[str]], empty: str, cls: str = "") -> str:
-    """A table of already-escaped cells, or `empty` in a note."""
+def table(
+    headers: list[str],
+    rows: list[list[str]],
+    empty: str,
+    cls: str = "",
+    wide_only: frozenset[int] = frozenset(),
+) -> str:
+    """A table of already-escaped cells, or `empty` in a note; the columns at the indexes in
+    `wide_only` are left out on a phone's width."""
+
+    def attr(i: int) -> str:
+        return ' class="hide-narrow"' if i in wide_only else ""
+
     if not rows:
         return f'<p class="note">{esc(empty)}</p>'
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    head = "".join(f"<th{attr(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f"<td{attr(i)}>{c}</td>" for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
     return (
         f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table></div>"

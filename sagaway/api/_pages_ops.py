@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from sagaway.api import _messaging as messages
-from sagaway.api._html import badge, esc, short, table, when
+from sagaway.api._html import badge, esc, run_link, short, table, when
 from sagaway.api._state import ApiState
 from sagaway.api._views import shared_states, stuck_work
 
@@ -25,10 +25,17 @@ STUCK_TITLES = {
 }
 
 
+def _percent(fraction: Any) -> str:
+    """A fraction of the report's JSON as a percentage for people."""
+    if not isinstance(fraction, int | float):
+        return "-"
+    return f"{fraction * 100:.4g} %"
+
+
 def _runs_table(runs: list[dict[str, Any]], base: str, empty: str) -> str:
     rows = [
         [
-            f'<a class="mono" href="{base}/runs/{esc(r["id"])}">{esc(r["id"])}</a>',
+            run_link(base, r["id"]),
             esc(r["saga"]),
             f'<span class="mono">{esc(r["key"] or "-")}</span>',
             badge(r["status"]),
@@ -37,7 +44,8 @@ def _runs_table(runs: list[dict[str, Any]], base: str, empty: str) -> str:
         ]
         for r in runs
     ]
-    return table(["run", "saga", "key", "status", "updated (UTC)", "due (UTC)"], rows, empty)
+    headers = ["run", "saga", "key", "status", "updated (UTC)", "due (UTC)"]
+    return table(headers, rows, empty, wide_only=frozenset({1, 4, 5}))
 
 
 def ops_pages(state: ApiState, page: Callable[..., Any], html: Callable[..., Any]) -> APIRouter:
@@ -140,19 +148,20 @@ def ops_pages(state: ApiState, page: Callable[..., Any], html: Callable[..., Any
         for s in data["slos"]:
             budget = s.get("error_budget") or {}
             firing = [a["severity"] for a in s.get("alerts", []) if a.get("firing")]
+            rates = " · ".join(
+                f"{w} {r:.2f}" for w, r in (s.get("burn_rates") or {}).items() if r is not None
+            )
             rows.append(
                 [
                     esc(s.get("name")),
-                    esc(s.get("objective")),
-                    esc(s.get("sli")),
-                    esc(budget.get("remaining")),
-                    short(s.get("burn_rates"), 120),
+                    _percent(s.get("objective")),
+                    _percent(s.get("sli")),
+                    _percent(budget.get("remaining")),
+                    esc(rates),
                     badge("failed") + " " + esc(", ".join(firing)) if firing else badge("ok"),
                 ]
             )
-        body = table(
-            ["SLO", "objective %", "SLI %", "budget left", "burn rates", "alerts"], rows, ""
-        )
+        body = table(["SLO", "objective", "SLI", "budget left", "burn rates", "alerts"], rows, "")
         body += (
             "<h2>Burn-down and burn rates</h2>"
             f'<iframe class="report" title="SLO report" src="{base}/slos/report"></iframe>'

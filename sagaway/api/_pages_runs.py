@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sagaway.api._auth import Principal
-from sagaway.api._html import badge, esc, hidden_csrf, short, table, when
+from sagaway.api._html import badge, esc, hidden_csrf, run_link, short, table, when
 from sagaway.api._operations import Operations
 from sagaway.api._views import find_page, run_detail, run_summary
 from sagaway.api.access import Role
@@ -48,7 +48,7 @@ def runs_page(store: Store, query: RunQuery, cursor: str | None, base: str, who:
     )
     rows = [
         [
-            f'<a class="mono" href="{base}/runs/{esc(r.id)}">{esc(r.id)}</a>',
+            run_link(base, r.id),
             esc(r.saga),
             f'<span class="mono">{esc(r.key or "-")}</span>',
             badge(r.status),
@@ -61,6 +61,7 @@ def runs_page(store: Store, query: RunQuery, cursor: str | None, base: str, who:
         ["run", "saga", "key", "status", "created (UTC)", "waiting / error"],
         rows,
         "No run matches these filters.",
+        wide_only=frozenset({1, 4, 5}),
     )
     params = [("status", s) for s in query.statuses]
     params += [(k, v) for k, v in (("saga", query.saga), ("q", query.search)) if v]
