@@ -11,6 +11,7 @@ from sagaway.cli import CliError, age_seconds, whole_number
 from sagaway.store.base import SETTLED, STATUSES, TERMINAL
 
 LIMIT = whole_number(1, 100_000)
+POSITION = whole_number(0, 1_000_000)
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -77,9 +78,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     fork.add_argument(
         "--from-step",
         required=True,
-        type=whole_number(0, 1_000_000),
+        type=POSITION,
         metavar="N",
-        help="journal position to run anew from (0: all of it; see `runs show`)",
+        help=f"journal position to run anew from ({POSITION.span}; 0: all of it; see `runs show`)",
     )
     fork.add_argument("--key", help="an idempotency key: forking again with it does nothing")
     add_json_option(fork)
