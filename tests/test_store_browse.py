@@ -90,3 +90,49 @@ def test_shared_breakers_and_buckets_are_listed(store):
     assert (breaker.name, breaker.state, breaker.until) == ("payments", "open", 1234.5)
     [bucket] = store.shared_buckets()
     assert (bucket.name, bucket.tokens, bucket.stamp) == ("mail", 3.0, 99.0)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        RunQuery(),
+        RunQuery(statuses=("failed",)),
+        RunQuery(saga="checkout"),
+        RunQuery(search="cart-4"),
+        RunQuery(key="cart-42"),
+    ],
+    ids=["newest", "status", "saga", "search", "key"],
+)
+def test_each_list_is_an_index_range_without_a_sort_on_sqlite(tmp_path, query):
+    """What keeps a page cheap at a million runs: SQLite walks an index in the list's order
+    and stops after the page (no full scan, no sort of every match)."""
+    from sagaway.store._sql_browse import BrowseStatements
+
+    store = open_store(f"sqlite:///{tmp_path}/plan.db")
+    try:
+        captured = []
+        original = BrowseStatements._read
+
+        def spy(self, work):
+            class Recorder:
+                def all(self, sql, params=()):
+                    captured.append((sql, params))
+                    return []
+
+            work(Recorder())
+            return original(self, work)
+
+        BrowseStatements._read = spy
+        try:
+            store.find_runs(query, 50, None)
+            store.find_runs(query, 50, ("cart-40" if query.by_key else 1000.0, "run-1"))
+        finally:
+            BrowseStatements._read = original
+        with store._read_connection() as conn:
+            for sql, params in captured:
+                plan = " | ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+                assert "INDEX" in plan, plan
+                if query.key is None:  # an exact key matches a run per saga at most: sorted
+                    assert "TEMP B-TREE" not in plan, plan
+    finally:
+        store.close()

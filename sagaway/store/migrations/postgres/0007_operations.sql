@@ -46,7 +46,10 @@ CREATE INDEX sagaway_forks_origin ON sagaway_forks (origin_id);
 -- database's collation.
 ALTER TABLE sagaway_runs ALTER COLUMN idem_key TYPE TEXT COLLATE "C";
 
--- The runs list pages newest first (all sagas, or one); key search looks keys up by prefix.
+-- The runs list pages newest first (all, of a status, or of a saga) by (created_at, id), so a
+-- page is one index range read in order, ties included; key search looks keys up by prefix.
+DROP INDEX sagaway_runs_status;
+CREATE INDEX sagaway_runs_status ON sagaway_runs (status, created_at, id);
 CREATE INDEX sagaway_runs_created ON sagaway_runs (created_at, id);
-CREATE INDEX sagaway_runs_saga_created ON sagaway_runs (saga, created_at);
+CREATE INDEX sagaway_runs_saga_created ON sagaway_runs (saga, created_at, id);
 CREATE INDEX sagaway_runs_idem_key ON sagaway_runs (idem_key, id) WHERE idem_key IS NOT NULL
