@@ -346,3 +346,37 @@ def test_slos_of_a_slo_yaml_and_alb_logs_are_reported_with_their_charts(make_app
     assert set(body["slos"][0]["burn_rates"]) >= {"1h", "6h"}
     report = client.get("/slos/report", headers=auth(token))
     assert report.status_code == 200 and report.text.count("<svg") == 2  # burn-down, burn rate
+
+
+@pytest.mark.slow
+def test_the_api_serves_runs_that_a_worker_in_another_process_executes(store_url, tmp_path):
+    from tests.apps.crashable import build
+    from tests.processes import WorkerProcess
+
+    log = tmp_path / "bodies.log"
+    app = build(store_url, str(log))  # declarations only: this process runs no worker
+    token = issue_token(app.store, "operator", "ops", cli_actor())[1]
+    client = TestClient(create_app(app))
+    (tmp_path / "bodies.log.fail-charge").touch()
+    worker = WorkerProcess(store_url, log)
+    try:
+        run = app.start("checkout", "o-1", key="order-o-1")
+
+        def status_of(run_id: str) -> str:
+            body = client.get(f"/api/v1/runs/{run_id}", headers=auth(token)).json()
+            return body["status"]
+
+        wait_for(lambda: status_of(run.id) == "compensated", what="the worker to compensate")
+        (tmp_path / "bodies.log.fail-charge").unlink()
+        fork = client.post(f"/api/v1/runs/{run.id}/fork", json={"from_step": 1},
+                           headers=auth(token))  # fmt: skip
+        assert fork.status_code == 201, fork.text
+        fork_id = fork.json()["run_id"]
+        wait_for(lambda: status_of(fork_id) == "succeeded", what="the worker to run the fork")
+    finally:
+        worker.stop()
+        app.close()
+    bodies = [line.split()[0] for line in log.read_text().splitlines()]
+    # The fork reused reserve's result (the origin had released it: a real fork of this run
+    # would start at 0) and ran charge and ship in the worker process.
+    assert bodies == ["reserve", "charge", "release", "charge", "ship"]
