@@ -4,11 +4,21 @@ results without running) and runs the saga from there anew, as a new run of the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
+from sagaway._ids import time_ordered_id
 from sagaway.engine.definitions import StepDefinition
-from sagaway.errors import ConfigurationError, InvalidRunState
-from sagaway.store.base import FORWARD, TERMINAL, EntryStatus, JournalEntry, RunRecord
+from sagaway.errors import ConfigurationError, IdempotencyConflict, InvalidRunState, RunNotFound
+from sagaway.store.base import (
+    FORWARD,
+    TERMINAL,
+    EntryStatus,
+    JournalEntry,
+    NewRun,
+    RunRecord,
+    Store,
+)
 
 __all__ = ["passes_pivot", "reused_entries"]
 
@@ -55,3 +65,27 @@ def passes_pivot(entries: Sequence[JournalEntry], steps: Mapping[str, StepDefini
         entry.kind == "step" and entry.name in steps and steps[entry.name].pivot
         for entry in entries
     )
+
+
+def create_fork(
+    store: Store,
+    steps: Mapping[str, StepDefinition],
+    run_id: str,
+    from_step: int,
+    key: str | None,
+) -> tuple[RunRecord, bool]:
+    """Check and write a fork of run `run_id` (see `App.fork`): (its record, created)."""
+    origin = store.get_run(run_id)
+    if origin is None:
+        raise RunNotFound(run_id)
+    entries = reused_entries(origin, store.journal(run_id), from_step)
+    new = NewRun(time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, time.time())
+    pivot = passes_pivot(entries, steps)
+    record, created = store.create_fork(new, origin.id, from_step, entries, pivot)
+    if not created:
+        link = store.fork_origin(record.id)
+        if link is None or (link.origin_id, link.from_step) != (origin.id, from_step):
+            raise IdempotencyConflict(
+                origin.saga, key or "", record.id, f"not a fork of {run_id} from {from_step}"
+            )
+    return record, created
