@@ -380,3 +380,26 @@ def test_the_api_serves_runs_that_a_worker_in_another_process_executes(store_url
     # The fork reused reserve's result (the origin had released it: a real fork of this run
     # would start at 0) and ran charge and ship in the worker process.
     assert bodies == ["reserve", "charge", "release", "charge", "ship"]
+
+
+def test_mounted_under_a_path_in_another_asgi_app_links_and_errors_follow_the_prefix(make_app):
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    app = make_app()
+    token = issue_token(app.store, "viewer", "v", cli_actor())[1]
+    outer = Starlette(routes=[Mount("/ops", app=create_app(app))])
+    client = TestClient(outer)
+    refused = client.get("/ops/api/v1/runs")
+    assert refused.status_code == 401
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert client.get("/ops/runs", follow_redirects=False).headers["location"] == "/ops/login"
+    login = client.get("/ops/login")
+    assert 'action="/ops/login"' in login.text and 'href="/ops/static/app.css"' in login.text
+    assert "Path=/ops" in login.headers["set-cookie"]
+    nonce = login.text.split('name="csrf" value="')[1].split('"')[0]
+    signed = client.post("/ops/login", data={"token": token, "csrf": nonce}, follow_redirects=False)
+    assert signed.headers["location"] == "/ops/runs"
+    page = client.get("/ops/runs")
+    assert page.status_code == 200 and 'href="/ops/stuck"' in page.text
+    assert client.get("/ops/static/app.css").status_code == 200

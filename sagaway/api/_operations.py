@@ -72,13 +72,16 @@ class Operations:
         return self._audited(who, "run.fork", run_id, detail, work)
 
     @staticmethod
-    def bulk_query(action: str, query: RunQuery) -> RunQuery:
-        """The runs a bulk action may apply to among those `query` selects: cancel takes
-        runs that have not ended, redrive failed ones."""
+    def bulk_query(action: str, query: RunQuery) -> RunQuery | None:
+        """The runs a bulk action may apply to among those `query` selects (cancel takes
+        runs that have not ended, redrive failed ones); None when the filter's statuses
+        leave none."""
         allowed = _CANCELLABLE if action == "cancel" else (RunStatus.FAILED,)
         wanted = [s for s in (query.statuses or allowed) if s in allowed]
+        if not wanted:
+            return None
         return RunQuery(
-            statuses=tuple(wanted) or ("none",),
+            statuses=tuple(wanted),
             saga=query.saga,
             key=query.key,
             search=query.search,
@@ -90,7 +93,7 @@ class Operations:
         """Cancel or redrive every run `query` selects (at most BULK_LIMIT); with `dry_run`,
         only count them. The whole request is one audit entry listing each run's outcome."""
         target = self.bulk_query(action, query)
-        if "none" in target.statuses:
+        if target is None:
             return {"action": action, "dry_run": dry_run, "matched": 0, "done": [], "refused": []}
         if dry_run:
             matched = self.app.store.count_matching(target, BULK_LIMIT + 1)

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 from sagaway.api._auth import Principal
 from sagaway.api._html import badge, esc, hidden_csrf, run_link, short, table, when
 from sagaway.api._operations import Operations
+from sagaway.api._previews import fork_preview
 from sagaway.api._views import find_page, run_detail, run_summary
 from sagaway.api.access import Role
 from sagaway.store.base import STATUSES, Store
@@ -262,9 +263,9 @@ def confirm_page(
             what = f"<p>Redriving runs step <b>{esc(preview['step'] or '?')}</b> (position {esc(preview['position'])}) again and continues the saga from there; earlier steps are not run again.</p>"
         return head + what + _form(base, run_id, "redrive", who, "", "Redrive the run")
     if action == "fork":
-        from sagaway.api._previews import fork_preview
-
-        preview = fork_preview(store.get_run(run_id), store.journal(run_id), from_step)  # type: ignore[arg-type]
+        record = store.get_run(run_id)
+        assert record is not None  # run_detail found it
+        preview = fork_preview(record, store.journal(run_id), from_step)
         options = "".join(
             f'<option value="{p}"{" selected" if p == preview["from_step"] else ""}>{p}</option>'
             for p in range(preview["positions"] + 1)
@@ -306,7 +307,7 @@ def bulk_page(
     ops: Operations = state.operations
     result = ops.bulk(who, action, query, dry_run=True)
     target = ops.bulk_query(action, query)
-    statuses = ", ".join(s for s in target.statuses if s != "none") or "none"
+    statuses = ", ".join(target.statuses) if target is not None else "none"
     sample = "".join(
         f'<li><a class="mono" href="{base}/runs/{esc(r)}">{esc(r)}</a></li>'
         for r in result.get("sample", [])

@@ -31,6 +31,13 @@ SECURITY_HEADERS = {
 }
 
 
+def local_path(request: Any) -> str:
+    """The request's path inside this application (without the prefix it is mounted at)."""
+    root = request.scope.get("root_path", "")
+    path: str = request.scope.get("path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def _fastapi() -> Any:
     try:
         import fastapi
@@ -84,7 +91,7 @@ def build(app: App, settings: ApiSettings | None = None) -> Any:
 
     @server.exception_handler(Problem)
     def _problem(request: Any, exc: Problem) -> Any:
-        path = request.url.path
+        path = local_path(request)
         if exc.status == 401 and not path.startswith("/api/") and path != "/metrics":
             base = request.scope.get("root_path", "")
             return RedirectResponse(f"{base}/login", status_code=303)
@@ -103,7 +110,7 @@ def build(app: App, settings: ApiSettings | None = None) -> Any:
         problem = problem_for(exc)
         if problem.status >= 500:
             log.error("%s %s failed: %s", request.method, request.url.path, exc)
-        if not request.url.path.startswith("/api/"):
+        if not local_path(request).startswith("/api/"):
             return error_page(request, problem.status, problem.detail)
         return problem_response(request, problem.status, problem.detail)
 
@@ -137,7 +144,7 @@ def build(app: App, settings: ApiSettings | None = None) -> Any:
         response.headers["server-timing"] = f"app;dur={elapsed:.2f}"
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        if request.url.path.startswith("/api/") or "text/html" in response.headers.get(
+        if local_path(request).startswith("/api/") or "text/html" in response.headers.get(
             "content-type", ""
         ):
             response.headers.setdefault("cache-control", "no-store")

@@ -112,7 +112,7 @@ def find_page(
     return records, encode_cursor(records[-1], query.by_key) if more else None
 
 
-def _step(entry: Any, journal_args: bool) -> dict[str, Any]:
+def _step(entry: Any) -> dict[str, Any]:
     result = _json(entry.result)
     return {
         "position": entry.position,
@@ -125,7 +125,7 @@ def _step(entry: Any, journal_args: bool) -> dict[str, Any]:
         "started_at": entry.started_at,
         "finished_at": entry.finished_at,
         "duration_ms": round((entry.finished_at - entry.started_at) * 1000, 3),
-        "args": _json(entry.args) if journal_args else None,
+        "args": _json(entry.args),
         "result": result,
         "error": _error(entry.error),
     }
@@ -157,7 +157,7 @@ def run_detail(store: Store, run_id: str) -> dict[str, Any]:
         "forks": [
             {"run_id": link.run_id, "from_step": link.from_step} for link in store.forks_of(run_id)
         ],
-        "steps": [_step(e, True) for e in [*forward, *undone]],
+        "steps": [_step(e) for e in [*forward, *undone]],
         "events": [
             {"id": e.id, "at": e.at, "kind": e.kind, "data": _json(e.data)}
             for e in store.events(run_id=run_id, limit=1000)
