@@ -403,3 +403,35 @@ def test_mounted_under_a_path_in_another_asgi_app_links_and_errors_follow_the_pr
     page = client.get("/ops/runs")
     assert page.status_code == 200 and 'href="/ops/stuck"' in page.text
     assert client.get("/ops/static/app.css").status_code == 200
+
+
+def test_a_run_parked_by_an_open_breaker_shows_in_stuck_work_and_breakers(make_app):
+    from sagaway.resilience import CircuitBreaker
+
+    app = make_app()
+    breaker = CircuitBreaker("payments", shared=app.shared_breakers, open_for=600)
+
+    @app.step(breaker=breaker)
+    def pay(order: str) -> str:
+        return order
+
+    @app.saga()
+    def buy(ctx, order: str) -> str:
+        return pay(order)
+
+    token = issue_token(app.store, "viewer", "v", cli_actor())[1]
+    client = TestClient(create_app(app))
+    breaker.force_open()
+    with app:
+        run = app.start(buy, "b1")
+        wait_status(run, "waiting")
+        stuck = client.get("/api/v1/stuck", headers=auth(token)).json()
+        shared = client.get("/api/v1/breakers", headers=auth(token)).json()
+        page = client.get(f"/api/v1/runs/{run.id}", headers=auth(token)).json()
+    assert [r["id"] for r in stuck["parked"]] == [run.id]
+    assert stuck["parked_per_step"] == {"pay": 1}
+    [payments] = shared["breakers"]
+    assert (payments["name"], payments["steps"]) == ("payments", ["pay"])
+    assert payments["state"] != "closed"
+    assert page["waiting"]["kind"] == "parked" and page["waiting"]["step"] == "pay"
+    assert "parked" in [e["kind"] for e in page["events"]]

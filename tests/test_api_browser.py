@@ -134,6 +134,20 @@ def test_an_operator_finds_a_failed_run_by_key_redrives_it_and_sees_it_compensat
         page.goto(f"{url}{path}")
         assert page.locator("h1").count() == 1
         shot(page, f"dashboard{path.replace('/', '-')}-{backend}.png")
+    waiting = app.start(sagas["confirm"], "c-1", key="confirm-1")
+    wait_status(waiting, "waiting")
+    for path in (
+        f"/runs/{waiting.id}/confirm/cancel",
+        f"/runs/{waiting.id}/confirm/signal",
+        f"/runs/{run.id}/confirm/fork",
+        f"/runs/{run.id}/confirm/fork?from_step=1",
+        "/bulk/cancel?saga=confirm",
+    ):
+        page.goto(f"{url}{path}")
+        assert page.locator("form[method=post] input[name=csrf]").count() >= 1, path
+    assert "1 run(s) match" in page.inner_text("main")  # the bulk cancel's dry run
+    page.goto(f"{url}/runs/{waiting.id}/confirm/cancel")
+    assert "undo reserve" in page.inner_text("main")  # the compensation a cancel will run
     page.goto(f"{url}/slos")
     charts = page.frame_locator("iframe.report").locator("svg polyline.series")
     charts.first.wait_for()
