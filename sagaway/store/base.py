@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum, StrEnum
 from typing import Any, Final, NamedTuple, TypeVar
 
+from sagaway.store.access import AccessStore
+from sagaway.store.browse import RunBrowser
 from sagaway.store.fanout import FanoutStore
+from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
 
 __all__ = [
@@ -468,9 +471,12 @@ class MetricStore(ABC):
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore, MessageStore, FanoutStore):
+class Store(
+    SharedStateStore, MetricStore, MessageStore, AccessStore, ForkStore, RunBrowser, FanoutStore
+):
     """Persistence of runs, journals, signals and events, plus the shared state, metric
-    buckets, messages and child runs of their own contracts. Thread-safe."""
+    buckets, messages, access, forks, run lists and child runs of their own contracts.
+    Thread-safe."""
 
     url: str
 
