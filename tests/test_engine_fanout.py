@@ -566,3 +566,33 @@ def test_the_deploy_gate_replays_a_finished_map_and_checks_what_follows(app):
     assert (divergence.position, divergence.recorded, divergence.found) == (
         1, "step ship", "step post",
     )  # fmt: skip
+
+
+def test_a_fork_after_a_map_reuses_its_branches_and_runs_the_rest(app):
+    calls = []
+    broken = {"ship": True}
+
+    @app.step
+    def sync(i):
+        calls.append(i)
+        return i * 10
+
+    @app.step(retry=Retry(attempts=1))
+    def ship(rows):
+        if broken["ship"]:
+            raise Permanent("carrier down")
+        return sum(rows)
+
+    @app.saga()
+    def nightly(ctx):
+        rows = ctx.map(sync, [1, 2, 3], concurrency=2)
+        return ship(rows)
+
+    with app:
+        with pytest.raises(SagaCompensated):
+            app.start(nightly).result(timeout=20)
+        origin = app.runs(saga="nightly")[0]
+        broken["ship"] = False
+        fork = app.fork(origin.id, from_step=1)
+        assert fork.result(timeout=20) == 60
+    assert sorted(calls) == [1, 2, 3]  # the map's branches were reused, not run again
