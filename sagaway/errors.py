@@ -9,6 +9,8 @@ user code raises to skip retries, and the engine's private control-flow signals,
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BreakerOpen",
     "BulkheadFull",
@@ -20,6 +22,7 @@ __all__ = [
     "LeaseLost",
     "MissingExtra",
     "NonDeterminismError",
+    "ObserveError",
     "RateLimited",
     "Rejected",
     "RemoteError",
@@ -60,6 +63,12 @@ class MissingExtra(SagawayError, ImportError):
             name=cause.name,
         )
         self.extra = extra
+
+
+class ObserveError(SagawayError):
+    """Base of the errors `sagaway.observe` raises: bad filter patterns, alarm definitions,
+    configuration and SLO files, malformed log lines, unreadable engine metrics, failed
+    notifications. Each also keeps the builtin base it had (ValueError, RuntimeError...)."""
 
 
 class SerializationError(SagawayError, TypeError):
@@ -129,7 +138,7 @@ class WaitTimeout(SagawayError, TimeoutError):
         super().__init__(f"no {signal!r} signal arrived within {timeout} s")
         self.signal, self.timeout = signal, timeout
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.signal, self.timeout))
 
 
@@ -177,7 +186,9 @@ class SagaCancelled(SagaOutcome):
 
 
 # --- the resilience primitives ----------------------------------------------------------
-def _rebuild(cls: type[ResilienceError], args: tuple, state: dict) -> ResilienceError:
+def _rebuild(
+    cls: type[ResilienceError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ResilienceError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
@@ -194,7 +205,7 @@ class ResilienceError(SagawayError):
         super().__init__(message)
         self.name = name
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.args, self.__dict__.copy()))
 
 
