@@ -17,7 +17,7 @@ from sagaway.cli import build_parser
 from tests.packaging import USER_EXTRAS, public_packages
 from tests.processes import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a busy machine builds slowly
 
 
 def offline() -> list[str]:

@@ -25,7 +25,11 @@ def test_sagaway_version_prints_the_version_of_the_installed_package():
 
 def test_every_extra_is_described_for_users_or_kept_for_work_on_sagaway():
     declared = set(PYPROJECT["project"]["optional-dependencies"])
-    assert declared == set(USER_EXTRAS) | set(SAGAWAY["tooling-extras"])
+    described = set(USER_EXTRAS) | set(SAGAWAY["tooling-extras"])
+    assert declared == described, (
+        f"describe {sorted(declared - described)} under [tool.sagaway.extras.NAME] in "
+        "pyproject.toml (docs/contributing.md says how)"
+    )
     assert not set(USER_EXTRAS) & set(SAGAWAY["tooling-extras"])
     for extra, about in USER_EXTRAS.items():
         assert about.get("brings") and about.get("probe"), f"[tool.sagaway.extras.{extra}]"

@@ -35,7 +35,8 @@ from tests.packaging import (
 from tests.processes import ROOT
 from tests.test_readme import tour_code
 
-pytestmark = pytest.mark.slow
+# Building and installing take minutes on a machine busy with other work, not seconds.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 VERSIONS = supported_pythons()

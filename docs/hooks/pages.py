@@ -33,7 +33,7 @@ GUIDES = "Guides"
 EXTRAS_MARKER = "<!-- the table of extras -->"
 # Files at the repository's root that are pages of the site, and the page each one is.
 ROOT_PAGES = {"README.md": "index.md", "CHANGELOG.md": "changelog.md"}
-HELP_WIDTH = 88  # argparse wraps help to $COLUMNS: one width, whatever the terminal building
+HELP_WIDTH = 80  # argparse wraps help to $COLUMNS: one width, whatever the terminal building
 
 log = logging.getLogger("mkdocs.hooks.pages")
 
