@@ -19,6 +19,7 @@ from typing import Any
 _GROUPS: tuple[str, ...] = (
     "sagaway.cli.runs",
     "sagaway.cli.messages",
+    "sagaway.cli.schedules",
     "sagaway.cli.worker",
     "sagaway.cli.demo",
     "sagaway.cli.alarms",

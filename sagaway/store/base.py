@@ -460,6 +460,20 @@ class Store(SharedStateStore, MetricStore, MessageStore):
         """Runs, newest first, optionally filtered."""
 
     @abstractmethod
+    def runs_after(self, status: str, after: str | None, limit: int) -> list[RunRecord]:
+        """Up to `limit` runs with `status`, by id, those with an id above `after` (keyset
+        pages over any number of runs)."""
+
+    @abstractmethod
+    def last_key(self, saga: str, prefix: str) -> str | None:
+        """The greatest key starting with `prefix` among the runs of `saga` (schedules name
+        their runs' keys by tick), or None."""
+
+    @abstractmethod
+    def journals(self, run_ids: Sequence[str]) -> dict[str, list[JournalEntry]]:
+        """The journals of several runs at once, each ordered by (phase, position)."""
+
+    @abstractmethod
     def count_runs(self, saga: str | None = None) -> dict[str, int]:
         """Number of runs per status (only those of `saga` when given)."""
 
