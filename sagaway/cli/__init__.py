@@ -25,6 +25,8 @@ _GROUPS: tuple[str, ...] = (
     "sagaway.cli.alarms",
     "sagaway.cli.metrics",
     "sagaway.cli.slo",
+    "sagaway.cli.tokens",
+    "sagaway.cli.serve",
 )
 
 

@@ -11,6 +11,7 @@ from sagaway.cli import CliError, age_seconds, whole_number
 from sagaway.store.base import SETTLED, STATUSES, TERMINAL
 
 LIMIT = whole_number(1, 100_000)
+POSITION = whole_number(0, 1_000_000)
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     redrive.add_argument("run_id", metavar="ID")
     add_json_option(redrive)
     redrive.set_defaults(handler=redrive_run)
+
+    fork = sub.add_parser(
+        "fork",
+        help="start a new run of a run's input, reusing its steps before a position",
+        description="Start a new run of the same saga and input that reuses the run's "
+        "journal before position --from-step (those steps are not run again) and runs the "
+        "rest anew. The run must have ended.",
+    )
+    add_db_option(fork)
+    fork.add_argument("run_id", metavar="ID")
+    fork.add_argument(
+        "--from-step",
+        required=True,
+        type=POSITION,
+        metavar="N",
+        help=f"journal position to run anew from ({POSITION.span}; 0: all of it; see `runs show`)",
+    )
+    fork.add_argument("--key", help="an idempotency key: forking again with it does nothing")
+    add_json_option(fork)
+    fork.set_defaults(handler=fork_run)
 
     check = sub.add_parser(
         "check",
@@ -344,6 +365,18 @@ def redrive_run(args: argparse.Namespace) -> int:
         _print_json({"run_id": args.run_id, "status": record.status})
     else:
         print(f"run {args.run_id}: redriven, now {record.status}; a worker resumes it")
+    return 0
+
+
+def fork_run(args: argparse.Namespace) -> int:
+    record = _steer(args, lambda app: app.fork(args.run_id, args.from_step, key=args.key).record)
+    if args.json:
+        _print_json({"run_id": record.id, "forked_from": args.run_id, "from_step": args.from_step})
+    else:
+        print(
+            f"run {record.id}: forked from {args.run_id} at position {args.from_step}; "
+            "a worker runs it"
+        )
     return 0
 
 

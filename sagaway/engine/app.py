@@ -13,6 +13,7 @@ from sagaway._ids import time_ordered_id
 from sagaway.engine import _serde as serde
 from sagaway.engine._check import Divergence, check_runs
 from sagaway.engine._completions import Completions
+from sagaway.engine._fork import create_fork
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
 from sagaway.engine._schedules import Schedule, ScheduleRunner
@@ -389,6 +390,23 @@ class App:
         if self.worker is not None:
             self.worker.wake()
         return self.get(run_id)
+
+    # --- forks ---------------------------------------------------------------------------------
+    def fork(self, run_id: str, from_step: int, *, key: str | None = None) -> Run:
+        """Start a new run of the same saga and input that reuses the journal of run `run_id`
+        before position `from_step` (those steps return their recorded results without
+        running) and runs the rest anew; `run.forked_from` names the origin.
+
+        Reused steps are not compensated again by the origin's history: if the origin undid
+        them, fork from before them. With `key`, forking is idempotent: the same key returns
+        the same fork. Raises RunNotFound; InvalidRunState for a run that has not ended or a
+        reused entry that failed; ConfigurationError for a position outside the journal;
+        IdempotencyConflict for a key used by another run.
+        """
+        record, created = create_fork(self.store, self.steps, run_id, from_step, key)
+        if created and self.worker is not None:
+            self.worker.wake()
+        return Run(self, record)
 
     # --- messaging -----------------------------------------------------------------------------
     def publish(

@@ -311,7 +311,8 @@ class RunStatements(SqlCore):
                 )
             ]
             if ids:
-                for table in ("sagaway_journal", "sagaway_signals", "sagaway_events"):
+                tables = ("sagaway_journal", "sagaway_signals", "sagaway_events", "sagaway_forks")
+                for table in tables:
                     cur.execute(f"DELETE FROM {table} WHERE run_id IN ({marks(ids)})", ids)
                 cur.execute(f"DELETE FROM sagaway_runs WHERE id IN ({marks(ids)})", ids)
             return len(ids)

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum, StrEnum
 from typing import Any, Final, NamedTuple, TypeVar
 
+from sagaway.store.access import AccessStore
+from sagaway.store.browse import RunBrowser
+from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
 
 __all__ = [
@@ -422,7 +425,7 @@ class MetricStore(ABC):
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore, MessageStore):
+class Store(SharedStateStore, MetricStore, MessageStore, AccessStore, ForkStore, RunBrowser):
     """Persistence of runs, journals, signals and events, plus the shared state and metric
     buckets of their own contracts. Thread-safe."""
 
