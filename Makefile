@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench format clean
+.PHONY: demo test lint bench format clean docs docs-serve dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# The documentation site, into site/; --strict: a broken link, anchor or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# The sdist and the wheel (built from the sdist) into dist/, as a release would make them.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
+	rm -rf build sagaway.egg-info
+
 # `make bench` runs every benchmark; `make bench BENCH=bench/slo.py` runs one.
 BENCH ?= $(filter-out bench/gen_%,$(wildcard bench/[a-z]*.py))
 
@@ -39,4 +51,5 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis site dist build \
+		sagaway.egg-info

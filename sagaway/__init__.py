@@ -1,7 +1,8 @@
 """sagaway: durable sagas with automatic compensation, resilience and SLO monitoring.
 
-The public API is what this module exports, plus `sagaway.resilience` and
-`sagaway.observe`.
+The public API is what this module exports, plus the exports of the packages that
+docs/stability.md names (`sagaway.resilience`, `sagaway.observe`, ...); everything else may
+change in any release.
 """
 
 from sagaway.engine import (
@@ -21,6 +22,7 @@ from sagaway.errors import (
     InvalidRunState,
     LeaseLost,
     MapFailed,
+    MissingExtra,
     NonDeterminismError,
     ObserveError,
     RemoteError,
@@ -51,6 +53,7 @@ __all__ = [
     "InvalidRunState",
     "LeaseLost",
     "MapFailed",
+    "MissingExtra",
     "NonDeterminismError",
     "ObserveError",
     "Permanent",

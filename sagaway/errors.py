@@ -21,6 +21,7 @@ __all__ = [
     "InvalidRunState",
     "LeaseLost",
     "MapFailed",
+    "MissingExtra",
     "NonDeterminismError",
     "ObserveError",
     "RateLimited",
@@ -49,6 +50,20 @@ class SagawayError(Exception):
 
 class ConfigurationError(SagawayError, ValueError):
     """A saga, step or App was declared in a way that cannot work."""
+
+
+class MissingExtra(SagawayError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra
+    that brings it (`.extra`) and the pip command that installs it."""
+
+    def __init__(self, extra: str, feature: str, cause: ImportError) -> None:
+        missing = f"no module named {cause.name!r}" if cause.name else str(cause)
+        super().__init__(
+            f"{feature} needs sagaway's {extra!r} extra, which is not installed ({missing}): "
+            f"pip install 'sagaway[{extra}]'",
+            name=cause.name,
+        )
+        self.extra = extra
 
 
 class ObserveError(SagawayError):

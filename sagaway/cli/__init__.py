@@ -86,10 +86,13 @@ def age_seconds(text: str, what: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every command group registered."""
+    from sagaway import __version__
+
     parser = argparse.ArgumentParser(
         prog="sagaway",
         description="Durable sagas, resilience and SLO monitoring for Python services.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for module in _GROUPS:
@@ -122,11 +125,16 @@ def _attach_dashed_values(argv: Sequence[str], valued: set[str]) -> list[str]:
     return out
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a `sagaway` command line (without the program name) as `main` does; a usage error
+    is printed on stderr and raises SystemExit(2)."""
+    parser = build_parser()
+    return parser.parse_args(_attach_dashed_values(argv, _valued_options(parser)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(_attach_dashed_values(argv, _valued_options(parser)))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.handler(args) or 0)
     except CliError as exc:

@@ -28,15 +28,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import psycopg
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
-
 from sagaway.errors import (
     ConfigurationError,
     ConnectionBudgetExhausted,
+    MissingExtra,
     SagawayError,
     StoreUnavailable,
 )
+
+try:
+    import psycopg
+    from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+except ImportError as exc:
+    raise MissingExtra("postgres", "PostgreSQL support", exc) from None
 from sagaway.store import migrations
 from sagaway.store._postgres_notify import WakeListener
 from sagaway.store._postgres_url import PostgresSettings, parse_url
