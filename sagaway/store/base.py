@@ -10,17 +10,19 @@ commit) and release each caller only after that transaction is durable.
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum, StrEnum
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple
 
 from sagaway.store.access import AccessStore
 from sagaway.store.browse import RunBrowser
 from sagaway.store.fanout import FanoutStore
 from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
+from sagaway.store.metrics import MetricBucket, MetricStore
+from sagaway.store.shared_state import SharedStateStore
 
 __all__ = [
     "COMPENSATION",
@@ -48,8 +50,6 @@ __all__ = [
     "Store",
     "Wait",
 ]
-
-V = TypeVar("V")
 
 
 class RunStatus(StrEnum):
@@ -419,56 +419,6 @@ class Claim:
     run: RunRecord
     journal: list[JournalEntry]
     taken_over_from: str | None = None
-
-
-class SharedStateStore(ABC):
-    """Breaker states and token buckets shared by every worker process of a store
-    (`app.shared_breakers`, `app.shared_rate_limits`)."""
-
-    @abstractmethod
-    def read_shared(self, kind: str, name: str) -> tuple[Any, ...] | None:
-        """The stored row of a shared breaker (`kind` "breaker": state, until, version) or
-        token bucket (`kind` "limiter": tokens, stamp), or None."""
-
-    @abstractmethod
-    def publish_breaker(
-        self, name: str, state: str, until: float, expected_version: int
-    ) -> tuple[str, float, int]:
-        """Compare-and-set a breaker's shared state; return what is stored afterwards."""
-
-    @abstractmethod
-    def update_bucket(
-        self,
-        name: str,
-        change: Callable[[tuple[float, float] | None], tuple[tuple[float, float], V]],
-    ) -> V:
-        """Atomically read a token bucket's (tokens, stamp) — None if never used — call
-        `change(level) -> (new_level, value)`, store `new_level`, and return `value`."""
-
-
-# One minute of one metric series: (name, labels, minute, count, total, low, high).
-MetricBucket = tuple[str, str, int, int, float, float, float]
-
-
-class MetricStore(ABC):
-    """The engine's per-minute metric buckets, added to by every process of a store."""
-
-    @abstractmethod
-    def add_metrics(self, rows: Sequence[MetricBucket]) -> None:
-        """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
-
-    @abstractmethod
-    def prune_metrics(self, before_minute: int, stop: Callable[[], bool] | None = None) -> int:
-        """Delete the buckets of minutes before `before_minute`, a day of minutes per
-        transaction, until done or `stop()` is true; return how many went."""
-
-    @abstractmethod
-    def metric_totals(self) -> list[tuple[str, str, int, float]]:
-        """(name, labels, count, sum) over every stored bucket."""
-
-    @abstractmethod
-    def metric_rows(self, name: str | None = None, since_minute: int = 0) -> list[MetricBucket]:
-        """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
 class Store(
