@@ -23,7 +23,8 @@ class WorkerProcess:
         log: Path,
         lease: float = 30.0,
         concurrency: int = 8,
-        step_seconds: float = 0.0,
+        step_seconds: float | None = None,
+        env_extra: dict[str, str] | None = None,
         target: str = "tests.apps.crashable:app",
     ) -> None:
         env = dict(os.environ)
@@ -31,9 +32,11 @@ class WorkerProcess:
             SAGAWAY_DB=url,
             SAGAWAY_TEST_LOG=str(log),
             SAGAWAY_TEST_LEASE=str(lease),
-            SAGAWAY_TEST_STEP_SECONDS=str(step_seconds),
             PYTHONPATH=str(ROOT),
         )
+        if step_seconds is not None:
+            env["SAGAWAY_TEST_STEP_SECONDS"] = str(step_seconds)
+        env.update(env_extra or {})
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "sagaway.cli", "worker", target,
@@ -92,3 +95,37 @@ def body_counts(log: Path) -> collections.Counter:
             name, order, _pid, _key = line.split()
             counts[(name, order)] += 1
     return counts
+
+
+def read_bodies(log: Path) -> dict[tuple[str, int], list[tuple[str, str]]]:
+    """(run id, position) -> [(pid, start time)] of every step body of tests.apps.stress
+    that started."""
+    bodies: dict[tuple[str, int], list[tuple[str, str]]] = collections.defaultdict(list)
+    for line in log.read_text().splitlines():
+        run_id, position, pid, started = line.split()[:4]
+        bodies[(run_id, int(position))].append((pid, started))
+    return bodies
+
+
+def check_bodies(store, runs, log: Path, steps: int) -> int:
+    """Every run's journal holds `steps` recorded steps; no step body started after its
+    completion was recorded, and the completion recorded is that of the last body to start
+    (a late write by a worker that had lost the run would have put an earlier one back).
+    Returns how many bodies ran again (their first run's completion was never recorded)."""
+    import json
+
+    bodies = read_bodies(log)
+    reruns = 0
+    for run in runs:
+        entries = store.journal(run.id)
+        assert [(e.phase, e.position, e.kind, e.status) for e in entries] == [
+            (0, p, "step", "ok") for p in range(steps)
+        ], run.id
+        for entry in entries:
+            starts = bodies[(run.id, entry.position)]
+            assert starts, f"run {run.id} step {entry.position} recorded but never ran"
+            latest = max(starts, key=lambda s: float(s[1]))
+            assert float(latest[1]) <= entry.finished_at, (run.id, entry, starts)
+            assert json.loads(entry.result) == " ".join(latest), (run.id, entry, starts)
+            reruns += len(starts) - 1
+    return reruns

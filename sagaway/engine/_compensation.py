@@ -7,7 +7,6 @@ unwinding: the run ends `failed` with an escalation, and `redrive` resumes at th
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -102,7 +101,7 @@ class Unwinding:
                     f"{undo.entry.position}: {undo.problem}; fix the code or undo it by hand, "
                     "then `redrive` the run"
                 )
-                self._give_up(undo.entry, problem, 0, error, time.time())
+                self._give_up(undo.entry, problem, 0, error, self.writer.store.now())
                 return
             if not self._compensate(undo.entry, undo.compensation, error):
                 return
@@ -119,7 +118,7 @@ class Unwinding:
         kwargs = dict(saved.get("kwargs", {}))
         if undo.takes_result:
             kwargs["result"] = serde.loads(entry.result) if entry.status == "ok" else None
-        started = time.time()
+        started = self.writer.store.now()
         body = Body(undo.fn, undo.is_async, undo.retry, undo.timeout_guard)
         args = tuple(saved.get("args", []))
         outcome = self.attempts.call(
@@ -136,7 +135,7 @@ class Unwinding:
                 result=outcome.text,
                 attempts=outcome.tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self.writer.store.now(),
             )
         )
         self.metrics.compensated_step(self.writer.run.saga, entry.name)
@@ -162,7 +161,7 @@ class Unwinding:
                 error=text,
                 attempts=tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self.writer.store.now(),
             )
         )
         self.writer.escalate(

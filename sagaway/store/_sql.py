@@ -7,6 +7,7 @@ style and the row-locking clauses; the statements are grouped by what they are a
 from __future__ import annotations
 
 from sagaway.store._sql_claims import ClaimStatements
+from sagaway.store._sql_clock import ClockStatements
 from sagaway.store._sql_metrics import MetricStatements
 from sagaway.store._sql_runs import RunStatements
 from sagaway.store._sql_shared import SharedStateStatements
@@ -14,6 +15,8 @@ from sagaway.store._sql_shared import SharedStateStatements
 __all__ = ["SqlStore"]
 
 
-class SqlStore(RunStatements, ClaimStatements, SharedStateStatements, MetricStatements):
+class SqlStore(
+    RunStatements, ClaimStatements, SharedStateStatements, MetricStatements, ClockStatements
+):
     """Every statement of the Store contract; subclasses provide connections and dialect
     hooks (see `_sql_core.SqlCore`)."""

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any, Final, NamedTuple
 
+from sagaway.store.clock import StoreClock
+
 __all__ = [
     "COMPENSATION",
     "FORWARD",
@@ -411,7 +413,7 @@ class MetricStore(ABC):
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore):
+class Store(SharedStateStore, MetricStore, StoreClock):
     """Persistence of runs, journals, signals and events, plus the shared state and metric
     buckets of their own contracts. Thread-safe."""
 
@@ -474,8 +476,11 @@ class Store(SharedStateStore, MetricStore):
 
     # --- workers -------------------------------------------------------------------------
     @abstractmethod
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claim]:
-        """Lease up to `limit` due runs to `owner`, bumping each run's epoch."""
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, takeover: bool = True
+    ) -> list[Claim]:
+        """Lease up to `limit` due runs to `owner`, bumping each run's epoch. Without
+        `takeover`, runs whose lease ran out (they have an owner) are left alone."""
 
     @abstractmethod
     def checkpoint(self, cp: Checkpoint) -> bool:

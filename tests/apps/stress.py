@@ -2,7 +2,9 @@
 
 Each step body appends `<run id> <position> <pid> <start time>` to $SAGAWAY_TEST_LOG (one
 O_APPEND write per line, so lines of several processes never mix) and returns
-`"<pid> <start time>"`: the journal then says which body's completion was recorded. The
+`"<pid> <start time>"`: the journal then says which body's completion was recorded. Each
+body takes $SAGAWAY_TEST_STEP_SECONDS (default 0.005) and, when it returns, appends
+`<run id> <position> <pid> <start time> <end time>` to `<log>.ends`. The
 bodies of the third and later steps in process PID wait while the file `<log>.hold-PID`
 exists (and say so in `<log>.hold-PID.waiting`): a test can stop a worker mid-run, with
 steps recorded before and after the one in flight.
@@ -23,18 +25,22 @@ def build(url: str, log: str, lease: float = 2.0) -> App:
     app = App(url, lease=lease, retry=Retry(attempts=3, base=0.01, cap=0.05))
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     hold = f"{log}.hold-{os.getpid()}"
+    ends = os.open(f"{log}.ends", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    # long enough for runs to be in flight when a worker is stopped
+    seconds = float(os.environ.get("SAGAWAY_TEST_STEP_SECONDS", "0.005"))
 
     @app.step
     def work(n: int) -> str:
         info = current_step()
         started = f"{os.getpid()} {time.time():.6f}"
         os.write(fd, f"{info.run_id} {info.position} {started}\n".encode())
-        time.sleep(0.005)  # long enough for runs to be in flight when a worker is stopped
+        time.sleep(seconds)
         if info.position >= 2 and os.path.exists(hold):
             with open(f"{hold}.waiting", "a") as f:
                 f.write(f"{info.run_id}\n")
             while os.path.exists(hold):
                 time.sleep(0.01)
+        os.write(ends, f"{info.run_id} {info.position} {started} {time.time():.6f}\n".encode())
         return started
 
     @app.saga()

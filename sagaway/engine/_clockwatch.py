@@ -1,0 +1,72 @@
+"""Noticing that the store's clock stepped, and what a worker does then.
+
+Leases and timers are times by the store's clock (`store.clock`). When that clock steps —
+the host's clock for SQLite, the server's for PostgreSQL — every lease seems to end sooner
+(forward) or later (backward) than it does. The scheduler compares each reading it claims
+with against the monotonic clock, which no step moves:
+
+- forward: every lease looks expired, its owner alive or not. The worker renews its own
+  leases at once and, for one lease, takes over no leased run (it claims runs that have no
+  owner only): by then every live owner has renewed its leases by the new clock.
+- backward: runs that were due "now" by the old clock are due in the new clock's future;
+  they are made due now (`hurry_unowned`), and the worker renews its leases. Timers keep
+  their time: a timer set before the step fires when the clock reaches it again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+__all__ = ["STEP", "ClockWatch"]
+
+log = logging.getLogger("sagaway")
+
+# The clock moving this much more or less than the monotonic clock between two readings is
+# a step (NTP slews at most half a millisecond per second).
+STEP = 1.0
+
+
+class ClockWatch:
+    """Checks readings of the store's clock for steps; one per worker."""
+
+    def __init__(
+        self, lease: float, hurry: Callable[[float], int], renew: Callable[[], None]
+    ) -> None:
+        self.lease = lease
+        self._hurry, self._renew = hurry, renew
+        self._offset: float | None = None
+        self._no_takeover_until = 0.0
+        self._hurry_due = False  # a backward step whose runs are not yet made due
+        self.steps = 0
+
+    def check(self, now: float) -> bool:
+        """Look at a reading `now` of the store's clock; return whether leased runs may be
+        taken over (not for one lease after a forward step)."""
+        mono = time.monotonic()
+        offset = now - mono
+        step = 0.0 if self._offset is None else offset - self._offset
+        self._offset = offset
+        if abs(step) > STEP:
+            self.steps += 1
+            self._renew()
+            if step > 0:
+                self._no_takeover_until = mono + self.lease
+                log.warning(
+                    "sagaway: the clock stepped forward by %.1f s: leases renewed now, no run "
+                    "taken over from another worker for %g s",
+                    step,
+                    self.lease,
+                )
+            else:
+                self._hurry_due = True
+                log.warning(
+                    "sagaway: the clock stepped back by %.1f s: leases renewed now, runs due "
+                    "by the old clock made due now",
+                    -step,
+                )
+        if self._hurry_due:  # raises while the store is unavailable: tried again next time
+            self._hurry(now)
+            self._hurry_due = False
+        return mono >= self._no_takeover_until
