@@ -7,17 +7,38 @@ body takes $SAGAWAY_TEST_STEP_SECONDS (default 0.005) and, when it returns, appe
 `<run id> <position> <pid> <start time> <end time>` to `<log>.ends`. The
 bodies of the third and later steps in process PID wait while the file `<log>.hold-PID`
 exists (and say so in `<log>.hold-PID.waiting`): a test can stop a worker mid-run, with
-steps recorded before and after the one in flight.
+steps recorded before and after the one in flight. The saga `nap` sleeps between two steps.
+
+With $SAGAWAY_TEST_CLOCK naming a file, the process's wall clock (`sagaway._clock.wall`)
+runs that file's number of seconds ahead (or behind): a test steps it by writing the file.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 
-from sagaway import App, Retry, current_step
+from sagaway import App, Retry, _clock, current_step
 
 STEPS = 5
+
+
+def step_clock_by_file(path: str) -> None:
+    """Make `_clock.wall` follow the offset written in `path` (read every 10 ms)."""
+    offset = [0.0]
+
+    def follow() -> None:
+        while True:
+            try:
+                with open(path) as f:
+                    offset[0] = float(f.read().strip() or 0)
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.01)
+
+    threading.Thread(target=follow, daemon=True).start()
+    _clock.wall = lambda: time.time() + offset[0]
 
 
 def build(url: str, log: str, lease: float = 2.0) -> App:
@@ -49,9 +70,18 @@ def build(url: str, log: str, lease: float = 2.0) -> App:
             work(n)
         return n
 
+    @app.saga()
+    def nap(ctx, n: int, seconds: float) -> int:
+        work(n)
+        ctx.sleep(seconds)
+        work(n)
+        return n
+
     return app
 
 
+if "SAGAWAY_TEST_CLOCK" in os.environ:
+    step_clock_by_file(os.environ["SAGAWAY_TEST_CLOCK"])
 if "SAGAWAY_TEST_LOG" in os.environ:
     app = build(
         os.environ["SAGAWAY_DB"],
