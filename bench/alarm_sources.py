@@ -34,12 +34,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from sagaway.engine.metrics import labels  # noqa: E402
-from sagaway.observe.alarm_config import parse_config  # noqa: E402
-from sagaway.observe.engine_alarms import EngineMetricReader  # noqa: E402
-from sagaway.observe.engine_metrics import metric_series  # noqa: E402
-from sagaway.observe.monitor import Monitor  # noqa: E402
-from sagaway.observe.slo_alarms import SloAlerts  # noqa: E402
-from sagaway.observe.slo_spec import parse_slo_spec  # noqa: E402
+from sagaway.observe.alarms import EngineMetricReader, Monitor, parse_config  # noqa: E402
+from sagaway.observe.metrics import metric_series  # noqa: E402
+from sagaway.observe.slo import SloAlerts, parse_slo_spec  # noqa: E402
 from sagaway.store import open_store  # noqa: E402
 
 SPEC = """\

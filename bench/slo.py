@@ -73,7 +73,7 @@ def _cpu() -> float:
 def child(kind: str, data: str, spec_path: str) -> dict[str, float]:
     """Run one contender in this process; return its measurements."""
     sys.path.insert(0, str(HERE.parent))
-    from sagaway.observe.alb import find_log_files
+    from sagaway.observe.slo import find_log_files
 
     files = find_log_files([data])
     start, cpu = time.perf_counter(), _cpu()
@@ -92,7 +92,7 @@ def child(kind: str, data: str, spec_path: str) -> dict[str, float]:
     elif kind == "split":
         import duckdb
 
-        from sagaway.observe.alb_scan import _SPLIT_COLUMNS, _split_source
+        from sagaway.observe.slo._alb_scan import _SPLIT_COLUMNS, _split_source
 
         counts = ", ".join(f"count({c})" for c in _SPLIT_COLUMNS)
         source = _split_source(files, rejects=False)
@@ -100,9 +100,7 @@ def child(kind: str, data: str, spec_path: str) -> dict[str, float]:
             duckdb.connect().execute(f"SELECT count(*), {counts} FROM {source}").fetchall()[0][0]
         )
     elif kind == "report":
-        from sagaway.observe.slo import report_from_alb
-        from sagaway.observe.slo_report import report_json
-        from sagaway.observe.slo_spec import load_slo_spec
+        from sagaway.observe.slo import load_slo_spec, report_from_alb, report_json
 
         quarantine = os.path.join(tempfile.gettempdir(), f"bench-slo-{os.getpid()}.jsonl")
         report = report_from_alb(load_slo_spec(spec_path), [data], quarantine_path=quarantine)

@@ -9,6 +9,8 @@ user code raises to skip retries, and the engine's private control-flow signals,
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BreakerOpen",
     "BulkheadFull",
@@ -19,6 +21,7 @@ __all__ = [
     "InvalidRunState",
     "LeaseLost",
     "NonDeterminismError",
+    "ObserveError",
     "RateLimited",
     "Rejected",
     "RemoteError",
@@ -45,6 +48,12 @@ class SagawayError(Exception):
 
 class ConfigurationError(SagawayError, ValueError):
     """A saga, step or App was declared in a way that cannot work."""
+
+
+class ObserveError(SagawayError):
+    """Base of the errors `sagaway.observe` raises: bad filter patterns, alarm definitions,
+    configuration and SLO files, malformed log lines, unreadable engine metrics, failed
+    notifications. Each also keeps the builtin base it had (ValueError, RuntimeError...)."""
 
 
 class SerializationError(SagawayError, TypeError):
@@ -114,7 +123,7 @@ class WaitTimeout(SagawayError, TimeoutError):
         super().__init__(f"no {signal!r} signal arrived within {timeout} s")
         self.signal, self.timeout = signal, timeout
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.signal, self.timeout))
 
 
@@ -162,7 +171,9 @@ class SagaCancelled(SagaOutcome):
 
 
 # --- the resilience primitives ----------------------------------------------------------
-def _rebuild(cls: type[ResilienceError], args: tuple, state: dict) -> ResilienceError:
+def _rebuild(
+    cls: type[ResilienceError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ResilienceError:
     error = cls.__new__(cls)
     error.args = args
     error.__dict__.update(state)
@@ -179,7 +190,7 @@ class ResilienceError(SagawayError):
         super().__init__(message)
         self.name = name
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.args, self.__dict__.copy()))
 
 

@@ -5,11 +5,16 @@ import os
 
 import pytest
 
+from sagaway.errors import ConfigurationError
 from sagaway.observe import AlarmState
-from sagaway.observe.alarm_config import ConfigError, parse_config
-from sagaway.observe.incident import IncidentTracker, NotifyPolicy
-from sagaway.observe.logsource import FileTail, TimestampReader
-from sagaway.observe.monitor import Monitor
+from sagaway.observe.alarms import (
+    FileTail,
+    IncidentTracker,
+    Monitor,
+    NotifyPolicy,
+    TimestampReader,
+    parse_config,
+)
 
 OK, ALARM, INSUFFICIENT = AlarmState.OK, AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA
 
@@ -254,7 +259,7 @@ composites:
     ],
 )
 def test_config_errors_name_the_entry_and_the_fix(text, fragment):
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         parse_config(text, source="alarms.yaml")
     message = str(caught.value)
     assert message.startswith("alarms.yaml"), message

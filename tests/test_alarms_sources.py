@@ -8,12 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from sagaway import Permanent, SagaCompensated
+from sagaway.errors import ConfigurationError
 from sagaway.observe import AlarmState
-from sagaway.observe.alarm_config import ConfigError, parse_config
-from sagaway.observe.engine_alarms import EngineMetricReader, EngineMetricRef
-from sagaway.observe.monitor import Monitor
-from sagaway.observe.slo_alarms import SloAlerts
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.alarms import EngineMetricReader, EngineMetricRef, Monitor, parse_config
+from sagaway.observe.slo import SloAlerts, parse_slo_spec
 from tests.alb_lines import load_generator
 
 OK, ALARM, INSUFFICIENT = AlarmState.OK, AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA
@@ -368,7 +366,7 @@ composites:
     ],
 )
 def test_config_errors_for_engine_and_slo_sources_name_the_key_and_line(text, fragment):
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         parse_config(text, source="alarms.yaml")
     assert fragment in str(caught.value), str(caught.value)
 
@@ -376,7 +374,7 @@ def test_config_errors_for_engine_and_slo_sources_name_the_key_and_line(text, fr
 def test_unknown_slo_children_and_bad_lag_are_rejected_with_the_known_names(tmp_path):
     (tmp_path / "slo.yaml").write_text(SLO_SPEC)
     source = str(tmp_path / "alarms.yaml")
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(ConfigurationError) as caught:
         parse_config(
             "slos: {config: slo.yaml}\ncomposites:\n"
             "  - {name: c, rule: 'ALARM(slo:api-availabilty:page)'}",
@@ -386,10 +384,12 @@ def test_unknown_slo_children_and_bad_lag_are_rejected_with_the_known_names(tmp_
     assert f"{source}:3: composite 'c': the rule refers to 'slo:api-availabilty:page'" in message
     assert "did you mean 'slo:api-availability:page'?" in message
     assert "(its SLO alerts: slo:api-availability:page, slo:api-availability:ticket)" in message
-    with pytest.raises(ConfigError, match=r":2: slos: lag '90s': SLO counts are per minute"):
+    with pytest.raises(ConfigurationError, match=r":2: slos: lag '90s': SLO counts are per minute"):
         parse_config("slos:\n  lag: 90s\n  config: slo.yaml", source=source)
     (tmp_path / "bad.yaml").write_text("service: shop\nslos: []\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml, line 2: slos: expected a non-empty list"):
+    with pytest.raises(
+        ConfigurationError, match=r"bad.yaml, line 2: slos: expected a non-empty list"
+    ):
         parse_config("slos: {config: bad.yaml}", source=source)
 
 
@@ -398,7 +398,7 @@ def test_the_store_comes_from_the_command_line_or_the_environment(monkeypatch):
         "store: ${ALARM_TEST_DB}\nalarms: [{name: a, engine_metric: retries, threshold: 1}]"
     )
     assert config.store_url("sqlite:///given.db") == "sqlite:///given.db"
-    with pytest.raises(ConfigError, match="environment variable ALARM_TEST_DB is not set"):
+    with pytest.raises(ConfigurationError, match="environment variable ALARM_TEST_DB is not set"):
         config.store_url()
     monkeypatch.setenv("ALARM_TEST_DB", "sqlite:///env.db")
     config = parse_config(

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sagaway.observe.alb import (
+from sagaway.observe.slo import Counter, request_filter, scan_alb
+from sagaway.observe.slo._alb import (
     FIELDS,
     MalformedLine,
     Quarantine,
@@ -20,7 +21,6 @@ from sagaway.observe.alb import (
     parse_line,
     split_request,
 )
-from sagaway.observe.alb_scan import Counter, request_filter, scan_alb
 from tests.alb_lines import (
     AWS_EXAMPLES,
     AWS_HTTP,

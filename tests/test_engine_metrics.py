@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from sagaway import App, ConfigurationError, Permanent, SagaCompensated
 from sagaway.engine.metrics import MinuteRecorder
-from sagaway.observe.engine_metrics import StoreCollector, metric_series, serve_metrics
+from sagaway.observe.metrics import StoreCollector, metric_series, serve_metrics
 from tests.conftest import wait_for
 from tests.processes import ROOT
 

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sagaway.observe import filter_compile
-from sagaway.observe.filter_match import numeric_value, reference_match, resolve
-from sagaway.observe.filter_syntax import Selector
 from sagaway.observe.filters import FilterPattern, MetricFilter
+from sagaway.observe.filters import _compile as filter_compile
+from sagaway.observe.filters._match import numeric_value, reference_match, resolve
+from sagaway.observe.filters._syntax import Selector
 
 # --- generated lines ---------------------------------------------------------------------
 

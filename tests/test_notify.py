@@ -2,9 +2,8 @@ import json
 import logging
 
 from sagaway.observe import AlarmState
-from sagaway.observe.dispatch import Dispatcher, redact
-from sagaway.observe.incident import Notification
-from sagaway.observe.notify import (
+from sagaway.observe.alarms import Dispatcher, Notification, redact
+from sagaway.observe.alarms._notify import (
     EmailNotifier,
     SlackNotifier,
     TicketNotifier,

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sagaway.observe.series import Series, parse_statistic, percentile
+from sagaway.observe.metrics import Series, parse_statistic, percentile
 
 
 def test_buckets_align_to_period_and_keep_count_sum_min_max():
@@ -32,6 +32,21 @@ def test_range_sums_use_prefix_sums_and_follow_later_adds():
     assert s.count_between(0, 600) == 10
     s.add(150, 100)
     assert s.sum_between(120, 300) == 109
+
+
+def test_an_origin_moves_the_period_boundaries_and_range_sums_follow_them():
+    at = 1_795_176_030.25  # 30.25 s past a whole minute
+    s = Series(60, origin=at)
+    assert s.origin == pytest.approx(30.25)
+    s.add(at - 0.5, 1)  # period [at - 60, at)
+    s.add(at, 10)  # period [at, at + 60)
+    s.add(at - 60.5, 100)  # period [at - 120, at - 60)
+    assert s.bucket_start(at - 0.5) == at - 60 and s.is_boundary(at - 3600)
+    assert not s.is_boundary(at - 30.25)
+    assert s.sum_between(at - 60, at) == 1 and s.sum_between(at - 120, at + 60) == 111
+    # A bound a rounding away from a boundary is that boundary.
+    assert s.sum_between(at - 60 + 1e-7, at - 1e-7) == 1
+    assert s.resample(120).origin == pytest.approx(at % 120)
 
 
 def test_percentiles_need_samples_and_use_nearest_rank():

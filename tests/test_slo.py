@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sagaway.observe.series import Series
-from sagaway.observe.slo import evaluate_slo
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.metrics import Series
+from sagaway.observe.slo import evaluate_slo, parse_slo_spec
 
 HOUR, DAY = 3600.0, 86400.0
-AT = datetime(2024, 5, 31, 23, 59, 30, tzinfo=UTC).timestamp()
-END = datetime(2024, 6, 1, 0, 0, tzinfo=UTC).timestamp()  # end of the minute holding AT
+AT = datetime(2024, 6, 1, 0, 0, tzinfo=UTC).timestamp()  # the evaluation time
+END = AT  # where every window ends
 
 
 def slo(objective="99.9", window="30d", extra=""):
@@ -25,7 +24,8 @@ def slo(objective="99.9", window="30d", extra=""):
 
 
 def series(minutes):
-    """A one-minute series from {minutes before END: (requests, bad)}."""
+    """A one-minute series from {minutes before END: (requests, bad)}; the minute `back`
+    minutes before END holds the requests of (END - 60 x back, END - 60 x (back - 1)]."""
     s = Series(60)
     for back, (requests, bad) in minutes.items():
         s.merge(END - 60 * back, count=requests, total=bad)
@@ -105,13 +105,25 @@ def test_low_traffic_guard_reports_the_burn_rate_but_does_not_fire():
     assert all(a.firing for a in guarded_off.alerts)
 
 
-def test_windows_are_whole_minutes_ending_with_the_minute_of_at():
-    # A bad request 5 minutes before END is just outside the 5m window [END - 300, END).
+def test_windows_are_the_whole_minutes_before_at():
+    # A bad request in the minute 6 minutes back is just outside the 5m window (END - 300, END].
     s = series({5: (10, 0), 6: (10, 10)})
     r = evaluate_slo(slo(extra="    min_requests: 0\n"), s, AT)
     assert r.window_end == END and r.window_start == END - 30 * DAY
     assert r.window_requests["5m"] == 10 and r.burn_rates["5m"] == 0.0
     assert r.burn_rates["30m"] == pytest.approx((10 / 20) / 0.001)
+
+
+def test_minutes_ending_between_clock_minutes_make_exact_windows_there():
+    at = AT - 30  # 23:59:30
+    s = Series(60, origin=at)
+    s.merge(at - 30, count=10, total=1)  # (23:58:30, 23:59:30]
+    s.merge(at - 300 + 30, count=10, total=0)  # (23:54:30, 23:55:30]: the 5m window's first
+    s.merge(at - 300 - 30, count=10, total=10)  # (23:53:30, 23:54:30]: before it
+    r = evaluate_slo(slo(extra="    min_requests: 0\n"), s, at)
+    assert (r.window_start, r.window_end) == (at - 30 * DAY, at)
+    assert r.window_requests["5m"] == 20 and r.burn_rates["5m"] == pytest.approx(1 / 20 / 0.001)
+    assert r.window_requests["30m"] == 30
 
 
 def test_no_requests_means_a_full_budget_and_no_sli():
@@ -121,7 +133,7 @@ def test_no_requests_means_a_full_budget_and_no_sli():
 
 
 def test_calendar_month_window_starts_on_the_first_of_the_month():
-    at = datetime(2024, 5, 15, 12, 0, 30, tzinfo=UTC).timestamp()
+    at = datetime(2024, 5, 15, 12, 0, tzinfo=UTC).timestamp()
     s = Series(60)
     s.merge(datetime(2024, 4, 30, 23, 59, tzinfo=UTC).timestamp(), count=100, total=100)
     s.merge(datetime(2024, 5, 1, 0, 0, tzinfo=UTC).timestamp(), count=1000, total=2)
@@ -158,9 +170,7 @@ def test_custom_alert_windows_get_their_own_burn_rates():
 
 
 def test_json_reproduces_the_issue_example_numbers():
-    from sagaway.observe.alb_scan import SourceStats
-    from sagaway.observe.slo import SloReport
-    from sagaway.observe.slo_report import report_json
+    from sagaway.observe.slo import SloReport, SourceStats, report_json
 
     spec = parse_slo_spec(
         "service: shop\nslos:\n  - name: api-availability\n    objective: 99.9\n"
@@ -171,7 +181,7 @@ def test_json_reproduces_the_issue_example_numbers():
     result = evaluate_slo(spec.slos[0], s, AT)
     source = SourceStats(files=3, lines=1000, parsed=998, malformed=2, quarantine="q.jsonl")
     data = report_json(SloReport(spec=spec, at=AT, source=source, results=[result]))
-    assert data["at"] == "2024-05-31T23:59:30Z"
+    assert data["at"] == "2024-06-01T00:00:00Z"
     assert {k: data["source"][k] for k in ("files", "lines", "parsed", "malformed")} == {
         "files": 3,
         "lines": 1000,

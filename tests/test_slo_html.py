@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sagaway.observe.slo import report_from_alb
-from sagaway.observe.slo_html import report_html
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.slo import parse_slo_spec, report_from_alb, report_html
 from tests.alb_lines import load_generator
 from tests.conftest import require
 

@@ -7,8 +7,7 @@ import json
 import pytest
 
 from sagaway.cli import main
-from sagaway.observe.slo import report_from_alb
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.slo import parse_slo_spec, report_from_alb
 from tests.alb_lines import line, load_generator
 
 SPEC = """\
@@ -114,7 +113,8 @@ def test_report_json_has_the_documented_shape(logs, capsys, monkeypatch):
     }
     quarantined = json.loads((logs / "alb-quarantine.jsonl").read_text())
     assert quarantined["line"] == 2 and quarantined["text"] == "not a log line"
-    assert data["at"].startswith("2024-05-02T23:59:") and data["at"].endswith("Z")
+    # The newest entry is logged at 23:59:xx: the report is as of the end of that minute.
+    assert data["at"] == "2024-05-03T00:00:00Z"
     first = data["slos"][0]
     assert {
         "name",

@@ -8,8 +8,7 @@ import subprocess
 import yaml
 
 from sagaway.cli import main
-from sagaway.observe.slo_rules import prometheus_rules
-from sagaway.observe.slo_spec import parse_slo_spec
+from sagaway.observe.slo import parse_slo_spec, prometheus_rules
 from tests.conftest import require
 
 SPEC = """\

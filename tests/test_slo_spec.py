@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sagaway.observe.slo_spec import DEFAULT_ALERTS, SloSpecError, load_slo_spec, parse_slo_spec
+from sagaway.observe.slo import DEFAULT_ALERTS, SloSpecError, load_slo_spec, parse_slo_spec
 
 ISSUE_SPEC = """\
 service: shop

@@ -127,6 +127,9 @@ def test_a_new_schema_is_created_with_the_latest_version():
                 "sagaway_journal",
                 "sagaway_signals",
                 "sagaway_events",
+                "sagaway_messages",
+                "sagaway_groups",
+                "sagaway_deliveries",
             }
             assert store.schema_version() == migrations.latest("postgres")
             assert f"schema {schema}" in store.description

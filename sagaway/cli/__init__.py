@@ -18,6 +18,7 @@ from typing import Any
 # Command-group modules, in the order `--help` lists them.
 _GROUPS: tuple[str, ...] = (
     "sagaway.cli.runs",
+    "sagaway.cli.messages",
     "sagaway.cli.worker",
     "sagaway.cli.demo",
     "sagaway.cli.alarms",
@@ -65,6 +66,19 @@ def seconds(high: float, low: float = 0, above: bool = True) -> NumberType:
 
 
 port_number = whole_number(0, 65535)
+
+
+def age_seconds(text: str, what: str) -> float:
+    """An `--older-than` value ("30d", "12h", "2w") in seconds; CliError when it is not a
+    positive duration. `what` says what the age measures, for the message."""
+    from sagaway.observe.slo import parse_duration
+
+    if text.startswith("-"):
+        raise CliError(f"--older-than: {text} must be positive: {what}, e.g. 30d")
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise CliError(f"--older-than: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

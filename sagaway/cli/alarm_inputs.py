@@ -57,14 +57,13 @@ def open_engine(config: Any, db: str | None, *, cache: bool) -> tuple[Any, Any]:
     """(store, EngineMetricReader) for the config's engine-metric alarms, or (None, None)."""
     if not config.engine:
         return None, None
-    from sagaway.errors import SagawayError
-    from sagaway.observe.alarm_config import ConfigError
-    from sagaway.observe.engine_alarms import EngineMetricReader
+    from sagaway.errors import ConfigurationError, SagawayError
+    from sagaway.observe.alarms import EngineMetricReader
     from sagaway.store import open_store
 
     try:
         url = config.store_url(db)
-    except ConfigError as exc:
+    except ConfigurationError as exc:
         raise CliError(f"{exc} (or give the store with --db URL)") from None
     try:
         store = open_store(url, read_only=True)
@@ -95,7 +94,7 @@ def slo_alerts(config: Any, alb: list[str] | None) -> Any:
 def unmatched_notes(config: Any, reader: Any) -> list[str]:
     """One note per engine-metric alarm whose labels match nothing stored (a misspelt saga
     name would otherwise never alarm, silently)."""
-    from sagaway.observe.engine_alarms import EngineMetricReadError
+    from sagaway.observe.alarms import EngineMetricReadError
 
     notes = []
     for name, ref in config.engine.items():

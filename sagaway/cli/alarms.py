@@ -117,11 +117,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str):
-    from sagaway.observe.alarm_config import ConfigError, load_config
+    from sagaway.errors import ConfigurationError
+    from sagaway.observe.alarms import load_config
 
     try:
         config = load_config(path)
-    except ConfigError as exc:
+    except ConfigurationError as exc:
         raise CliError(str(exc)) from None
     if not config.alarms and not config.composites:
         raise CliError(
@@ -202,7 +203,7 @@ class _Rejects:
 
 
 def _dispatcher(config, stream):
-    from sagaway.observe.dispatch import Dispatcher
+    from sagaway.observe.alarms import Dispatcher
 
     def report(failure) -> None:
         print(
@@ -235,7 +236,7 @@ def _filter_stats(config) -> dict[str, Any]:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from sagaway.observe.monitor import Monitor
+    from sagaway.observe.alarms import Monitor
 
     config = _load(args.config)
     require_logs(config, args.logs)
@@ -315,7 +316,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _iso(timestamp: float | None) -> str | None:
-    from sagaway.observe.incident import iso_time
+    from sagaway.observe.alarms import iso_time
 
     return None if timestamp is None else iso_time(timestamp)
 
@@ -325,7 +326,7 @@ def _data_span(config, monitor, reader, slos) -> tuple[float | None, float | Non
     firsts = [monitor.stats.first]
     lasts = [monitor.stats.last]
     if reader is not None:
-        from sagaway.observe.engine_alarms import EngineMetricReadError
+        from sagaway.observe.alarms import EngineMetricReadError
 
         try:
             first, last = reader.span([ref.metric for ref in config.engine.values()])
@@ -379,8 +380,7 @@ def _print_replay(report: dict[str, Any], logs: bool) -> None:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    from sagaway.observe.logsource import FileTail
-    from sagaway.observe.monitor import Monitor
+    from sagaway.observe.alarms import FileTail, Monitor
 
     config = _load(args.config)
     require_logs(config, args.logs)

@@ -64,7 +64,7 @@ def _store(db: str | None) -> Any:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    from sagaway.observe.engine_metrics import serve_metrics
+    from sagaway.observe.metrics import serve_metrics
 
     store = _store(args.db)
     try:
@@ -85,7 +85,7 @@ def serve_command(args: argparse.Namespace) -> int:
 def series_command(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from sagaway.observe.engine_metrics import engine_statistic, metric_series
+    from sagaway.observe.metrics import engine_statistic, metric_series
 
     where = {}
     for item in args.where:

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sagaway.cli import CliError, whole_number
+from sagaway.cli import CliError, age_seconds, whole_number
 from sagaway.store.base import SETTLED, STATUSES, TERMINAL
 
 LIMIT = whole_number(1, 100_000)
@@ -334,17 +334,7 @@ def redrive_run(args: argparse.Namespace) -> int:
 
 
 def prune_runs(args: argparse.Namespace) -> int:
-    from sagaway.observe.slo_spec import parse_duration
-
-    if args.older_than.startswith("-"):
-        raise CliError(
-            f"--older-than: {args.older_than} must be positive: the time since a run ended, "
-            "e.g. 30d"
-        )
-    try:
-        age = parse_duration(args.older_than)
-    except ValueError as exc:
-        raise CliError(f"--older-than: {exc}") from None
+    age = age_seconds(args.older_than, "the time since a run ended")
     statuses = args.status or list(SETTLED)
     count = _steer(args, lambda app: app.prune_runs(age, statuses))
     if args.json:

@@ -32,7 +32,11 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="log file or directory (repeat for several)",
     )
-    report.add_argument("--at", help="evaluation time, ISO 8601 (default: newest log entry)")
+    report.add_argument(
+        "--at",
+        help="evaluation time, ISO 8601 (default: the end of the minute holding the newest "
+        "log entry)",
+    )
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report")
     report.add_argument(
@@ -56,7 +60,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str):
-    from sagaway.observe.slo_spec import SloSpecError, load_slo_spec
+    from sagaway.observe.slo import SloSpecError, load_slo_spec
 
     try:
         return load_slo_spec(path)
@@ -82,8 +86,7 @@ def _iso(seconds: float) -> str:
 
 def run_report(args: argparse.Namespace) -> int:
     """Compute the report and print it as a table or JSON; write HTML if asked."""
-    from sagaway.observe.slo import report_from_alb
-    from sagaway.observe.slo_report import report_json, report_table
+    from sagaway.observe.slo import report_from_alb, report_json, report_table
 
     spec = _load(args.config)
     at = _when(args.at)
@@ -112,7 +115,7 @@ def run_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if args.html:
-        from sagaway.observe.slo_html import report_html
+        from sagaway.observe.slo import report_html
 
         write_output(args.html, report_html(report))
     if args.json:
@@ -127,7 +130,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_rules(args: argparse.Namespace) -> int:
     """Print (or write) the Prometheus rules."""
-    from sagaway.observe.slo_rules import prometheus_rules
+    from sagaway.observe.slo import prometheus_rules
 
     spec = _load(args.config)
     try:

@@ -252,7 +252,7 @@ def _monitoring(console: Console, app: Any, t0: float) -> None:
     a metric alarm that notifies when the outage is noticed, reminds while it lasts, and
     says how long it lasted once it is over."""
     from sagaway.observe import AlarmState, MetricAlarm, Series
-    from sagaway.observe.incident import IncidentTracker, NotifyPolicy
+    from sagaway.observe.alarms import IncidentTracker, NotifyPolicy
 
     parked_since: dict[str, float] = {}
     for event in app.store.events(kind="parked", limit=1_000_000):

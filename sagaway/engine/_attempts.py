@@ -21,6 +21,7 @@ from sagaway.errors import Rejected, SerializationError
 from sagaway.resilience.retry import Retry
 from sagaway.resilience.timeout import Timeout
 from sagaway.store.base import RunRecord
+from sagaway.store.messages import NewMessage
 
 if TYPE_CHECKING:
     from sagaway.engine.definitions import StepDefinition
@@ -50,6 +51,7 @@ class Outcome:
     text: str | None = None
     value: Any = None
     error: BaseException | None = None
+    published: tuple[NewMessage, ...] = ()  # by the try that succeeded
 
 
 class Attempts:
@@ -101,9 +103,10 @@ class Attempts:
             )
             self.writer.hold_lease()
             started = time.monotonic()
+            outbox: list[NewMessage] = []  # a failed try's messages are dropped with it
             try:
                 value = self.invoker.invoke(
-                    body.fn, body.is_async, body.timeout, args, kwargs, info
+                    body.fn, body.is_async, body.timeout, args, kwargs, info, outbox
                 )
             except BaseException as exc:
                 if is_interrupt(exc):
@@ -156,4 +159,4 @@ class Attempts:
                 return Outcome(False, tries, error=exc)
             if type(value) not in serde.SCALARS:  # JSON gives scalars back unchanged
                 value = serde.loads(text)
-            return Outcome(True, tries, text=text, value=value)
+            return Outcome(True, tries, text=text, value=value, published=tuple(outbox))

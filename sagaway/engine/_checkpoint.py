@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sagaway.engine._control import Abandon, Suspend
@@ -29,6 +30,7 @@ from sagaway.store.base import (
     RunUpdate,
     Store,
 )
+from sagaway.store.messages import NewMessage
 
 __all__ = ["RunWriter"]
 
@@ -48,11 +50,16 @@ class RunWriter:
         self._entries: list[JournalEntry] = []
         self._consumed: list[tuple[int, int]] = []  # (signal id, position)
         self._events: list[EventRecord] = []
+        self._messages: list[NewMessage] = []
         self._pivot_reached = False
 
     def record(self, entry: JournalEntry) -> None:
         """Hold a journal entry for the next write."""
         self._entries.append(entry)
+
+    def publish(self, messages: Sequence[NewMessage]) -> None:
+        """Hold messages for the next write: the one that records their step's completion."""
+        self._messages.extend(messages)
 
     def consume(self, signal_id: int, position: int) -> None:
         """Mark a signal taken by the wait at `position`, with the next write."""
@@ -101,6 +108,7 @@ class RunWriter:
             consumed=self._consumed,
             events=self._events,
             update=update,
+            messages=self._messages,
         )
         try:
             self.cancel_requested = self.store.checkpoint(checkpoint)
@@ -108,7 +116,7 @@ class RunWriter:
             raise Abandon(False, why="another worker took it over (lease lost)") from None
         except Exception as exc:
             raise self.store_failed(exc) from exc
-        self._entries, self._consumed, self._events = [], [], []
+        self._entries, self._consumed, self._events, self._messages = [], [], [], []
         self._pivot_reached = False
         if update is not None and update.due_at is KEEP and checkpoint.lease_until is not None:
             self.lease.renewed(sent)

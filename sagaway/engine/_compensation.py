@@ -117,7 +117,8 @@ class Unwinding:
         saved = serde.loads(entry.args or "{}")
         kwargs = dict(saved.get("kwargs", {}))
         if undo.takes_result:
-            kwargs["result"] = serde.loads(entry.result) if entry.status == "ok" else None
+            # A completed step without result text reads as None, as replay reads it.
+            kwargs["result"] = serde.loads(entry.result or "null") if entry.status == "ok" else None
         started = self.writer.store.now()
         body = Body(undo.fn, undo.is_async, undo.retry, undo.timeout_guard)
         args = tuple(saved.get("args", []))
@@ -128,6 +129,7 @@ class Unwinding:
             assert outcome.error is not None
             self._give_up(entry, outcome.error, outcome.tries, error, started)
             return False
+        self.writer.publish(outcome.published)
         self._record(
             JournalEntry.compensation(
                 entry.position,

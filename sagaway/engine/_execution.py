@@ -27,6 +27,7 @@ from sagaway.engine._replay import JournalCursor
 from sagaway.engine._runtime import Runtime
 from sagaway.engine.context import EXECUTION, SagaContext
 from sagaway.errors import NonDeterminismError, UnknownSaga, WaitTimeout
+from sagaway.messaging._outbox import new_message
 from sagaway.store.base import (
     FORWARD,
     Claim,
@@ -189,6 +190,7 @@ class RunExecution:
             error = serde.rebuild_error(record) or outcome.error
             self._failures[id(error)] = record
             raise error from outcome.error
+        self.writer.publish(outcome.published)
         self._record(
             JournalEntry.step(
                 position,
@@ -235,6 +237,30 @@ class RunExecution:
             self._mark(position, "wait", signal, EntryStatus.TIMEOUT)
             raise WaitTimeout(signal, timeout)
         raise Suspend(deadline, Wait(signal, position, deadline))
+
+    def publish(
+        self,
+        topic: str,
+        payload: Any,
+        key: str | None,
+        delay: float | None,
+        dedup_id: str | None,
+    ) -> str:
+        """ctx.publish: a message committed with the run's next write, once."""
+        position, entry = self.journal.next("publish", topic)
+        if entry is not None:
+            return str(serde.loads(entry.result or "null"))
+        message = new_message(
+            topic,
+            payload,
+            key=key,
+            delay=delay,
+            dedup_id=dedup_id,
+            origin=f"{self.run.id}/{position}/publish",
+        )
+        self._mark(position, "publish", topic, EntryStatus.OK, serde.dumps(message.id, "id"))
+        self.writer.publish([message])
+        return message.id
 
     def sleep(self, seconds: float) -> None:
         """ctx.sleep: a durable timer."""

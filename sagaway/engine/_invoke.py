@@ -11,9 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sagaway.engine.context import EXECUTION, STEP, StepInfo
+from sagaway.engine.context import EXECUTION, OUTBOX, STEP, StepInfo
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.resilience.timeout import Timeout
+from sagaway.store.messages import NewMessage
 
 __all__ = ["StepInvoker"]
 
@@ -43,18 +44,31 @@ class StepInvoker:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         info: StepInfo,
+        outbox: list[NewMessage] | None = None,
     ) -> Any:
         """One try of `fn(*args, **kwargs)`; raises what the body raised, or the
-        timeout's error (`StepTimeout`) when it did not finish in time."""
+        timeout's error (`StepTimeout`) when it did not finish in time. What the body
+        publishes goes to `outbox`."""
         started = time.perf_counter()
         ok = False
         try:
-            value = self._call(fn, is_async, timeout, args, kwargs, info)
+            value = self._call(fn, is_async, timeout, args, kwargs, info, outbox)
             ok = True
             return value
         finally:
             step = f"{info.step}/undo" if info.compensating else info.step
             self.metrics.step_finished(info.saga, step, time.perf_counter() - started, ok)
+
+    def call(
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        timeout: Timeout | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """One call of a body that is not a step (a message handler), timeout applied."""
+        return self._call(fn, is_async, timeout, args, kwargs, None, None)
 
     def _call(
         self,
@@ -63,12 +77,14 @@ class StepInvoker:
         timeout: Timeout | None,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        info: StepInfo,
+        info: StepInfo | None,
+        outbox: list[NewMessage] | None,
     ) -> Any:
         if is_async:
 
             async def body() -> Any:
                 STEP.set(info)
+                OUTBOX.set(outbox)
                 try:
                     if timeout is None:
                         return await fn(*args, **kwargs)
@@ -83,11 +99,13 @@ class StepInvoker:
         # A step called inside a step's body is a plain function call, not a saga step.
         outer = EXECUTION.set(None)
         token = STEP.set(info)
+        held = OUTBOX.set(outbox)
         try:
             if timeout is None:
                 return fn(*args, **kwargs)
             return timeout.call(fn, *args, **kwargs)  # in a thread of its own, context copied
         finally:
+            OUTBOX.reset(held)
             STEP.reset(token)
             EXECUTION.reset(outer)
 

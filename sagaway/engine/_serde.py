@@ -53,7 +53,7 @@ def input_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def arguments_digest(args: tuple | list, kwargs: dict[str, Any]) -> str | None:
+def arguments_digest(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str | None:
     """A digest of a step call's arguments, compared on replay; None when they are not JSON
     data (such a step takes them without a check)."""
     try:

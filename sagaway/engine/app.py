@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
+from sagaway._ids import time_ordered_id
 from sagaway.engine import _serde as serde
 from sagaway.engine._completions import Completions
 from sagaway.engine._invoke import StepInvoker
@@ -32,6 +31,8 @@ from sagaway.errors import (
     RunNotFound,
     UnknownSaga,
 )
+from sagaway.messaging._hub import Messaging
+from sagaway.messaging._message import DeadLetter
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
@@ -44,13 +45,7 @@ __all__ = ["App"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def new_run_id() -> str:
-    """A time-ordered unique id (UUID version 7 layout)."""
-    millis = time.time_ns() // 1_000_000
-    value = (millis << 80) | (uuid.uuid4().int & ((1 << 80) - 1))
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    return str(uuid.UUID(int=value))
+new_run_id = time_ordered_id
 
 
 class App:
@@ -113,6 +108,9 @@ class App:
         self.worker: Worker | None = None
         self._invoker = StepInvoker(self.metrics)
         self._completions = Completions()
+        self._messaging = Messaging(
+            lambda: self.store, self._invoker, self.metrics, lease, poll_interval
+        )
 
     # --- declarations ------------------------------------------------------------------------
     @overload
@@ -359,6 +357,101 @@ class App:
             self.worker.wake()
         return self.get(run_id)
 
+    # --- messaging -----------------------------------------------------------------------------
+    def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        dedup_id: str | None = None,
+        conn: Any = None,
+    ) -> str:
+        """Publish a message to `topic` outside a saga; return its id.
+
+        Every consumer group of the topic receives it. With `conn` (a psycopg connection on
+        this App's PostgreSQL database, or a sqlite3 connection on its file), the message is
+        written in the caller's open transaction and commits or rolls back with it. `key`
+        orders messages for `ordered=True` consumers; `delay` holds it back that many
+        seconds; `dedup_id` keeps at most one message per (topic, dedup_id) while it is
+        retained. Raises ConfigurationError or SerializationError for bad input, storing
+        nothing. Inside a step, use `current_step().publish(...)` instead: the message then
+        commits with the step's completion.
+        """
+        return self._messaging.publish(topic, payload, key, delay, dedup_id, conn)
+
+    def consumer(
+        self,
+        topic: str,
+        *,
+        group: str,
+        concurrency: int = 4,
+        retry: Retry | None = None,
+        ordered: bool = False,
+        timeout: float | None = None,
+        breaker: CircuitBreaker | None = None,
+        rate_limit: RateLimiter | None = None,
+        bulkhead: Bulkhead | None = None,
+    ) -> Callable[[F], F]:
+        """Declare `fn(message)` the handler of `group`'s messages of `topic`.
+
+        The group receives every message of the topic, those published before it first ran
+        included; each is handled at least once, by one consumer at a time, on up to
+        `concurrency` threads per worker process. A try that raises is retried by `retry`
+        (default `Retry(attempts=5, base=0.5, cap=60)`), then the message goes to the
+        group's dead letters. A message the group handled is never handed to it again.
+        `ordered=True`: FIFO per message key (a message waiting for a retry or its delay
+        holds back later ones of its key). `breaker`, `rate_limit` and `bulkhead` park a
+        refused message without spending a try. Returns `fn` unchanged.
+        """
+
+        def declare(fn: F) -> F:
+            self._messaging.declare(
+                topic,
+                fn,
+                group=group,
+                concurrency=concurrency,
+                retry=retry or Retry(attempts=5, base=0.5, cap=60.0),
+                ordered=ordered,
+                timeout=timeout,
+                breaker=breaker,
+                rate_limit=rate_limit,
+                bulkhead=bulkhead,
+            )
+            return fn
+
+        return declare
+
+    def subscribe(
+        self,
+        topic: str,
+        saga: SagaDefinition | str,
+        *,
+        group: str | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        """Start one run of `saga` per message of `topic`, with the message's payload as its
+        one argument and the message's id as the run's key (so a message handed over again
+        never starts a second run). `group` defaults to the saga's name."""
+        name = self._saga_name(saga)
+
+        def start_run(message: Any) -> None:
+            self.start(name, message.payload, key=message.id)
+
+        start_run.__qualname__ = f"subscribe({topic!r}, {name})"
+        self.consumer(topic, group=group or name, concurrency=concurrency)(start_run)
+
+    def dead_letters(self, group: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        """Messages whose retries were spent, oldest first: of `group`, or of every group.
+        Raises ConfigurationError for a group this store does not know."""
+        return self._messaging.dead_letters(group, limit)
+
+    def redrive_dead_letters(self, group: str, ids: Sequence[str] | None = None) -> int:
+        """Hand dead letters of `group` (all, or those with these message ids) to it again,
+        with fresh attempts; return how many moved."""
+        return self._messaging.redrive(group, None if ids is None else list(ids))
+
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:
         """Start an in-process worker: runs of this store are executed by this process's
@@ -380,12 +473,14 @@ class App:
             )
             worker.start()
             self.worker = worker
+            self._messaging.start()
         return self.worker
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the in-process worker: executing runs are handed back at their next step
         boundary (and resume elsewhere or at the next launch)."""
         worker, self.worker = self.worker, None
+        self._messaging.stop(timeout)
         if worker is not None:
             worker.stop(timeout)
         if self.recorder is not None and self._store is not None:
@@ -400,6 +495,7 @@ class App:
         return [
             ("queue_depth", "", float(depth)),
             ("queue_age_seconds", "", 0.0 if oldest is None else max(0.0, now - oldest)),
+            *self._messaging.gauges(now),
         ]
 
     def prune_runs(

@@ -7,10 +7,13 @@ from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sagaway.messaging._outbox import new_message
+from sagaway.store.messages import NewMessage
+
 if TYPE_CHECKING:
     from sagaway.engine._execution import RunExecution
 
-__all__ = ["EXECUTION", "STEP", "SagaContext", "StepInfo", "current_step"]
+__all__ = ["EXECUTION", "OUTBOX", "STEP", "SagaContext", "StepInfo", "current_step"]
 
 # The run execution driving the current thread's saga, if any.
 EXECUTION: ContextVar[RunExecution | None] = ContextVar("sagaway_execution", default=None)
@@ -31,8 +34,36 @@ class StepInfo(NamedTuple):
     idempotency_key: str
     compensating: bool = False
 
+    def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        dedup_id: str | None = None,
+    ) -> str:
+        """Publish a message with this step's completion: it is committed in the same
+        transaction as the completion, so it exists if and only if the completion is
+        recorded (a failed try publishes nothing; a retried step publishes once). Returns
+        the message's id, the same if the step is run again after a crash. `delay` holds it
+        back from consumers for that many seconds; `dedup_id` keeps at most one message per
+        (topic, dedup_id) while it is retained. Raises ConfigurationError or
+        SerializationError (a payload that is not JSON data) at once."""
+        outbox = OUTBOX.get()
+        if outbox is None:
+            raise RuntimeError("publish() works in the step body that current_step() describes")
+        origin = f"{self.idempotency_key}/{len(outbox)}"
+        message = new_message(
+            topic, payload, key=key, delay=delay, dedup_id=dedup_id, origin=origin
+        )
+        outbox.append(message)
+        return message.id
+
 
 STEP: ContextVar[StepInfo | None] = ContextVar("sagaway_step", default=None)
+# The messages the running try of a step body published: kept only if the try succeeds.
+OUTBOX: ContextVar[list[NewMessage] | None] = ContextVar("sagaway_outbox", default=None)
 
 
 def current_step() -> StepInfo:
@@ -69,6 +100,19 @@ class SagaContext:
         holds no worker while it waits. Raises `WaitTimeout` after `timeout` seconds.
         """
         return self._execution.wait(signal, timeout)
+
+    def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        key: str | None = None,
+        delay: float | None = None,
+        dedup_id: str | None = None,
+    ) -> str:
+        """Publish a message from the saga body, journaled like a step: committed once, with
+        the run's next write, and not again on replay. Returns the message's id."""
+        return self._execution.publish(topic, payload, key, delay, dedup_id)
 
     def sleep(self, seconds: float) -> None:
         """Pause the saga durably: a crash or restart does not reset the timer."""

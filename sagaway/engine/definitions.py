@@ -151,7 +151,7 @@ class SagaDefinition:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
-    def identity(self, args: tuple | list, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def identity(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         """The input as the saga function sees it: each parameter's value by name, leaving
         out parameters at their default. `start(s, "o", 1)`, `start(s, "o", amount=1)` and
         `start(s, "o", 1, currency="EUR")` with that default all give the same identity.

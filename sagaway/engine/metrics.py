@@ -15,6 +15,7 @@ from typing import Any
 
 from sagaway import _clock
 from sagaway.errors import StoreUnavailable
+from sagaway.store.base import MetricBucket
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -86,6 +87,15 @@ class EngineMetrics:
     def breaker_transition(self, breaker: str, old: str, new: str) -> None:
         """A step's circuit breaker changed state."""
 
+    def message_handled(self, group: str, seconds: float, ok: bool) -> None:
+        """One try of a consumer's handler ended (`ok` False: it raised)."""
+
+    def message_retried(self, group: str) -> None:
+        """A message will be handed to its group again after a failed try."""
+
+    def message_dead(self, group: str) -> None:
+        """A message's retries were spent: it went to the group's dead letters."""
+
 
 _HOOKS = [name for name in vars(EngineMetrics) if not name.startswith("_")]
 
@@ -138,7 +148,7 @@ class MinuteRecorder(EngineMetrics):
 
     def __init__(
         self,
-        write: Callable[[list[tuple]], None],
+        write: Callable[[list[MetricBucket]], None],
         flush_every: float = 2.0,
         sample: Callable[[], list[tuple[str, str, float]]] | None = None,
         prune: Callable[[Callable[[], bool]], object] | None = None,
@@ -255,6 +265,16 @@ class MinuteRecorder(EngineMetrics):
 
     def breaker_transition(self, breaker: str, old: str, new: str) -> None:
         self.observe("breaker_transitions", labels(breaker=breaker, old=old, new=new))
+
+    def message_handled(self, group: str, seconds: float, ok: bool) -> None:
+        outcome = "ok" if ok else "error"
+        self.observe("messages_handled", labels(group=group, outcome=outcome), seconds)
+
+    def message_retried(self, group: str) -> None:
+        self.observe("messages_retried", labels(group=group))
+
+    def message_dead(self, group: str) -> None:
+        self.observe("messages_dead", labels(group=group))
 
 
 # Recorders whose App was not closed: a web or cron process that only starts runs and exits

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sagaway.engine import _serde as serde
 from sagaway.errors import RunNotFound, SagaCancelled, SagaCompensated, SagaFailed, SagaOutcome
@@ -107,7 +107,8 @@ class Run:
     @property
     def input(self) -> dict[str, Any]:
         """The saga's arguments: {"args": [...], "kwargs": {...}}."""
-        return serde.loads(self._record.input)
+        # JSON the engine wrote at start: always {"args": [...], "kwargs": {...}}.
+        return cast(dict[str, Any], serde.loads(self._record.input))
 
     @property
     def error(self) -> BaseException | None:

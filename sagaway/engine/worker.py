@@ -83,8 +83,8 @@ class Worker:
         self._spawn(self._schedule_loop, "sagaway-scheduler")
         self._spawn(self._heartbeat_loop, "sagaway-heartbeat")
 
-    def _spawn(self, target: object, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[[], object], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

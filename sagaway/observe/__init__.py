@@ -1,25 +1,60 @@
-"""Observability: time series, engine metrics, log filters, alarms, and SLOs from load
-balancer access logs."""
+"""Observability: time series and engine metrics, log filters, alarms, and SLOs from load
+balancer access logs, one subpackage each:
 
-from sagaway.observe.alarms import AlarmDefinitionError, AlarmState, MetricAlarm
-from sagaway.observe.alb import AlbEntry, MalformedLine, Quarantine, find_log_files, parse_line
-from sagaway.observe.alb_scan import AlbScan, Counter, SourceStats, scan_alb
-from sagaway.observe.composite import AlarmSet, AlarmSource, CompositeAlarm, RuleSyntaxError
-from sagaway.observe.engine_alarms import EngineMetricReader, EngineMetricRef
+- `sagaway.observe.metrics`: `Series`, the one bucketing code, and the engine's metrics;
+- `sagaway.observe.filters`: filter patterns and metric filters over log lines;
+- `sagaway.observe.alarms`: metric and composite alarms, incidents, notifiers, the monitor,
+  `alarms.yaml`;
+- `sagaway.observe.slo`: SLO specifications, ALB log reading, reports, Prometheus rules and
+  SLO alerts for composite alarms.
+
+This package exports the names most programs need, and every exception class of the
+subpackages; each is an `ObserveError` (a `sagaway.SagawayError`).
+"""
+
+from sagaway.errors import ObserveError
+from sagaway.observe.alarms import (
+    AlarmConfigurationError,
+    AlarmDefinitionError,
+    AlarmSet,
+    AlarmSource,
+    AlarmState,
+    CompositeAlarm,
+    DeliveryError,
+    EngineMetricReader,
+    EngineMetricReadError,
+    EngineMetricRef,
+    MetricAlarm,
+    RuleSyntaxError,
+)
 from sagaway.observe.filters import FilterPattern, FilterPatternError, MetricFilter
-from sagaway.observe.series import Bucket, Series, parse_statistic, percentile
+from sagaway.observe.metrics import Bucket, Series, parse_statistic, percentile
 from sagaway.observe.slo import (
+    AlbEntry,
+    AlbScan,
     AlertState,
+    Counter,
     ErrorBudget,
+    MalformedLine,
+    Quarantine,
+    SloAlerts,
+    SloAlertSource,
+    SloDefinition,
     SloReport,
     SloResult,
+    SloSpec,
+    SloSpecError,
+    SourceStats,
     evaluate_slo,
+    find_log_files,
+    load_slo_spec,
+    parse_line,
     report_from_alb,
+    scan_alb,
 )
-from sagaway.observe.slo_alarms import SloAlerts, SloAlertSource
-from sagaway.observe.slo_spec import SloDefinition, SloSpec, SloSpecError, load_slo_spec
 
 __all__ = [
+    "AlarmConfigurationError",
     "AlarmDefinitionError",
     "AlarmSet",
     "AlarmSource",
@@ -30,6 +65,8 @@ __all__ = [
     "Bucket",
     "CompositeAlarm",
     "Counter",
+    "DeliveryError",
+    "EngineMetricReadError",
     "EngineMetricReader",
     "EngineMetricRef",
     "ErrorBudget",
@@ -38,6 +75,7 @@ __all__ = [
     "MalformedLine",
     "MetricAlarm",
     "MetricFilter",
+    "ObserveError",
     "Quarantine",
     "RuleSyntaxError",
     "Series",

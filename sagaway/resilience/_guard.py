@@ -37,10 +37,12 @@ class Guard:
 
     __slots__ = ()
 
-    def _call_sync(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    def _call_sync(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         raise NotImplementedError
 
-    async def _call_async(self, fn: Callable[..., Awaitable[T]], args: tuple, kwargs: dict) -> T:
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         raise NotImplementedError
 
     @overload
@@ -71,7 +73,7 @@ class Guard:
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 return await call_async(fn, args, kwargs)
 
-            return async_wrapper  # type: ignore[return-value]
+            return async_wrapper  # type: ignore[return-value]  # called as fn is, returns what fn does
 
         call_sync = self._call_sync
 
@@ -79,4 +81,4 @@ class Guard:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             return call_sync(fn, args, kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]  # called as fn is, returns what fn does

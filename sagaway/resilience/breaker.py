@@ -61,7 +61,9 @@ def _error_filter(value: ErrorFilter, what: str) -> Callable[[BaseException], bo
         classes = value
         return lambda error: isinstance(error, classes)
     if callable(value):
-        return value
+        # A class given as the predicate (bool, say) is narrowed by mypy to type[object] by the
+        # isinstance(value, type) above; it is still the callable the signature promised.
+        return value  # type: ignore[return-value]
     raise TypeError(
         f"CircuitBreaker({what}={value!r}): give an exception class, a tuple of them, "
         "or a function error -> bool"
@@ -336,7 +338,7 @@ class CircuitBreaker(Guard):
 
     # ----------------------------------------------------------------- calls
 
-    def _call_sync(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    def _call_sync(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         generation = self._generation
         if not self._fast:
             generation = self._admit()
@@ -352,7 +354,9 @@ class CircuitBreaker(Guard):
         self._record(generation, SLOW if end - start >= self.slow_call_duration else 0, end)
         return result
 
-    async def _call_async(self, fn: Callable[..., Awaitable[T]], args: tuple, kwargs: dict) -> T:
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         generation = self._generation
         if not self._fast:
             generation = self._admit()
@@ -397,7 +401,7 @@ class CircuitBreaker(Guard):
             lock.release()
         self._emit(fired)
 
-    def _trip(self, now: float, fired: list) -> None:
+    def _trip(self, now: float, fired: list[tuple[BreakerTransition, bool]]) -> None:
         counts = self._window.counts(now)
         if counts.failures / counts.calls >= self.failure_rate:
             why = f"failure rate {counts.failures}/{counts.calls}"
@@ -407,7 +411,9 @@ class CircuitBreaker(Guard):
             limit = self.slow_call_rate
         self._transition(_OPEN, now, f"{why} >= {limit:g}", fired)
 
-    def _record_trial(self, code: int | None, now: float, fired: list) -> None:
+    def _record_trial(
+        self, code: int | None, now: float, fired: list[tuple[BreakerTransition, bool]]
+    ) -> None:
         if code is None:
             self._trials_left += 1  # an uncounted trial gives its slot back
             return
@@ -430,7 +436,7 @@ class CircuitBreaker(Guard):
 
     # ----------------------------------------------------------------- transitions
 
-    def _apply_timers(self, now: float, fired: list) -> None:
+    def _apply_timers(self, now: float, fired: list[tuple[BreakerTransition, bool]]) -> None:
         """Under the lock: make the time-driven transitions that are due."""
         if self._state is _OPEN and now >= self._open_until:
             self._transition(_HALF_OPEN, now, f"open for {self.open_for:g}s", fired)
@@ -447,7 +453,7 @@ class CircuitBreaker(Guard):
         state: BreakerState,
         now: float,
         reason: str,
-        fired: list,
+        fired: list[tuple[BreakerTransition, bool]],
         *,
         publish: bool | None = None,
         open_until: float | None = None,
@@ -538,7 +544,9 @@ class CircuitBreaker(Guard):
                 self._adopt(stored, now, fired)
         self._emit(fired)
 
-    def _adopt(self, stored: SharedBreakerState, now: float, fired: list) -> None:
+    def _adopt(
+        self, stored: SharedBreakerState, now: float, fired: list[tuple[BreakerTransition, bool]]
+    ) -> None:
         """Under the lock: honour a state another process published."""
         self._shared_version = stored.version
         reason = f"shared state v{stored.version}"

@@ -31,7 +31,7 @@ class _Waiter:
         self,
         event: threading.Event | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
-        future: asyncio.Future | None = None,
+        future: asyncio.Future[None] | None = None,
     ) -> None:
         self.event = event
         self.loop = loop
@@ -51,7 +51,7 @@ class _Waiter:
         return True
 
 
-def _resolve(future: asyncio.Future) -> None:
+def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
@@ -131,7 +131,7 @@ class Bulkhead(Guard):
         self._waiters.append(waiter)
         lock.release()
         start = time.monotonic()
-        if waiter.event.wait(timeout):  # type: ignore[union-attr]
+        if waiter.event.wait(timeout):  # type: ignore[union-attr]  # built with an event above
             return
         with lock:
             if waiter.granted:
@@ -160,7 +160,7 @@ class Bulkhead(Guard):
         start = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
-                await waiter.future  # type: ignore[misc]
+                await waiter.future  # type: ignore[misc]  # built with a future above
         except BaseException as error:
             with self._lock:
                 if not waiter.granted:
@@ -199,14 +199,16 @@ class Bulkhead(Guard):
 
     # ----------------------------------------------------------------- calls
 
-    def _call_sync(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    def _call_sync(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         self.acquire()
         try:
             return fn(*args, **kwargs)
         finally:
             self.release()
 
-    async def _call_async(self, fn: Callable[..., Awaitable[T]], args: tuple, kwargs: dict) -> T:
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         await self.acquire_async()
         try:
             return await fn(*args, **kwargs)

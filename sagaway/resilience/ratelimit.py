@@ -128,11 +128,13 @@ class RateLimiter(Guard):
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def _call_sync(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    def _call_sync(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         self.acquire()
         return fn(*args, **kwargs)
 
-    async def _call_async(self, fn: Callable[..., Awaitable[T]], args: tuple, kwargs: dict) -> T:
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         await self.acquire_async()
         return await fn(*args, **kwargs)
 

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from sagaway.resilience._guard import Guard
 from sagaway.resilience.budget import RetryBudget
@@ -142,7 +142,7 @@ class Retry(Guard):
             return max(delay, error.retry_after)
         return delay
 
-    def _call_sync(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    def _call_sync(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         tries = 0
         previous: float | None = None
         while True:
@@ -161,7 +161,9 @@ class Retry(Guard):
             self.record_success()
             return result
 
-    async def _call_async(self, fn: Callable[..., Awaitable[T]], args: tuple, kwargs: dict) -> T:
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         tries = 0
         previous: float | None = None
         while True:

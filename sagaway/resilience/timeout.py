@@ -49,7 +49,7 @@ class Timeout(Guard):
         self.seconds = float(seconds)
         self.name = name
         self.error = error  # raised at the deadline: TimeoutExceeded or a subclass
-        self._scopes: dict[asyncio.Task, list[asyncio.Timeout]] = {}
+        self._scopes: dict[asyncio.Task[Any], list[asyncio.Timeout]] = {}
 
     def __repr__(self) -> str:
         label = f", name={self.name!r}" if self.name else ""
@@ -62,7 +62,7 @@ class Timeout(Guard):
             return "block"
         return getattr(fn, "__qualname__", None) or repr(fn)
 
-    def _call_sync(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
+    def _call_sync(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
         context = contextvars.copy_context()
 
@@ -83,7 +83,9 @@ class Timeout(Guard):
             raise self.error(name=label, seconds=self.seconds, abandoned=True)
         return future.result()
 
-    async def _call_async(self, fn: Callable[..., Awaitable[T]], args: tuple, kwargs: dict) -> T:
+    async def _call_async(
+        self, fn: Callable[..., Awaitable[T]], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
         scope = asyncio.timeout(self.seconds)
         try:
             async with scope:

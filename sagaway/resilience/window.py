@@ -8,7 +8,7 @@ reached?" costs O(1), whatever the window's size:
   one-second buckets. A call at clock time `t` falls in second `floor(t)`; at time `now`
   the window holds the seconds `floor(now) - seconds + 1 ... floor(now)`.
 
-These rings are deliberately not `sagaway.observe.series.Series`: a breaker needs a
+These rings are deliberately not `sagaway.observe.metrics.Series`: a breaker needs a
 bounded structure whose update is a handful of integer operations on the call path,
 while `Series` keeps every period for later range queries.
 """
@@ -202,7 +202,7 @@ class _SecondBuckets(OutcomeWindow):
         second = int(now // 1)
         if second != self._head:
             self._advance(second)
-        i = self._head % self.seconds  # type: ignore[operator]
+        i = self._head % self.seconds  # type: ignore[operator]  # _advance has set _head
         self._calls[i] += 1
         self.calls += 1
         if code:

@@ -8,6 +8,7 @@ SQLite options go in the query string: `sqlite:///shop.db?synchronous=NORMAL`.
 from __future__ import annotations
 
 import os
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sagaway.errors import ConfigurationError, StoreUnavailable
@@ -30,7 +31,7 @@ def resolve_url(url: str | None) -> str:
 
 
 def open_store(
-    url: str | None = None, *, create: bool = True, read_only: bool = False, **options: object
+    url: str | None = None, *, create: bool = True, read_only: bool = False, **options: Any
 ) -> Store:
     """Open the store named by `url` (see `resolve_url`). Extra options go to the backend.
 
@@ -60,7 +61,7 @@ def open_store(
             )
         if "synchronous" in query:
             options.setdefault("synchronous", query["synchronous"])
-        return SqliteStore(path, create=create, read_only=read_only, **options)  # type: ignore[arg-type]
+        return SqliteStore(path, create=create, read_only=read_only, **options)
     if scheme in ("postgres", "postgresql"):
         try:
             from sagaway.store.postgres import PostgresStore
@@ -69,7 +70,7 @@ def open_store(
                 f"{scheme}:// stores need PostgreSQL support, which is not installed ({exc}): "
                 "pip install 'sagaway[postgres]'"
             ) from None
-        return PostgresStore(url, create=create, read_only=read_only, **options)  # type: ignore[arg-type]
+        return PostgresStore(url, create=create, read_only=read_only, **options)
     raise ConfigurationError(
         f"unsupported store URL {url!r}: use sqlite:///path.db or postgresql://user@host/db"
     )

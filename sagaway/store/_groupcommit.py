@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 __all__ = ["GroupCommit"]
 
 C = TypeVar("C")
+R = TypeVar("R")
+# Batched together, works return values of different types: a batch holds them as Any.
 Work = Callable[[Any], Any]
 
 
@@ -42,7 +44,7 @@ class GroupCommit(Generic[C]):
 
     def __init__(
         self,
-        run_batch: Callable[[list[Work]], list[tuple[bool, Any]]],
+        run_batch: Callable[[list[Callable[[C], Any]]], list[tuple[bool, Any]]],
         max_batch: int = 512,
         closed: Callable[[], BaseException] = lambda: RuntimeError("closed"),
     ) -> None:
@@ -57,7 +59,7 @@ class GroupCommit(Generic[C]):
         self.batches = 0
         self.writes = 0
 
-    def submit(self, work: Work) -> Any:
+    def submit(self, work: Callable[[C], R]) -> R:
         """Run `work(connection)` in the next transaction; return its value once committed."""
         item = _Item(work)
         with self._lock:
@@ -86,7 +88,8 @@ class GroupCommit(Generic[C]):
                 self._lead()
         if item.error is not None:
             raise item.error
-        return item.value
+        # The leader stored what `work` returned, through a batch that holds values as Any.
+        return cast(R, item.value)
 
     def _lead(self) -> None:
         with self._lock:

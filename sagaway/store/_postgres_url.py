@@ -143,7 +143,7 @@ def parse_url(url: str, **overrides: Any) -> PostgresSettings:
     host = params.get("host") or "the local socket"
     where = f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user')}"
     return PostgresSettings(
-        conninfo=make_conninfo(**params),
+        conninfo=make_conninfo("", **params),
         where=where,
         schema=schema,
         pool_size=pool_size,

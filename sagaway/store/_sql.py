@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sagaway.store._sql_claims import ClaimStatements
 from sagaway.store._sql_clock import ClockStatements
+from sagaway.store._sql_messages import MessageStatements
 from sagaway.store._sql_metrics import MetricStatements
 from sagaway.store._sql_runs import RunStatements
 from sagaway.store._sql_shared import SharedStateStatements
@@ -16,7 +17,12 @@ __all__ = ["SqlStore"]
 
 
 class SqlStore(
-    RunStatements, ClaimStatements, SharedStateStatements, MetricStatements, ClockStatements
+    RunStatements,
+    ClaimStatements,
+    SharedStateStatements,
+    MetricStatements,
+    MessageStatements,
+    ClockStatements,
 ):
     """Every statement of the Store contract; subclasses provide connections and dialect
     hooks (see `_sql_core.SqlCore`)."""

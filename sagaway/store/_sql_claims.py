@@ -19,6 +19,7 @@ from sagaway.store._sql_core import (
     marks,
     run_record,
 )
+from sagaway.store._sql_messages import insert_messages
 from sagaway.store.base import (
     KEEP,
     Checkpoint,
@@ -75,7 +76,8 @@ class ClaimStatements(SqlCore):
         return [Claim(run, journals[run.id], prior) for run, prior in claimed]
 
     def _run_update(self, cp: Checkpoint, update: RunUpdate) -> tuple[str, list[Any]]:
-        sets, params = ["updated_at = ?"], [cp.now]
+        sets: list[str] = ["updated_at = ?"]
+        params: list[Any] = [cp.now]
         for column in ("status", "owner", "result", "error"):
             value = getattr(update, column)
             if value is not KEEP:
@@ -111,6 +113,7 @@ class ClaimStatements(SqlCore):
         )
 
     def checkpoint(self, cp: Checkpoint) -> bool:
+        params: list[Any]
         if cp.update is None:
             # Most checkpoints only add journal lines: read the fence, write one page.
             fence, params = self._fence_sql, [cp.run_id]
@@ -130,6 +133,8 @@ class ClaimStatements(SqlCore):
                 cur.execute(JOURNAL_UPSERT, entries[0])
             else:
                 cur.many(JOURNAL_UPSERT, entries)
+            if cp.messages:
+                insert_messages(cur, cp.messages)
             if consumed:
                 cur.many("UPDATE sagaway_signals SET consumed_at = ? WHERE id = ?", consumed)
             if events:
@@ -181,7 +186,7 @@ class ClaimStatements(SqlCore):
 
     def queue_stats(self, now: float) -> tuple[int, float | None]:
         row = self._read(
-            lambda cur: cur.one(
+            lambda cur: cur.only(
                 "SELECT COUNT(*), MIN(due_at) FROM sagaway_runs WHERE due_at <= ?", (now,)
             )
         )

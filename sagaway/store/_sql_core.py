@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sagaway.errors import (
     LeaseLost,
@@ -55,7 +55,10 @@ __all__ = [
     "RUN_COLUMNS",
     "SHARED_TABLES",
     "Cursorish",
+    "DriverConnection",
+    "DriverCursor",
     "RetryBatch",
+    "Row",
     "SqlCore",
     "Statement",
     "journal_entry",
@@ -64,6 +67,10 @@ __all__ = [
     "marks",
     "run_record",
 ]
+
+R = TypeVar("R")
+# A row as both drivers return it (sqlite3 and psycopg's default row factory): a tuple.
+Row = tuple[Any, ...]
 
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
@@ -129,7 +136,7 @@ def marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
-class Statement:
+class Statement(Generic[R]):
     """A write of one statement whose first row goes to `finish(row, cursor)`, which may
     read further and returns the write's value (or raises a domain error, when the statement
     wrote nothing). An `idempotent` one may be sent again after a lost connection."""
@@ -140,19 +147,41 @@ class Statement:
         self,
         sql: str,
         params: Sequence[Any],
-        finish: Callable[[Any, Cursorish], Any],
+        finish: Callable[[Row | None, Cursorish], R],
         idempotent: bool = False,
     ) -> None:
         self.sql, self.params, self.finish, self.idempotent = sql, params, finish, idempotent
 
-    def __call__(self, cur: Cursorish) -> Any:
+    def __call__(self, cur: Cursorish) -> R:
         return self.finish(cur.one(self.sql, self.params), cur)
+
+
+class DriverCursor(Protocol):
+    """What the shared SQL uses of a driver's cursor (sqlite3's or psycopg's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Row | None: ...
+
+    def fetchall(self) -> list[Row]: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> object: ...
+
+
+class DriverConnection(Protocol):
+    """What the shared SQL uses of a connection: a sqlite3 connection, or the PostgreSQL
+    backend's session over a psycopg one."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> DriverCursor: ...
+
+    def cursor(self) -> DriverCursor: ...
 
 
 class Cursorish:
     """The few DB-API calls the shared SQL uses, over one connection in a transaction."""
 
-    def __init__(self, connection: Any, convert: Callable[[str], str]) -> None:
+    def __init__(self, connection: DriverConnection, convert: Callable[[str], str]) -> None:
         self.connection = connection
         self._convert = convert
         self.woke = False
@@ -161,13 +190,22 @@ class Cursorish:
         """Note that this transaction makes a run due (or moves a timer)."""
         self.woke = True
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> DriverCursor:
         return self.connection.execute(self._convert(sql), params)
 
-    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The statement's first row, or None when it gave none."""
         return self.execute(sql, params).fetchone()
 
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    def only(self, sql: str, params: Sequence[Any] = ()) -> Row:
+        """The row of a statement that always gives one: an aggregate, or a RETURNING or
+        read of a row this transaction knows exists."""
+        row = self.one(sql, params)
+        if row is None:
+            raise RuntimeError(f"no row from a statement that always gives one: {sql}")
+        return row
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return self.execute(sql, params).fetchall()
 
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -188,7 +226,7 @@ class SqlCore(Store):
     read_only = False  # opened with read_only=True: every write is refused
 
     def __init__(self) -> None:
-        self._group = GroupCommit(
+        self._group: GroupCommit[Cursorish] = GroupCommit(
             self._run_batch, closed=lambda: StoreUnavailable(f"the store {self.url} is closed")
         )
 
@@ -199,12 +237,12 @@ class SqlCore(Store):
 
     @abstractmethod
     @contextmanager
-    def _write_transaction(self) -> Iterator[Any]:
+    def _write_transaction(self) -> Iterator[DriverConnection]:
         """Yield a connection inside a write transaction; commit on exit, roll back on error."""
 
     @abstractmethod
     @contextmanager
-    def _read_connection(self) -> Iterator[Any]:
+    def _read_connection(self) -> Iterator[DriverConnection]:
         """Yield a connection for reads (autocommit or a short transaction)."""
 
     def _announce(self, cur: Cursorish) -> None:
@@ -225,7 +263,7 @@ class SqlCore(Store):
 
     def _run_each(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
         """A batch hit a database error mid-way: run each write alone so only it fails."""
-        outcomes = []
+        outcomes: list[tuple[bool, Any]] = []
         for work in works:
             try:
                 with self._write_transaction() as conn:
@@ -248,7 +286,7 @@ class SqlCore(Store):
         except Exception as exc:
             raise RetryBatch from exc
 
-    def _write(self, work: Callable[[Cursorish], Any]) -> Any:
+    def _write(self, work: Callable[[Cursorish], R]) -> R:
         if self.read_only:
             raise StoreUnavailable(
                 f"the store {self.url} was opened read-only: open it with open_store(url) "
@@ -256,7 +294,7 @@ class SqlCore(Store):
             )
         return self._group.submit(work)
 
-    def _read(self, work: Callable[[Cursorish], Any]) -> Any:
+    def _read(self, work: Callable[[Cursorish], R]) -> R:
         with self._read_connection() as conn:
             return work(Cursorish(conn, self._convert))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from sagaway.store._sql_core import (
+    Cursorish,
     SqlCore,
 )
+from sagaway.store.base import MetricBucket
 
 __all__ = ["MetricStatements"]
 
@@ -15,7 +17,7 @@ class MetricStatements(SqlCore):
     """The `MetricStore` contract over SQL."""
 
     # --- metrics ----------------------------------------------------------------------------
-    def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
+    def add_metrics(self, rows: Sequence[MetricBucket]) -> None:
         if not rows:
             return
         self._write(
@@ -37,15 +39,15 @@ class MetricStatements(SqlCore):
         # holding the write lock for one huge delete.
         deleted = 0
         while stop is None or not stop():
-            oldest = self._read(lambda cur: cur.one("SELECT MIN(minute) FROM sagaway_metrics"))[0]
+            oldest = self._read(lambda cur: cur.only("SELECT MIN(minute) FROM sagaway_metrics"))[0]
             if oldest is None or oldest >= before_minute:
                 break
             upto = min(oldest + 1440, before_minute)
-            deleted += self._write(
-                lambda cur, upto=upto: (
-                    cur.execute("DELETE FROM sagaway_metrics WHERE minute < ?", (upto,)).rowcount
-                )
-            )
+
+            def delete(cur: Cursorish, upto: int = upto) -> int:
+                return cur.execute("DELETE FROM sagaway_metrics WHERE minute < ?", (upto,)).rowcount
+
+            deleted += self._write(delete)
         return deleted
 
     def metric_totals(self) -> list[tuple[str, str, int, float]]:
@@ -57,10 +59,9 @@ class MetricStatements(SqlCore):
         )
         return [(row[0], row[1], int(row[2]), float(row[3])) for row in rows]
 
-    def metric_rows(
-        self, name: str | None = None, since_minute: int = 0
-    ) -> list[tuple[str, str, int, int, float, float, float]]:
-        clause, params = "minute >= ?", [since_minute]
+    def metric_rows(self, name: str | None = None, since_minute: int = 0) -> list[MetricBucket]:
+        clause = "minute >= ?"
+        params: list[int | str] = [since_minute]
         if name is not None:
             clause += " AND name = ?"
             params.append(name)

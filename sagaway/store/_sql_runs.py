@@ -186,7 +186,7 @@ class RunStatements(SqlCore):
                     f"run {run_id} has ended ({run.status}): signals are kept only for runs "
                     "that can still wait for them"
                 )
-            row = cur.one(
+            row = cur.only(
                 "INSERT INTO sagaway_signals (run_id, name, payload, sent_at) "
                 "VALUES (?, ?, ?, ?) RETURNING id",
                 (run_id, name, payload, now),
@@ -214,7 +214,7 @@ class RunStatements(SqlCore):
                     f"run {run_id} has passed its pivot step: what it did can no longer be "
                     "undone by compensation, so it cannot be cancelled"
                 )
-            row = cur.one(
+            row = cur.only(
                 "UPDATE sagaway_runs SET cancel_requested = 1, updated_at = ?, "
                 "due_at = CASE WHEN status IN ('pending', 'waiting') THEN ? ELSE due_at END "
                 f"WHERE id = ? RETURNING {RUN_COLUMNS}",

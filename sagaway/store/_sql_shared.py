@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sagaway.store._sql_core import (
     SHARED_TABLES,
@@ -12,12 +13,14 @@ from sagaway.store._sql_core import (
 
 __all__ = ["SharedStateStatements"]
 
+V = TypeVar("V")
+
 
 class SharedStateStatements(SqlCore):
     """The `SharedStateStore` contract over SQL."""
 
     # --- state shared by all workers -------------------------------------------------------
-    def read_shared(self, kind: str, name: str) -> tuple | None:
+    def read_shared(self, kind: str, name: str) -> tuple[Any, ...] | None:
         table, columns = SHARED_TABLES[kind]
         row = self._read(
             lambda cur: cur.one(f"SELECT {columns} FROM {table} WHERE name = ?", (name,))
@@ -42,21 +45,25 @@ class SharedStateStatements(SqlCore):
                     "WHERE name = ? AND version = ?",
                     (state, until, name, expected_version),
                 )
-            row = cur.one(
+            row = cur.only(
                 "SELECT state, until, version FROM sagaway_breakers WHERE name = ?", (name,)
             )
             return (row[0], float(row[1]), int(row[2]))
 
         return self._write(work)
 
-    def update_bucket(self, name: str, change: Any) -> Any:
-        def work(cur: Cursorish) -> Any:
+    def update_bucket(
+        self,
+        name: str,
+        change: Callable[[tuple[float, float] | None], tuple[tuple[float, float], V]],
+    ) -> V:
+        def work(cur: Cursorish) -> V:
             cur.execute(
                 "INSERT INTO sagaway_limiters (name, tokens, stamp) VALUES (?, NULL, NULL) "
                 "ON CONFLICT (name) DO NOTHING",
                 (name,),
             )
-            row = cur.one(
+            row = cur.only(
                 f"SELECT tokens, stamp FROM sagaway_limiters WHERE name = ? {self.row_lock}",
                 (name,),
             )

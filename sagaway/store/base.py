@@ -13,10 +13,11 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
-from typing import Any, Final, NamedTuple
+from enum import Enum, IntEnum, StrEnum
+from typing import Any, Final, NamedTuple, TypeVar
 
 from sagaway.store.clock import StoreClock
+from sagaway.store.messages import MessageStore, NewMessage
 
 __all__ = [
     "COMPENSATION",
@@ -32,6 +33,7 @@ __all__ = [
     "EventRecord",
     "JournalEntry",
     "Keep",
+    "MetricBucket",
     "MetricStore",
     "NewRun",
     "Phase",
@@ -43,6 +45,8 @@ __all__ = [
     "Store",
     "Wait",
 ]
+
+V = TypeVar("V")
 
 
 class RunStatus(StrEnum):
@@ -300,21 +304,19 @@ class SignalRecord:
     sent_at: float
 
 
-class Keep:
-    """The type of `KEEP`."""
+class Keep(Enum):
+    """The type of `KEEP`: an enum of one member, so that a type checker narrows a field
+    compared with `is KEEP` / `is not KEEP` to the value it holds otherwise."""
 
-    _instance: Keep | None = None
-
-    def __new__(cls) -> Keep:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
+    KEEP = "KEEP"
 
     def __repr__(self) -> str:
         return "KEEP"
 
+    __str__ = __repr__
 
-KEEP: Final = Keep()
+
+KEEP: Final = Keep.KEEP
 """Marks a `RunUpdate` field that the checkpoint leaves unchanged."""
 
 
@@ -358,6 +360,8 @@ class Checkpoint:
     consumed: list[tuple[int, int]] = field(default_factory=list)  # (signal id, position)
     events: list[EventRecord] = field(default_factory=list)
     update: RunUpdate | None = None
+    # Messages published by the steps recorded here: committed iff their completions are.
+    messages: list[NewMessage] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -374,7 +378,7 @@ class SharedStateStore(ABC):
     (`app.shared_breakers`, `app.shared_rate_limits`)."""
 
     @abstractmethod
-    def read_shared(self, kind: str, name: str) -> tuple | None:
+    def read_shared(self, kind: str, name: str) -> tuple[Any, ...] | None:
         """The stored row of a shared breaker (`kind` "breaker": state, until, version) or
         token bucket (`kind` "limiter": tokens, stamp), or None."""
 
@@ -385,16 +389,24 @@ class SharedStateStore(ABC):
         """Compare-and-set a breaker's shared state; return what is stored afterwards."""
 
     @abstractmethod
-    def update_bucket(self, name: str, change: Any) -> Any:
+    def update_bucket(
+        self,
+        name: str,
+        change: Callable[[tuple[float, float] | None], tuple[tuple[float, float], V]],
+    ) -> V:
         """Atomically read a token bucket's (tokens, stamp) — None if never used — call
         `change(level) -> (new_level, value)`, store `new_level`, and return `value`."""
+
+
+# One minute of one metric series: (name, labels, minute, count, total, low, high).
+MetricBucket = tuple[str, str, int, int, float, float, float]
 
 
 class MetricStore(ABC):
     """The engine's per-minute metric buckets, added to by every process of a store."""
 
     @abstractmethod
-    def add_metrics(self, rows: Sequence[tuple[str, str, int, int, float, float, float]]) -> None:
+    def add_metrics(self, rows: Sequence[MetricBucket]) -> None:
         """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
 
     @abstractmethod
@@ -407,13 +419,11 @@ class MetricStore(ABC):
         """(name, labels, count, sum) over every stored bucket."""
 
     @abstractmethod
-    def metric_rows(
-        self, name: str | None = None, since_minute: int = 0
-    ) -> list[tuple[str, str, int, int, float, float, float]]:
+    def metric_rows(self, name: str | None = None, since_minute: int = 0) -> list[MetricBucket]:
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore, StoreClock):
+class Store(SharedStateStore, MetricStore, MessageStore, StoreClock):
     """Persistence of runs, journals, signals and events, plus the shared state and metric
     buckets of their own contracts. Thread-safe."""
 

@@ -17,20 +17,23 @@ row locks for long. Writes that make runs due send NOTIFY (`_postgres_notify`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
+import re
 import select
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from sagaway.errors import (
+    ConfigurationError,
     ConnectionBudgetExhausted,
     SagawayError,
     StoreUnavailable,
@@ -51,9 +54,14 @@ from sagaway.store._sql_core import (
     lease_lost,
     makes_due,
 )
+from sagaway.store._sql_messages import insert_messages
 from sagaway.store.base import Checkpoint
+from sagaway.store.messages import NewMessage
 
 __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
+
+_TABLES = re.compile(r"\b(sagaway_\w+)\b")
+R = TypeVar("R")
 
 
 def _one_line(error: BaseException) -> str:
@@ -134,6 +142,7 @@ class PostgresStore(SqlStore):
     lock_clause = "FOR UPDATE SKIP LOCKED"
     _fence_sql = SqlStore._fence_sql + " FOR SHARE"
     row_lock = "FOR UPDATE"
+    _group_lock_sql = "LOCK TABLE sagaway_messages IN SHARE MODE"
 
     def __init__(
         self,
@@ -171,7 +180,7 @@ class PostgresStore(SqlStore):
         )
         self._notify_sql = f'NOTIFY "{self.settings.channel}"'
         super().__init__()
-        self._clock.keep_in_sync(lambda sql: self._read(lambda cur: cur.one(sql)[0]))
+        self._clock.keep_in_sync(lambda sql: self._read(lambda cur: cur.only(sql)[0]))
 
     @property
     def description(self) -> str:
@@ -211,8 +220,9 @@ class PostgresStore(SqlStore):
                 raise StoreUnavailable(
                     f"cannot set up schema {schema!r} at {self.settings.where}: {_one_line(exc)}"
                 ) from None
-            synchronous = conn.execute("SHOW synchronous_commit").fetchone()[0]
-            self._clock.sync(lambda sql: conn.execute(sql).fetchone()[0], first=True)
+            shown = conn.execute("SHOW synchronous_commit").fetchone()
+            synchronous = "?" if shown is None else shown[0]
+            self._clock.sync(lambda sql: Cursorish(conn, self._convert).only(sql)[0], first=True)
             return conn.info.parameter_status("server_version") or "?", synchronous
 
     def _migrate_in(self, conn: psycopg.Connection, create: bool, where: str) -> None:
@@ -243,11 +253,28 @@ class PostgresStore(SqlStore):
     def schema_version(self) -> int:
         """The schema version recorded in the store's schema."""
         row = self._read(
-            lambda cur: cur.one("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
+            lambda cur: cur.only("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
         )
         return int(row[0])
 
     # --- connections ---------------------------------------------------------------------
+    def publish_in(self, connection: object, messages: Sequence[NewMessage]) -> None:
+        if not isinstance(connection, psycopg.Connection):
+            raise ConfigurationError(
+                "publish(conn=...) takes a psycopg connection to this App's PostgreSQL "
+                f"database, got {type(connection).__module__}.{type(connection).__qualname__}"
+            )
+        # The caller's search_path is theirs: name sagaway's tables with their schema.
+        schema = self.settings.schema
+
+        def convert(sql: str) -> str:
+            return self._convert(_TABLES.sub(rf'"{schema}".\1', sql))
+
+        cur = Cursorish(connection, convert)
+        insert_messages(cur, messages)
+        if cur.woke:
+            connection.execute(self._notify_sql)  # delivered when the caller commits
+
     def _convert(self, sql: str) -> str:
         converted = self._sql.get(sql)
         if converted is None:
@@ -353,7 +380,7 @@ class PostgresStore(SqlStore):
         return True
 
     @contextmanager
-    def _write_transaction(self) -> Iterator[Any]:
+    def _write_transaction(self) -> Iterator[_Session]:
         conn = self._begin()
         try:
             try:
@@ -392,7 +419,7 @@ class PostgresStore(SqlStore):
         except RetryBatch:
             return self._run_each(works)
 
-    def _run_alone(self, work: Statement) -> tuple[bool, Any]:
+    def _run_alone(self, work: Statement[Any]) -> tuple[bool, Any]:
         """A lone write of one statement is a transaction by itself: no BEGIN, no COMMIT,
         one round trip. On a lost connection an idempotent one is sent again; any other
         fails with StoreUnavailable (it may or may not have been applied)."""
@@ -432,7 +459,7 @@ class PostgresStore(SqlStore):
         raise AssertionError("unreachable")
 
     @contextmanager
-    def _read_connection(self) -> Iterator[Any]:
+    def _read_connection(self) -> Iterator[_Session]:
         conn = self._connection()
         try:
             yield _Session(conn)
@@ -443,7 +470,7 @@ class PostgresStore(SqlStore):
         finally:
             self._release_connection(conn)
 
-    def _read(self, work: Callable[[Cursorish], Any]) -> Any:
+    def _read(self, work: Callable[[Cursorish], R]) -> R:
         # Reads have no effect: one on a dead connection is simply tried again on another.
         deadline = time.monotonic() + self.settings.pool_timeout
         for attempt in itertools.count():
@@ -464,8 +491,9 @@ class PostgresStore(SqlStore):
         statement: the fence (a row lock, or the fenced UPDATE) in a WITH clause and the
         journal line inserted only from its row. Each statement costs a round trip, and
         most checkpoints are this one."""
-        if len(cp.entries) != 1 or cp.consumed or cp.events:
+        if len(cp.entries) != 1 or cp.consumed or cp.events or cp.messages:
             return super().checkpoint(cp)
+        params: list[Any]
         if cp.update is None:
             fence, params = self._fence_sql, [cp.run_id]
         else:
@@ -495,7 +523,7 @@ class PostgresStore(SqlStore):
         with self._write_transaction() as session:
             cur = Cursorish(session, self._convert)
             conn = session.connection
-            sent = []
+            sent: list[tuple[Statement[Any], psycopg.Cursor]] = []
             try:
                 with conn.pipeline():
                     for work in works:
@@ -504,10 +532,10 @@ class PostgresStore(SqlStore):
                             sent.append((work, result))
             except psycopg.Error as exc:
                 raise RetryBatch from exc
-            outcomes = {}
+            outcomes: dict[int, tuple[bool, Any]] = {}
             for work, result in sent:
                 row = result.fetchone()
-                outcomes[id(work)] = self._attempt(lambda c, w=work, r=row: w.finish(r, c), cur)
+                outcomes[id(work)] = self._attempt(functools.partial(work.finish, row), cur)
             for work in works:
                 if not isinstance(work, Statement):
                     outcomes[id(work)] = self._attempt(work, cur)

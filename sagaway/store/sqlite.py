@@ -16,15 +16,17 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
 from urllib.parse import quote
 
 from sagaway.errors import ConfigurationError, StoreUnavailable
 from sagaway.store import migrations
 from sagaway.store._outage import Outage
 from sagaway.store._sql import SqlStore
+from sagaway.store._sql_core import Cursorish
+from sagaway.store._sql_messages import insert_messages
+from sagaway.store.messages import NewMessage
 
 __all__ = ["SqliteStore"]
 
@@ -62,7 +64,7 @@ READERS_KEPT = 8
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows: opening there relies on busy waits
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None  # type: ignore[assignment]  # None marks a platform without flock
 
 
 @contextmanager
@@ -209,12 +211,28 @@ class SqliteStore(SqlStore):
     def schema_version(self) -> int:
         """The schema version recorded in the file."""
         row = self._read(
-            lambda cur: cur.one("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
+            lambda cur: cur.only("SELECT value FROM sagaway_meta WHERE key = 'schema_version'")
         )
         return int(row[0])
 
     def _convert(self, sql: str) -> str:
         return sql
+
+    def publish_in(self, connection: object, messages: Sequence[NewMessage]) -> None:
+        if not isinstance(connection, sqlite3.Connection):
+            raise ConfigurationError(
+                f"publish(conn=...) takes a sqlite3 connection to {self.path!r} for this "
+                f"App's SQLite store, got {type(connection).__module__}."
+                f"{type(connection).__qualname__}"
+            )
+        files = [row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"]
+        if not files or os.path.realpath(files[0]) != os.path.realpath(self.path):
+            raise ConfigurationError(
+                f"publish(conn=...): the connection is to {files[0] if files else 'no file'!r}, "
+                f"not to this App's store {self.path!r}: the message can only commit with "
+                "your transaction on the same database file"
+            )
+        insert_messages(Cursorish(connection, self._convert), messages)
 
     def _unavailable(self, exc: BaseException) -> BaseException:
         """`exc`, or the StoreUnavailable it means (a full disk, say), logged once."""
@@ -229,7 +247,7 @@ class SqliteStore(SqlStore):
         )
 
     @contextmanager
-    def _write_transaction(self) -> Iterator[Any]:
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._writer
         assert conn is not None, "SqlStore._write refuses writes to a read-only store"
         try:
@@ -250,7 +268,7 @@ class SqliteStore(SqlStore):
         self._outage.ok()
 
     @contextmanager
-    def _read_connection(self) -> Iterator[Any]:
+    def _read_connection(self) -> Iterator[sqlite3.Connection]:
         with self._readers_lock:
             if self._closed:
                 raise StoreUnavailable(f"the store on {self.path!r} is closed")
@@ -263,9 +281,8 @@ class SqliteStore(SqlStore):
         finally:
             with self._readers_lock:
                 self._reading -= 1
-                keep = conn is not None and not self._closed
-                if keep and len(self._idle_readers) < READERS_KEPT:
-                    self._idle_readers.append(conn)  # type: ignore[arg-type]
+                if conn is not None and not self._closed and len(self._idle_readers) < READERS_KEPT:
+                    self._idle_readers.append(conn)
                     conn = None
                 self._reads_done.notify_all()
             if conn is not None:
