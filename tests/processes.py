@@ -118,7 +118,7 @@ def check_bodies(store, runs, log: Path, steps: int, same_clock: bool = True) ->
     bodies = read_bodies(log)
     reruns = 0
     for run in runs:
-        entries = store.journal(run.id)
+        entries = [e for e in store.journal(run.id) if e.kind == "step"]
         assert [(e.phase, e.position, e.kind, e.status) for e in entries] == [
             (0, p, "step", "ok") for p in range(steps)
         ], run.id
@@ -130,3 +130,20 @@ def check_bodies(store, runs, log: Path, steps: int, same_clock: bool = True) ->
             assert json.loads(entry.result) == " ".join(latest), (run.id, entry, starts)
             reruns += len(starts) - 1
     return reruns
+
+
+def handled_messages(log: Path) -> collections.Counter:
+    """How often the group `audit` of tests.apps.stress handled each message."""
+    path = Path(f"{log}.handled")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return collections.Counter(line.split()[0] for line in lines)
+
+
+def wait_handled(log: Path, count: int, timeout: float = 60) -> collections.Counter:
+    """Wait until `count` distinct messages were handled; return the counts."""
+    deadline = time.monotonic() + timeout
+    while len(handled := handled_messages(log)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(handled)} of {count} messages handled")
+        time.sleep(0.05)
+    return handled

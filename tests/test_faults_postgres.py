@@ -1,9 +1,10 @@
 """Faults of the database itself, on a PostgreSQL server of the tests' own: restarts (fast
-and immediate) and connections killed under three worker processes running many sagas.
+and immediate) and connections killed under three worker processes running many sagas,
+each of which publishes a message that a consumer group handles.
 
 The invariants, after each fault: every run ends; each step's completion is recorded once;
-no body of a recorded step runs again; workers say that they lost the database, and that it
-is back, once per outage, not once per call.
+no body of a recorded step runs again; every message is handled; workers say that they lost
+the database, and that it is back, once per outage, not once per call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from sagaway import StoreUnavailable
 from tests.apps.stress import STEPS, build
 from tests.conftest import wait_for
-from tests.processes import WorkerProcess, check_bodies
+from tests.processes import WorkerProcess, check_bodies, wait_handled
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("own-postgres")]
 
@@ -98,6 +99,7 @@ def test_postgres_restarted_twice_under_three_workers_loses_and_redoes_nothing(
         own_postgres.restart("immediate", down=4.0)
         wait_until_done(client, runs_total, 180)
         recovery = time.monotonic() - down
+        handled = wait_handled(log, runs_total)  # no message lost
     finally:
         outputs = [w.stop() for w in workers]
     try:
@@ -108,7 +110,8 @@ def test_postgres_restarted_twice_under_three_workers_loses_and_redoes_nothing(
         assert reruns <= 2 * 3 * CONCURRENCY, reruns
         for output in outputs:
             check_outages_logged_once(output, outages=2)
-        print(f"restarts: reruns={reruns} all done {recovery:.1f} s after the first")
+        again = sum(handled.values()) - len(handled)
+        print(f"restarts: reruns={reruns} handled again={again} done {recovery:.1f} s after")
     finally:
         client.close()
 
@@ -140,6 +143,7 @@ def test_connections_killed_every_few_hundred_ms_lose_and_redo_nothing(own_postg
         runs = [client.start("five", i) for i in range(runs_total)]
         killer.start()
         wait_until_done(client, runs_total, 180)
+        wait_handled(log, runs_total)  # no message lost
     finally:
         stop.set()
         killer.join()

@@ -10,6 +10,7 @@ write carries the run's epoch: once another worker has claimed the run, it is re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -58,8 +59,15 @@ class RunWriter:
         self._entries.append(entry)
 
     def publish(self, messages: Sequence[NewMessage]) -> None:
-        """Hold messages for the next write: the one that records their step's completion."""
-        self._messages.extend(messages)
+        """Hold messages for the next write: the one that records their step's completion.
+        A step body stamped them with its host's clock; consumers compare the store's."""
+        now = self.store.now()
+        self._messages.extend(
+            dataclasses.replace(
+                m, published_at=now, available_at=now + m.available_at - m.published_at
+            )
+            for m in messages
+        )
 
     def consume(self, signal_id: int, position: int) -> None:
         """Mark a signal taken by the wait at `position`, with the next write."""

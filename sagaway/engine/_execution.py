@@ -257,6 +257,7 @@ class RunExecution:
             delay=delay,
             dedup_id=dedup_id,
             origin=f"{self.run.id}/{position}/publish",
+            now=self._clock(),
         )
         self._mark(position, "publish", topic, EntryStatus.OK, serde.dumps(message.id, "id"))
         self.writer.publish([message])

@@ -75,12 +75,15 @@ class _SagawayConnection(psycopg.Connection):
 
 class _QuietPool(logging.Filter):
     """psycopg_pool warns at every failed attempt to (re)connect and every dead connection
-    it discards; for sagaway's pools the store's `Outage` says it once instead."""
+    it discards, psycopg at every pipeline cut off; for sagaway's connections the store's
+    `Outage` says it once instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         what = record.args[0] if isinstance(record.args, tuple) and record.args else None
         if isinstance(what, _SagawayConnection):
             return False
+        if isinstance(getattr(what, "_conn", None), _SagawayConnection):
+            return False  # a pipeline of ours, cut off: the error is raised to the store too
         return not (
             isinstance(what, str)
             and what.startswith("sagaway-")
@@ -89,6 +92,7 @@ class _QuietPool(logging.Filter):
 
 
 logging.getLogger("psycopg.pool").addFilter(_QuietPool())
+logging.getLogger("psycopg").addFilter(_QuietPool())
 
 
 def _tracked_connection(outage: Outage) -> type[psycopg.Connection]:

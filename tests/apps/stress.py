@@ -8,6 +8,8 @@ body takes $SAGAWAY_TEST_STEP_SECONDS (default 0.005) and, when it returns, appe
 bodies of the third and later steps in process PID wait while the file `<log>.hold-PID`
 exists (and say so in `<log>.hold-PID.waiting`): a test can stop a worker mid-run, with
 steps recorded before and after the one in flight. The saga `nap` sleeps between two steps.
+`five` ends by publishing a message to `five.done`, which the group `audit` handles by
+appending `<message id> <pid>` to `<log>.handled`.
 
 With $SAGAWAY_TEST_CLOCK naming a file, the process's wall clock (`sagaway._clock.wall`)
 runs that file's number of seconds ahead (or behind): a test steps it by writing the file.
@@ -68,7 +70,14 @@ def build(url: str, log: str, lease: float = 2.0) -> App:
     def five(ctx, n: int) -> int:
         for _ in range(STEPS):
             work(n)
+        ctx.publish("five.done", {"n": n})
         return n
+
+    handled = os.open(f"{log}.handled", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    @app.consumer("five.done", group="audit", concurrency=4)
+    def audit(message) -> None:
+        os.write(handled, f"{message.id} {os.getpid()}\n".encode())
 
     @app.saga()
     def nap(ctx, n: int, seconds: float) -> int:
