@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -50,8 +51,16 @@ class WorkerProcess:
 
         self.output = ""
         self._ready()
+        # Read on from now: a worker logging more than a pipe holds must not block on it.
+        self._drain = threading.Thread(target=self._read_on, daemon=True)
+        self._drain.start()
 
-    def _ready(self, timeout: float = 30.0) -> None:
+    def _read_on(self) -> None:
+        assert self.process.stdout is not None
+        for line in iter(self.process.stdout.readline, b""):
+            self.output += line.decode()
+
+    def _ready(self, timeout: float = 60.0) -> None:
         """Wait until the worker says it started (it logs one line, then little else)."""
         deadline = time.monotonic() + timeout
         assert self.process.stdout is not None
@@ -83,8 +92,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-        out = self.process.stdout.read().decode() if self.process.stdout else ""
-        return self.output + out
+        self._drain.join(10)
+        return self.output
 
 
 def body_counts(log: Path) -> collections.Counter:
