@@ -20,7 +20,7 @@ from sagaway import _clock
 from sagaway.engine.run import Run
 from tests.apps.stress import STEPS, build
 from tests.processes import WorkerProcess, check_bodies
-from tests.test_faults_postgres import CONCURRENCY, wait_progress
+from tests.test_faults_postgres import start_workers, wait_progress
 
 pytestmark = pytest.mark.slow
 
@@ -64,18 +64,17 @@ def check_timers(client, naps: list[Run], log: Path) -> list[float]:
 
 
 def workers_following(url, log, clocks: list[Path | None]) -> list[WorkerProcess]:
-    return [
-        WorkerProcess(
-            url,
-            log,
-            lease=LEASE,
-            concurrency=CONCURRENCY,
-            step_seconds=0.05,
-            target="tests.apps.stress:app",
-            env_extra={"SAGAWAY_TEST_CLOCK": str(clock)} if clock else None,
-        )
-        for clock in clocks
-    ]
+    """Three workers, the i-th's wall clock following the offset file `clocks[i]`."""
+    envs = [{"SAGAWAY_TEST_CLOCK": str(clock)} if clock else None for clock in clocks]
+    return start_workers(url, log, step_seconds=0.05, lease=LEASE, envs=envs)
+
+
+def check_clean(client, runs: list[Run], log: Path, total: int, same_clock: bool) -> None:
+    """Every run succeeded; none was executed by two workers at once or taken over."""
+    assert client.store.count_runs() == {"succeeded": total}
+    check_no_run_executed_twice_at_once(log)
+    assert client.store.events(kind="recovered") == []  # no lease was taken over
+    check_bodies(client.store, runs, log, STEPS, same_clock=same_clock)
 
 
 def test_host_clock_stepping_an_hour_either_way_runs_nothing_twice_at_once(tmp_path, monkeypatch):
@@ -112,10 +111,7 @@ def test_host_clock_stepping_an_hour_either_way_runs_nothing_twice_at_once(tmp_p
     finally:
         outputs = [w.stop() for w in workers]
     try:
-        assert client.store.count_runs() == {"succeeded": total}
-        check_no_run_executed_twice_at_once(log)
-        assert client.store.events(kind="recovered") == []  # no lease was taken over
-        check_bodies(client.store, runs, log, STEPS, same_clock=False)
+        check_clean(client, runs, log, total, same_clock=False)
         check_timers(client, on_time, log)
         for output in outputs:
             assert "Traceback" not in output, output
@@ -146,10 +142,7 @@ def test_worker_hosts_stepping_an_hour_change_nothing_on_postgres(own_postgres, 
     finally:
         outputs = [w.stop() for w in workers]
     try:
-        assert client.store.count_runs() == {"succeeded": total}
-        check_no_run_executed_twice_at_once(log)
-        assert client.store.events(kind="recovered") == []
-        check_bodies(client.store, runs, log, STEPS)
+        check_clean(client, runs, log, total, same_clock=True)
         lateness = check_timers(client, naps, log)
         for output in outputs:
             assert "Traceback" not in output and "clock stepped" not in output, output

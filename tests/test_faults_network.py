@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from tests.apps.stress import STEPS, build
+from tests.apps.stress import STEPS
 from tests.faultproxy import FaultProxy
 from tests.processes import WorkerProcess, check_bodies
-from tests.test_faults_postgres import CONCURRENCY, LEASE, succeeded, wait_progress
+from tests.test_faults_postgres import CONCURRENCY, LEASE, shop, succeeded, wait_progress
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("own-postgres")]
 
@@ -45,9 +45,7 @@ def test_partitioned_worker_loses_its_leases_and_writes_nothing_stale_on_heal(
     own_postgres, tmp_path
 ):
     runs_total = 600
-    url = own_postgres.url()
-    log = tmp_path / "bodies.log"
-    client = build(url, str(log))
+    url, log, client = shop(own_postgres, tmp_path)
     proxy = FaultProxy(own_postgres.port)
     others = [worker_through(FaultProxy(own_postgres.port), url, log, 0.02) for _ in range(2)]
     cut = worker_through(proxy, url, log, 0.02)
@@ -83,9 +81,7 @@ def test_partitioned_worker_loses_its_leases_and_writes_nothing_stale_on_heal(
 
 def test_fifty_ms_more_per_round_trip_completes_everything(own_postgres, tmp_path):
     runs_total = 150
-    url = own_postgres.url()
-    log = tmp_path / "bodies.log"
-    client = build(url, str(log))
+    url, log, client = shop(own_postgres, tmp_path)
     proxies = [FaultProxy(own_postgres.port) for _ in range(3)]
     for proxy in proxies:
         proxy.delay(0.050)

@@ -27,19 +27,29 @@ CONCURRENCY = 8
 LEASE = 2.0
 
 
-def start_workers(url, log, count=3, step_seconds=0.01, **options):
+def start_workers(url, log, count=3, step_seconds=0.01, lease=LEASE, envs=None):
+    """`count` worker processes of tests.apps.stress (with `envs[i]` added to the i-th's
+    environment)."""
+    envs = envs or [None] * count
     return [
         WorkerProcess(
             url,
             log,
-            lease=LEASE,
+            lease=lease,
             concurrency=CONCURRENCY,
             step_seconds=step_seconds,
             target="tests.apps.stress:app",
-            **options,
+            env_extra=env,
         )
-        for _ in range(count)
+        for env in envs
     ]
+
+
+def shop(server, tmp_path):
+    """A fresh schema on `server`: its URL, the body log and a client App."""
+    url = server.url()
+    log = tmp_path / "bodies.log"
+    return url, log, build(url, str(log))
 
 
 def succeeded(client) -> int:
@@ -118,9 +128,7 @@ def test_postgres_restarted_twice_under_three_workers_loses_and_redoes_nothing(
 
 def test_connections_killed_every_few_hundred_ms_lose_and_redo_nothing(own_postgres, tmp_path):
     runs_total = 2000
-    url = own_postgres.url()
-    log = tmp_path / "bodies.log"
-    client = build(url, str(log))
+    url, log, client = shop(own_postgres, tmp_path)
     workers = start_workers(url, log, step_seconds=0.02)
     # A worker in this process, under a name of its own: its LISTEN connection is killed
     # again and again, and wake-ups must still reach it afterwards.
