@@ -44,7 +44,7 @@ def taken_from(client, worker: WorkerProcess) -> int:
 def test_partitioned_worker_loses_its_leases_and_writes_nothing_stale_on_heal(
     own_postgres, tmp_path
 ):
-    runs_total = 600
+    runs_total = 400
     url, log, client = shop(own_postgres, tmp_path)
     proxy = FaultProxy(own_postgres.port)
     others = [worker_through(FaultProxy(own_postgres.port), url, log, 0.02) for _ in range(2)]
@@ -80,7 +80,7 @@ def test_partitioned_worker_loses_its_leases_and_writes_nothing_stale_on_heal(
 
 
 def test_fifty_ms_more_per_round_trip_completes_everything(own_postgres, tmp_path):
-    runs_total = 150
+    runs_total = 60
     url, log, client = shop(own_postgres, tmp_path)
     proxies = [FaultProxy(own_postgres.port) for _ in range(3)]
     for proxy in proxies:

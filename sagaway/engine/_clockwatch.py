@@ -26,6 +26,8 @@ log = logging.getLogger("sagaway")
 # The clock moving this much more or less than the monotonic clock between two readings is
 # a step (NTP slews at most half a millisecond per second).
 STEP = 1.0
+# A reading that took longer than this (the thread was descheduled) says nothing of steps.
+PAUSED = 0.5
 
 
 class ClockWatch:
@@ -41,10 +43,14 @@ class ClockWatch:
         self._hurry_due = False  # a backward step whose runs are not yet made due
         self.steps = 0
 
-    def check(self, now: float) -> bool:
-        """Look at a reading `now` of the store's clock; return whether leased runs may be
-        taken over (not for one lease after a forward step)."""
+    def check(self, now: float, before: float) -> bool:
+        """Look at a reading `now` of the store's clock, taken after the monotonic reading
+        `before`; return whether leased runs may be taken over (not for one lease after a
+        forward step, nor when the thread paused around the reading, which then tells a
+        step from a pause no better than it does the time)."""
         mono = time.monotonic()
+        if mono - before > PAUSED:
+            return False  # the offset is kept: a real step is seen at the next reading
         offset = now - mono
         step = 0.0 if self._offset is None else offset - self._offset
         self._offset = offset

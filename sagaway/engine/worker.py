@@ -196,10 +196,11 @@ class Worker:
                     free = self.concurrency - self._active
                     self._backlog = free <= 0
                 due = store.next_due() if free > 0 else None
+                before = time.monotonic()
                 now = store.now()
                 # Checked with the very reading the claim uses: no claim goes by a clock
                 # that stepped unnoticed.
-                takeover = self._clock.check(now)
+                takeover = self._clock.check(now, before)
                 if due is not None and due <= now:
                     # Slots are not held while claiming, so a run started in this process
                     # meanwhile still gets one; a few claims may then wait in the queue.
