@@ -19,7 +19,7 @@ import pytest
 from sagaway import _clock
 from sagaway.engine.run import Run
 from tests.apps.stress import STEPS, build
-from tests.processes import WorkerProcess, check_bodies
+from tests.processes import WorkerProcess, check_bodies, wait_handled
 from tests.test_faults_postgres import start_workers, wait_progress
 
 pytestmark = pytest.mark.slow
@@ -108,6 +108,7 @@ def test_host_clock_stepping_an_hour_either_way_runs_nothing_twice_at_once(tmp_p
         on_time = [client.start("nap", i, NAP) for i in range(10)]
         total = len(runs) + len(on_time) + len(passed)
         wait_progress(client, total, 30)
+        wait_handled(log, len(runs))  # each `five` run published one message
     finally:
         outputs = [w.stop() for w in workers]
     try:
@@ -139,6 +140,7 @@ def test_worker_hosts_stepping_an_hour_change_nothing_on_postgres(own_postgres, 
         naps = [client.start("nap", i, NAP) for i in range(20)]
         total = len(runs) + len(naps)
         wait_progress(client, total, 30)
+        wait_handled(log, len(runs))
     finally:
         outputs = [w.stop() for w in workers]
     try:

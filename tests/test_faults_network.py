@@ -15,7 +15,7 @@ import pytest
 
 from tests.apps.stress import STEPS
 from tests.faultproxy import FaultProxy
-from tests.processes import WorkerProcess, check_bodies
+from tests.processes import WorkerProcess, check_bodies, wait_handled
 from tests.test_faults_postgres import CONCURRENCY, LEASE, shop, succeeded, wait_progress
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("own-postgres")]
@@ -64,6 +64,7 @@ def test_partitioned_worker_loses_its_leases_and_writes_nothing_stale_on_heal(
         while succeeded(client) < runs_total:
             assert time.monotonic() < deadline, f"only {succeeded(client)} runs ended"
             time.sleep(0.1)
+        wait_handled(log, runs_total)  # no message lost
     finally:
         proxy.heal()
         outputs = [w.stop() for w in [*others, cut]]

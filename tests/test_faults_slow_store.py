@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.apps.stress import STEPS, build
-from tests.processes import WorkerProcess, check_bodies
+from tests.processes import WorkerProcess, check_bodies, wait_handled
 from tests.test_faults_postgres import CONCURRENCY, wait_progress
 
 pytestmark = pytest.mark.slow
@@ -44,6 +44,7 @@ def test_commits_stalling_a_second_cause_no_false_takeover(backend, request, tmp
         runs = [client.start("five", i) for i in range(300)]
         wait_progress(client, len(runs), 120)
         seconds = time.monotonic() - started
+        wait_handled(log, len(runs))
     finally:
         outputs = [w.stop() for w in workers]
     try:
