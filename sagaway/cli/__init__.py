@@ -131,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"sagaway: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `sagaway ... | head`: the reader left, which is no error
+        _discard_stdout()
+        return 0
     except OSError as exc:
         from sagaway.cli._output import OUTPUT_ERRNOS
 
@@ -139,11 +144,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sagaway: error: cannot write the output: {exc.strerror}", file=sys.stderr)
         _discard_stdout()
         return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `sagaway ... | head`: the reader left, which is no error
-        _discard_stdout()
-        return 0
 
 
 def _discard_stdout() -> None:
