@@ -3,17 +3,19 @@ in-process workers are launched."""
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from sagaway._ids import time_ordered_id
 from sagaway.engine import _serde as serde
+from sagaway.engine._check import Divergence, check_runs
 from sagaway.engine._completions import Completions
+from sagaway.engine._fork import create_fork
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
+from sagaway.engine._schedules import Schedule, ScheduleRunner
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.engine.metrics import (
     EngineMetrics,
@@ -38,7 +40,16 @@ from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.store import open_store, resolve_url
-from sagaway.store.base import SETTLED, STATUSES, Claim, ErrorRecord, NewRun, RunStatus, Store
+from sagaway.store.base import (
+    SETTLED,
+    STATUSES,
+    Claim,
+    ErrorRecord,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    Store,
+)
 
 __all__ = ["App"]
 
@@ -106,6 +117,10 @@ class App:
         self.sagas: dict[str, SagaDefinition] = {}
         self.steps: dict[str, StepDefinition] = {}
         self.worker: Worker | None = None
+        self.schedules: dict[str, Schedule] = {}
+        self._schedule_runner = ScheduleRunner(
+            lambda: list(self.schedules.values()), lambda: self.store, self.start
+        )
         self._invoker = StepInvoker(self.metrics)
         self._completions = Completions()
         self._messaging = Messaging(
@@ -218,6 +233,24 @@ class App:
 
         return declare(fn) if fn is not None else declare
 
+    def schedule(
+        self, cron: str, *, tz: str = "UTC", catch_up: str = "latest"
+    ) -> Callable[[SagaDefinition], SagaDefinition]:
+        """Start one run of the saga below at every tick of `cron` (five fields: minute hour
+        day month weekday) in time zone `tz`, however many workers run; a `tick` parameter
+        of the saga gets the tick's time. `catch_up` ("latest", "all" or "none") says which
+        ticks missed while no worker ran are started. Put it above `@app.saga()`."""
+
+        def declare(saga: SagaDefinition) -> SagaDefinition:
+            if not isinstance(saga, SagaDefinition):
+                raise ConfigurationError(
+                    f"@app.schedule({cron!r}) decorates a saga: put it above @app.saga()"
+                )
+            self.schedules[saga.name] = Schedule.declare(saga, cron, tz, catch_up)
+            return saga
+
+        return declare
+
     # --- the store ---------------------------------------------------------------------------
     @property
     def store(self) -> Store:
@@ -285,7 +318,7 @@ class App:
             # Runs created before inputs were bound to the signature hashed the raw input.
             if record.input_hash not in (digest, serde.input_hash(text)):
                 raise IdempotencyConflict(
-                    name, key or "", record.id, _difference(definition, record.input, identity)
+                    name, key or "", record.id, definition.difference(record.input, identity)
                 )
             return Run(self, record)
         self.metrics.started(name)
@@ -356,6 +389,23 @@ class App:
         if self.worker is not None:
             self.worker.wake()
         return self.get(run_id)
+
+    # --- forks ---------------------------------------------------------------------------------
+    def fork(self, run_id: str, from_step: int, *, key: str | None = None) -> Run:
+        """Start a new run of the same saga and input that reuses the journal of run `run_id`
+        before position `from_step` (those steps return their recorded results without
+        running) and runs the rest anew; `run.forked_from` names the origin.
+
+        Reused steps are not compensated again by the origin's history: if the origin undid
+        them, fork from before them. With `key`, forking is idempotent: the same key returns
+        the same fork. Raises RunNotFound; InvalidRunState for a run that has not ended or a
+        reused entry that failed; ConfigurationError for a position outside the journal;
+        IdempotencyConflict for a key used by another run.
+        """
+        record, created = create_fork(self.store, self.steps, run_id, from_step, key)
+        if created and self.worker is not None:
+            self.worker.wake()
+        return Run(self, record)
 
     # --- messaging -----------------------------------------------------------------------------
     def publish(
@@ -452,6 +502,14 @@ class App:
         with fresh attempts; return how many moved."""
         return self._messaging.redrive(group, None if ids is None else list(ids))
 
+    def check_runs(
+        self, store: Store | None = None
+    ) -> Iterator[tuple[RunRecord, Divergence | None]]:
+        """The deploy gate: each unfinished run of `store` (default: the App's), with how it
+        would diverge if replayed on the sagas declared now (None: it would not). Runs no
+        step body and writes nothing."""
+        return check_runs(store or self.store, self.sagas, self.steps)
+
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:
         """Start an in-process worker: runs of this store are executed by this process's
@@ -473,13 +531,17 @@ class App:
             )
             worker.start()
             self.worker = worker
+            self._messaging.lease = self.lease  # `sagaway worker --lease` may have changed it
             self._messaging.start()
+            if self.schedules:
+                self._schedule_runner.launch()
         return self.worker
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the in-process worker: executing runs are handed back at their next step
         boundary (and resume elsewhere or at the next launch)."""
         worker, self.worker = self.worker, None
+        self._schedule_runner.stop()
         self._messaging.stop(timeout)
         if worker is not None:
             worker.stop(timeout)
@@ -540,25 +602,3 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-
-def _difference(saga: SagaDefinition, stored: str, given: dict[str, Any]) -> str:
-    """Which arguments of a conflicting start differ from the stored run's input."""
-    try:
-        data = serde.loads(stored)
-        before = saga.identity(data["args"], data["kwargs"])
-    except Exception:  # the saga's signature changed since: say nothing rather than guess
-        return ""
-
-    def show(value: Any) -> str:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
-        return text if len(text) <= 60 else text[:57] + "..."
-
-    parts = []
-    for name in dict.fromkeys([*before, *given]):
-        old, new = before.get(name, "(default)"), given.get(name, "(default)")
-        if old != new:
-            old_text = old if name not in before else show(old)
-            new_text = new if name not in given else show(new)
-            parts.append(f"{name}: {old_text} stored, {new_text} given")
-    return "; ".join(parts)
