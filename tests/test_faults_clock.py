@@ -19,6 +19,7 @@ import pytest
 from sagaway import _clock
 from sagaway.engine.run import Run
 from tests.apps.stress import STEPS, build
+from tests.conftest import wait_status
 from tests.processes import WorkerProcess, check_bodies, wait_handled
 from tests.test_faults_postgres import start_workers, wait_progress
 
@@ -92,11 +93,15 @@ def test_host_clock_stepping_an_hour_either_way_runs_nothing_twice_at_once(tmp_p
     client = build(url, str(log))
     workers = workers_following(url, log, [clock] * 3)
     try:
+        # Timers of 600 s, asleep before the step that passes them.
+        passed = [client.start("nap", i, 600.0) for i in range(5)]
+        for nap in passed:
+            wait_status(nap, "waiting", timeout=60)
         runs = [client.start("five", i) for i in range(600)]
         wait_progress(client, 100)
-        passed = [client.start("nap", i, 600.0) for i in range(5)]
         step_to(HOUR)  # forward: every lease looks expired; the 600 s timers are passed
-        time.sleep(2.0)
+        for nap in passed:  # they fire (behind the backlog of runs due before them)
+            wait_status(nap, "succeeded", timeout=60)
         runs += [client.start("five", 1000 + i) for i in range(50)]
         step_to(0.0)  # back: the runs just started are due an hour ahead of the clock
         time.sleep(2.0)

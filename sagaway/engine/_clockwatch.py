@@ -8,9 +8,10 @@ with against the monotonic clock, which no step moves:
 - forward: every lease looks expired, its owner alive or not. The worker renews its own
   leases at once and, for one lease, takes over no leased run (it claims runs that have no
   owner only): by then every live owner has renewed its leases by the new clock.
-- backward: runs that were due "now" by the old clock are due in the new clock's future;
-  they are made due now (`hurry_unowned`), and the worker renews its leases. Timers keep
-  their time: a timer set before the step fires when the clock reaches it again.
+- backward: runs (and messages) that were due "now" by the old clock are due in the new
+  clock's future; they are made due now (`hurry_unowned`), and the worker renews its
+  leases. Timers keep their time: a timer set before the step fires when the clock reaches
+  it again.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ __all__ = ["ClockStatements"]
 
 
 class ClockStatements(SqlCore):
-    """After a backward step of the clock: runs due "now" by the old clock, due now again."""
+    """After a backward step of the clock: runs and messages due "now" by the old clock, due
+    now again."""
 
     def hurry_unowned(self, now: float) -> int:
         def work(cur: Cursorish) -> int:
@@ -16,6 +17,13 @@ class ClockStatements(SqlCore):
                 "UPDATE sagaway_runs SET due_at = ? WHERE owner IS NULL AND due_at > ? "
                 "AND (status IN ('pending', 'running', 'compensating') "
                 "OR wake_pending = 1 OR cancel_requested = 1)",
+                (now, now),
+            ).rowcount
+            # Messages published without a delay (ready at once), and their retries.
+            count += cur.execute(
+                "UPDATE sagaway_deliveries SET due_at = ? WHERE status = 'ready' AND due_at > ? "
+                "AND message_id IN "
+                "(SELECT id FROM sagaway_messages WHERE available_at <= published_at)",
                 (now, now),
             ).rowcount
             if count:

@@ -32,5 +32,6 @@ class StoreClock(ABC):
     @abstractmethod
     def hurry_unowned(self, now: float) -> int:
         """Make the runs that wait for no time of their own, but only for a worker (pending,
-        handed back, signalled, cancelled), due at `now` if they are due later; return how
-        many. After the clock stepped back, their due times lie in its future."""
+        handed back, signalled, cancelled), and the deliveries of messages published without
+        a delay, due at `now` if they are due later; return how many. After the clock
+        stepped back, their due times lie in its future."""
