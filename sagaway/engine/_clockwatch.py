@@ -9,9 +9,10 @@ with against the monotonic clock, which no step moves:
   leases at once and, for one lease, takes over no leased run (it claims runs that have no
   owner only): by then every live owner has renewed its leases by the new clock.
 - backward: runs (and messages) that were due "now" by the old clock are due in the new
-  clock's future; they are made due now (`hurry_unowned`), and the worker renews its
-  leases. Timers keep their time: a timer set before the step fires when the clock reaches
-  it again.
+  clock's future; for one lease they are made due now (`hurry_unowned`) at every look for
+  due runs (writes stamped by the old clock may still be on their way), and the worker
+  renews its leases. Timers keep their time: a timer set before the step fires when the
+  clock reaches it again.
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class ClockWatch:
         self._hurry, self._renew = hurry, renew
         self._offset: float | None = None
         self._no_takeover_until = 0.0
-        self._hurry_due = False  # a backward step whose runs are not yet made due
+        # After a backward step, runs and messages are made due again until then: a write
+        # stamped by the old clock may still be on its way when the step is seen.
+        self._hurry_until = 0.0
         self.steps = 0
 
     def check(self, now: float, before: float) -> bool:
@@ -67,13 +70,12 @@ class ClockWatch:
                     self.lease,
                 )
             else:
-                self._hurry_due = True
+                self._hurry_until = mono + self.lease
                 log.warning(
                     "sagaway: the clock stepped back by %.1f s: leases renewed now, runs due "
                     "by the old clock made due now",
                     -step,
                 )
-        if self._hurry_due:  # raises while the store is unavailable: tried again next time
+        if mono < self._hurry_until:  # raises while the store is unavailable: tried again
             self._hurry(now)
-            self._hurry_due = False
         return mono >= self._no_takeover_until
