@@ -12,6 +12,7 @@ Put between one worker and its database, it makes a network fault for that worke
 
 from __future__ import annotations
 
+import collections
 import socket
 import struct
 import threading
@@ -21,13 +22,18 @@ __all__ = ["FaultProxy"]
 
 
 class _Pipe:
-    """One direction of one proxied connection."""
+    """One direction of one proxied connection. Each chunk is sent `latency / 2` after it
+    arrived, in order, without waiting for the chunks before it: pipelined traffic pays the
+    delay once, as on a long wire."""
 
     def __init__(self, proxy: FaultProxy, source: socket.socket, target: socket.socket) -> None:
         self.proxy, self.source, self.target = proxy, source, target
         self.held: list[bytes] = []
         self.lock = threading.Lock()
+        self._due: collections.deque[tuple[float, bytes | None]] = collections.deque()
+        self._ready = threading.Condition()
         threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(target=self._send, daemon=True).start()
 
     def _pump(self) -> None:
         try:
@@ -36,9 +42,25 @@ class _Pipe:
                 if not chunk:
                     break
                 self.proxy.bytes += len(chunk)
-                delay = self.proxy.latency / 2
-                if delay:
-                    time.sleep(delay)
+                with self._ready:
+                    self._due.append((time.monotonic() + self.proxy.latency / 2, chunk))
+                    self._ready.notify()
+        except OSError:
+            pass
+        with self._ready:
+            self._due.append((time.monotonic() + self.proxy.latency / 2, None))
+            self._ready.notify()
+
+    def _send(self) -> None:
+        try:
+            while True:
+                with self._ready:
+                    while not self._due:
+                        self._ready.wait()
+                    at, chunk = self._due.popleft()
+                time.sleep(max(0.0, at - time.monotonic()))
+                if chunk is None:
+                    break
                 with self.lock:
                     if self.proxy.holding or self.held:
                         self.held.append(chunk)
@@ -46,9 +68,8 @@ class _Pipe:
                 self.target.sendall(chunk)
         except OSError:
             pass
-        finally:
-            with _quiet():
-                self.target.shutdown(socket.SHUT_WR)
+        with _quiet():
+            self.target.shutdown(socket.SHUT_WR)
 
     def release(self) -> None:
         with self.lock:
