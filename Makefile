@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench format clean docs docs-serve dist
+.PHONY: demo test lint bench soak format clean docs docs-serve dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,13 @@ BENCH ?= $(filter-out bench/gen_%,$(wildcard bench/[a-z]*.py))
 
 bench: $(BENCH_STAMP)
 	@for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+# `make soak` runs the 30-minute soak of docs/reliability.md (not part of `make test`);
+# `make soak SOAK_MINUTES=5` a shorter one. The figures go to soak.json.
+SOAK_MINUTES ?= 30
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --minutes $(SOAK_MINUTES) --out soak.json
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -7,7 +7,6 @@ unwinding: the run ends `failed` with an escalation, and `redrive` resumes at th
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -103,7 +102,7 @@ class Unwinding:
             self.children.settle()  # children still running are cancelled and awaited
         for undo in compensations_due(self.journal, self.steps):
             if undo.entry.kind == CHILD and self.children is not None:
-                started = time.time()
+                started = self.writer.store.now()
                 result, problem = self.children.compensate(undo.entry)
                 if problem is not None:
                     self._give_up(undo.entry, problem, 1, error, started)
@@ -111,7 +110,7 @@ class Unwinding:
                 self._record(
                     JournalEntry.compensation(
                         undo.entry.position, undo.entry.name, result=result, attempts=1,
-                        started_at=started, finished_at=time.time(),
+                        started_at=started, finished_at=self.writer.store.now(),
                     )
                 )  # fmt: skip
                 continue
@@ -121,7 +120,7 @@ class Unwinding:
                     f"{undo.entry.position}: {undo.problem}; fix the code or undo it by hand, "
                     "then `redrive` the run"
                 )
-                self._give_up(undo.entry, problem, 0, error, time.time())
+                self._give_up(undo.entry, problem, 0, error, self.writer.store.now())
                 return
             if not self._compensate(undo.entry, undo.compensation, error):
                 return
@@ -139,7 +138,7 @@ class Unwinding:
         if undo.takes_result:
             # A completed step without result text reads as None, as replay reads it.
             kwargs["result"] = serde.loads(entry.result or "null") if entry.status == "ok" else None
-        started = time.time()
+        started = self.writer.store.now()
         body = Body(undo.fn, undo.is_async, undo.retry, undo.timeout_guard)
         args = tuple(saved.get("args", []))
         outcome = self.attempts.call(
@@ -157,7 +156,7 @@ class Unwinding:
                 result=outcome.text,
                 attempts=outcome.tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self.writer.store.now(),
             )
         )
         self.metrics.compensated_step(self.writer.run.saga, entry.name)
@@ -183,7 +182,7 @@ class Unwinding:
                 error=text,
                 attempts=tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self.writer.store.now(),
             )
         )
         self.writer.escalate(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +68,9 @@ class RunExecution:
         self.stopping = stopping
         metrics = runtime.metrics
         self.journal = JournalCursor(run.id, run.saga, claim.journal)
-        self.writer = RunWriter(runtime.store, run, Lease(run.due_at or 0.0, lease), metrics)
+        self._clock = runtime.store.now  # the store's clock (`store.clock`)
+        granted = Lease(run.due_at or 0.0, lease, self._clock())
+        self.writer = RunWriter(runtime.store, run, granted, metrics)
         self.parking = Parking(run, self.writer, metrics, self._pause)
         self.attempts = Attempts(
             run, self.writer, self.parking, runtime.invoker, metrics, self._pause
@@ -95,7 +96,8 @@ class RunExecution:
                 self._forward()
         except Abandon as stop:
             if stop.why:
-                log.warning("run %s: stopped executing it: %s", self.run.id, stop.why)
+                level = logging.DEBUG if stop.quiet else logging.WARNING
+                log.log(level, "run %s: stopped executing it: %s", self.run.id, stop.why)
             if stop.release:
                 self.writer.release(stop.retry_in)
         except KeyboardInterrupt:
@@ -178,7 +180,7 @@ class RunExecution:
             args_text = serde.dumps(
                 {"args": list(args), "kwargs": kwargs}, f"the arguments of step {step.name!r}"
             )
-        started = time.time()
+        started = self._clock()
         outcome = self.attempts.call(step.name, position, step.body, args, kwargs, guards=step)
         if not outcome.ok:
             assert outcome.error is not None
@@ -193,7 +195,7 @@ class RunExecution:
                     error=record.to_json(),
                     attempts=outcome.tries,
                     started_at=started,
-                    finished_at=time.time(),
+                    finished_at=self._clock(),
                     digest=digest,
                 )
             )
@@ -210,7 +212,7 @@ class RunExecution:
                 result=outcome.text,
                 attempts=outcome.tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self._clock(),
                 digest=digest,
             )
         )
@@ -234,7 +236,7 @@ class RunExecution:
             )
         except Exception as exc:
             raise self.writer.store_failed(exc) from exc
-        now = time.time()
+        now = self._clock()
         if found is not None:
             self.writer.consume(found.id, position)
             self._mark(position, "wait", signal, EntryStatus.OK, found.payload)
@@ -268,6 +270,7 @@ class RunExecution:
             delay=delay,
             dedup_id=dedup_id,
             origin=f"{self.run.id}/{position}/publish",
+            now=self._clock(),
         )
         self._mark(position, "publish", topic, EntryStatus.OK, serde.dumps(message.id, "id"))
         self.writer.publish([message])
@@ -286,9 +289,9 @@ class RunExecution:
         if entry is not None:
             wake_at = float(serde.loads(entry.result or "0"))
         else:
-            wake_at = time.time() + max(0.0, float(seconds))
+            wake_at = self._clock() + max(0.0, float(seconds))
             self._mark(position, "sleep", "sleep", EntryStatus.OK, repr(wake_at))
-        remaining = wake_at - time.time()
+        remaining = wake_at - self._clock()
         if remaining <= 0:
             return
         if remaining <= INLINE_WAIT:
@@ -302,7 +305,7 @@ class RunExecution:
         if entry is not None:
             value = float(serde.loads(entry.result or "0"))
         else:
-            value = time.time()
+            value = self._clock()
             self._mark(position, "now", "now", EntryStatus.OK, repr(value))
         return datetime.fromtimestamp(value, UTC)
 
@@ -317,7 +320,7 @@ class RunExecution:
         self, position: int, kind: str, name: str, status: EntryStatus, result: str | None = None
     ) -> None:
         """Record an instantaneous forward entry (a wait's outcome, a timer, a clock reading)."""
-        self._record(JournalEntry.instant(position, kind, name, status, result, time.time()))
+        self._record(JournalEntry.instant(position, kind, name, status, result, self._clock()))
 
     def _before_effect(self) -> None:
         """Make everything recorded so far durable before an effect may happen; honour a

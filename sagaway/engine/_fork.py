@@ -4,7 +4,6 @@ results without running) and runs the saga from there anew, as a new run of the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 
 from sagaway._ids import time_ordered_id
@@ -89,7 +88,7 @@ def create_fork(
     if origin is None:
         raise RunNotFound(run_id)
     entries = reused_entries(origin, store.journal(run_id), from_step)
-    new = NewRun(time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, time.time())
+    new = NewRun(time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, store.now())
     pivot = passes_pivot(entries, steps)
     record, created = store.create_fork(new, origin.id, from_step, entries, pivot)
     if not created:

@@ -268,9 +268,11 @@ class SqlCore(Store):
             try:
                 with self._write_transaction() as conn:
                     cur = Cursorish(conn, self._convert)
-                    outcomes.append((True, work(cur)))
+                    value = work(cur)
                     if cur.woke:
                         self._announce(cur)
+                # Only once committed: a commit that fails is this write's one outcome.
+                outcomes.append((True, value))
             except Exception as exc:
                 outcomes.append((False, exc))
         return outcomes

@@ -18,6 +18,7 @@ from typing import Any, Final, NamedTuple
 
 from sagaway.store.access import AccessStore
 from sagaway.store.browse import RunBrowser
+from sagaway.store.clock import StoreClock
 from sagaway.store.fanout import FanoutStore
 from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
@@ -422,11 +423,18 @@ class Claim:
 
 
 class Store(
-    SharedStateStore, MetricStore, MessageStore, AccessStore, ForkStore, RunBrowser, FanoutStore
+    SharedStateStore,
+    MetricStore,
+    MessageStore,
+    AccessStore,
+    ForkStore,
+    RunBrowser,
+    FanoutStore,
+    StoreClock,
 ):
     """Persistence of runs, journals, signals and events, plus the shared state, metric
-    buckets, messages, access, forks, run lists and child runs of their own contracts.
-    Thread-safe."""
+    buckets, messages, access, forks, run lists, child runs and the database's clock of
+    their own contracts. Thread-safe."""
 
     url: str
 
@@ -501,8 +509,11 @@ class Store(
 
     # --- workers -------------------------------------------------------------------------
     @abstractmethod
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claim]:
-        """Lease up to `limit` due runs to `owner`, bumping each run's epoch."""
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, takeover: bool = True
+    ) -> list[Claim]:
+        """Lease up to `limit` due runs to `owner`, bumping each run's epoch. Without
+        `takeover`, runs whose lease ran out (they have an owner) are left alone."""
 
     @abstractmethod
     def checkpoint(self, cp: Checkpoint) -> bool:
