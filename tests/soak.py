@@ -20,6 +20,7 @@ import collections
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -203,6 +204,7 @@ class Soak:
     def close(self) -> None:
         self.client.close()
         self.server.destroy()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def main() -> int:
