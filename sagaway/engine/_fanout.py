@@ -135,6 +135,7 @@ class _SharedWriter:
 
     def __init__(self, writer: RunWriter, lock: threading.Lock) -> None:
         self.writer, self.lock = writer, lock
+        self.store = writer.store  # its clock (`store.now()`) is read without the lock
 
     def event(self, kind: str, **data: Any) -> None:
         with self.lock:
