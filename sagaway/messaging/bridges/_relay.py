@@ -1,0 +1,147 @@
+"""Outbound: a topic relayed to a broker by a consumer group of its own.
+
+The relay is an ordinary consumer (`app.consumer`) whose handler returns only once the
+broker confirmed the message, so the group's lease, inbox, retries and dead letters apply to
+it as to any consumer: a message is marked handled only after the broker has it, and a
+message whose confirmation was lost is sent again (with the same broker-side id)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sagaway.errors import ConfigurationError
+from sagaway.messaging._message import Message
+from sagaway.resilience.retry import Retry
+
+if TYPE_CHECKING:
+    from sagaway.engine.app import App
+
+__all__ = ["RELAY_RETRY", "RelayTarget", "encode_payload", "relay_to"]
+
+# A relay fails almost only while its broker is unreachable: keep trying for minutes (about
+# ten, backing off to 30 s) before a message goes to the relay group's dead letters.
+RELAY_RETRY = Retry(attempts=40, base=0.2, cap=30.0)
+
+
+def encode_payload(message: Message) -> bytes:
+    """The message's payload as the JSON bytes a broker carries."""
+    return json.dumps(message.payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class RelayTarget(ABC):
+    """A broker destination a relay sends messages to, waiting for each confirmation.
+
+    One target holds one connection, opened on first use on the event loop of the App that
+    relays through it (the App's loop for async handlers): give each App its own target.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, timeout: float) -> None:
+        if not isinstance(timeout, int | float) or not timeout > 0:
+            raise ConfigurationError(
+                f"{type(self).__name__}(timeout={timeout!r}): give the seconds to wait for the "
+                "broker's confirmation, more than 0"
+            )
+        self.name = name
+        self.timeout = float(timeout)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
+
+    @abstractmethod
+    async def send(self, message: Message) -> None:
+        """Publish `message` durably; return only after the broker confirmed it, raise
+        otherwise (the relay group then retries it)."""
+
+    @abstractmethod
+    async def _disconnect(self) -> None:
+        """Drop the connection (it is opened again by the next `send`)."""
+
+    def _guard(self) -> asyncio.Lock:
+        """The lock serialising (re)connections, bound to the first loop that sends."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None or self._loop.is_closed():
+            self._loop, self._lock = loop, asyncio.Lock()
+        elif self._loop is not loop:
+            raise ConfigurationError(
+                f"{self!r} is already connected from another App's event loop: create one "
+                f"{type(self).__name__} per App"
+            )
+        assert self._lock is not None
+        return self._lock
+
+    def close(self) -> None:
+        """Close the connection, if one is open (the App's loop must still be running)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(self.timeout)
+        except Exception:  # closing is best effort: the broker may be gone
+            pass
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def relay_to(
+    app: App,
+    topic: str,
+    target: RelayTarget,
+    *,
+    group: str | None = None,
+    concurrency: int = 4,
+    ordered: bool = True,
+    retry: Retry | None = None,
+) -> str:
+    """Relay every message of `topic` to `target`, from the earliest retained one on;
+    return the relay's consumer group (default `relay:<kind>:<target name>`).
+
+    Each message is sent at least once and marked handled only after the broker confirmed
+    it; the broker-side id is the sagaway message id, so a re-send after a lost confirmation
+    can be recognised (JetStream drops it in its dedup window; a sagaway inbound drops it by
+    `dedup_id`). `ordered=True` keeps the topic's per-key order at the broker. `retry`
+    (default `RELAY_RETRY`, about ten minutes) bounds the tries before a message goes to the
+    group's dead letters (`app.redrive_dead_letters(group)` sends them again).
+    """
+    if not isinstance(target, RelayTarget):
+        raise ConfigurationError(
+            f"relay_to({topic!r}, {target!r}): the target is a RabbitMQRelay or a "
+            "JetStreamRelay from sagaway.messaging.bridges"
+        )
+    name = group or f"relay:{target.kind}:{target.name}"
+
+    async def relay(message: Message) -> None:
+        await target.send(message)
+
+    relay.__qualname__ = f"relay_to({topic!r}, {target!r})"
+    app.consumer(
+        topic,
+        group=name,
+        concurrency=concurrency,
+        retry=retry or RELAY_RETRY,
+        ordered=ordered,
+        # A backstop for a connection attempt that hangs: connect, then wait to confirm.
+        timeout=3 * target.timeout,
+    )(relay)
+    return name
+
+
+def missing_extra(client: str, exc: ImportError) -> ConfigurationError:
+    """The one-line error of a bridge whose broker client is not installed."""
+    return ConfigurationError(
+        f"the {client} bridge needs its client library, which is not installed ({exc}): "
+        "pip install 'sagaway[brokers]'"
+    )
+
+
+def header_text(value: Any) -> str | None:
+    """A header value as text (brokers may hand bytes), or None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
