@@ -57,11 +57,11 @@ async def _rabbit(work):
 
 
 @contextmanager
-def rabbit_queue():
+def rabbit_queue(name: str | None = None):
     """A fresh durable queue (reached through the default exchange by its name), deleted
     afterwards."""
     require_rabbitmq()
-    name = unique("sagaway-test")
+    name = name or unique("sagaway-test")
 
     async def declare(channel):
         await channel.declare_queue(name, durable=True)
@@ -123,6 +123,10 @@ def rabbit_depth(queue: str) -> int:
 def restart_rabbitmq() -> None:
     """Stop RabbitMQ's application and start it again (the node keeps running, durable
     queues and persistent messages survive)."""
+    require(
+        shutil.which("rabbitmqctl") is not None,
+        "no rabbitmqctl to restart RabbitMQ with: apt-get install rabbitmq-server (.ci/run does)",
+    )
     for verb in ("stop_app", "start_app", "await_startup"):
         subprocess.run(["rabbitmqctl", verb], check=True, capture_output=True, timeout=120)
 
@@ -218,8 +222,16 @@ class PrivateNats:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js"]
-            + ["-sd", str(self.directory)],
+            [
+                NATS_SERVER,
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -84,7 +84,7 @@ class JetStreamRelay(RelayTarget):
             self.duplicates += 1
 
     async def _open(self) -> Any:
-        async with self._guard():
+        async with self._connection_lock():
             if self._client is None or self._client.is_closed:
                 self._client = await _connect(self.url, self.timeout)
                 self._js = self._client.jetstream(timeout=self.timeout)

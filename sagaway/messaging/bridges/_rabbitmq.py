@@ -84,7 +84,7 @@ class RabbitMQRelay(RelayTarget):
             raise
 
     async def _open(self) -> Any:
-        async with self._guard():
+        async with self._connection_lock():
             if self._connection is None or self._connection.is_closed:
                 aio_pika = _aio_pika()
                 self._exchange = None

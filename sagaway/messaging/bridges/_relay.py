@@ -8,7 +8,9 @@ message whose confirmation was lost is sent again (with the same broker-side id)
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
+import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -34,54 +36,81 @@ def encode_payload(message: Message) -> bytes:
 class RelayTarget(ABC):
     """A broker destination a relay sends messages to, waiting for each confirmation.
 
-    One target holds one connection, opened on first use on the event loop of the App that
-    relays through it (the App's loop for async handlers): give each App its own target.
+    A target holds one connection, on an event loop thread of its own that starts with the
+    first message; the relay's handler threads wait there for their confirmations. `close()`
+    ends both (a later message opens them again).
     """
 
     kind: ClassVar[str]
 
     def __init__(self, name: str, timeout: float) -> None:
-        if not isinstance(timeout, int | float) or not timeout > 0:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
             raise ConfigurationError(
                 f"{type(self).__name__}(timeout={timeout!r}): give the seconds to wait for the "
                 "broker's confirmation, more than 0"
             )
         self.name = name
         self.timeout = float(timeout)
+        self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock: asyncio.Lock | None = None
+        self._thread: threading.Thread | None = None
+        self._connecting: asyncio.Lock | None = None
 
     @abstractmethod
     async def send(self, message: Message) -> None:
         """Publish `message` durably; return only after the broker confirmed it, raise
-        otherwise (the relay group then retries it)."""
+        otherwise (the relay group then retries it). Runs on the target's event loop."""
 
     @abstractmethod
     async def _disconnect(self) -> None:
         """Drop the connection (it is opened again by the next `send`)."""
 
-    def _guard(self) -> asyncio.Lock:
-        """The lock serialising (re)connections, bound to the first loop that sends."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None or self._loop.is_closed():
-            self._loop, self._lock = loop, asyncio.Lock()
-        elif self._loop is not loop:
-            raise ConfigurationError(
-                f"{self!r} is already connected from another App's event loop: create one "
-                f"{type(self).__name__} per App"
-            )
-        assert self._lock is not None
-        return self._lock
+    def deliver(self, message: Message) -> None:
+        """`send` from any thread: block until the broker confirmed `message`; raise what
+        `send` raised, or TimeoutError when connecting and confirming took over three
+        `timeout`s."""
+        future = asyncio.run_coroutine_threadsafe(self.send(message), self._event_loop())
+        try:
+            future.result(3 * self.timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(
+                f"{self!r}: no confirmation of message {message.id} within {3 * self.timeout:g} s"
+            ) from None
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=loop.run_forever, name=f"sagaway-relay-{self.name}", daemon=True
+                )
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+    def _connection_lock(self) -> asyncio.Lock:
+        """Serialises (re)connecting: concurrent sends share one connection."""
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        return self._connecting
 
     def close(self) -> None:
-        """Close the connection, if one is open (the App's loop must still be running)."""
-        loop = self._loop
-        if loop is None or loop.is_closed() or not loop.is_running():
+        """Close the connection and stop the target's event loop."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None:
             return
         try:
             asyncio.run_coroutine_threadsafe(self._disconnect(), loop).result(self.timeout)
         except Exception:  # closing is best effort: the broker may be gone
             pass
+        loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(self.timeout)
+        if not loop.is_running():
+            loop.close()
+        self._connecting = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -114,18 +143,12 @@ def relay_to(
         )
     name = group or f"relay:{target.kind}:{target.name}"
 
-    async def relay(message: Message) -> None:
-        await target.send(message)
+    def relay(message: Message) -> None:
+        target.deliver(message)
 
     relay.__qualname__ = f"relay_to({topic!r}, {target!r})"
     app.consumer(
-        topic,
-        group=name,
-        concurrency=concurrency,
-        retry=retry or RELAY_RETRY,
-        ordered=ordered,
-        # A backstop for a connection attempt that hangs: connect, then wait to confirm.
-        timeout=3 * target.timeout,
+        topic, group=name, concurrency=concurrency, retry=retry or RELAY_RETRY, ordered=ordered
     )(relay)
     return name
 

@@ -1,0 +1,186 @@
+"""The NATS JetStream bridge against a real server: relay with the stream's ack and
+Nats-Msg-Id, inbound through the inbox, dedup on both sides, a server restart mid-relay."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+import time
+
+import pytest
+
+from sagaway import ConfigurationError, Retry
+from sagaway.messaging.bridges import JetStreamRelay, JetStreamSource, consume_from, relay_to
+from tests.brokers import (
+    NATS_URL,
+    PrivateNats,
+    jetstream_messages,
+    jetstream_publish,
+    jetstream_stream,
+)
+from tests.conftest import wait_for
+
+pytestmark = pytest.mark.xdist_group("nats")
+
+FAST = Retry(attempts=3, base=0.001, cap=0.005)
+PATIENT = Retry(attempts=None, base=0.05, cap=0.5)
+
+
+def collect(app, topic, group="sink"):
+    """A consumer of `topic` recording each message; returns the list."""
+    seen, lock = [], threading.Lock()
+
+    @app.consumer(topic, group=group, retry=FAST)
+    def record(message):
+        with lock:
+            seen.append(message)
+
+    return seen
+
+
+def handled(app, group):
+    return next(g for g in app.store.groups() if g.group == group).handled
+
+
+def test_relay_sets_nats_msg_id_and_returns_after_the_stream_acked(make_app):
+    app = make_app()
+    with jetstream_stream() as (stream, prefix):
+        target = JetStreamRelay(NATS_URL, subject=f"{prefix}.orders", stream=stream)
+        group = relay_to(app, "orders.placed", target)
+        assert group == f"relay:jetstream:{stream}"
+        with app:
+            ids = [app.publish("orders.placed", {"n": n}, key=f"c{n % 2}") for n in range(5)]
+            wait_for(lambda: handled(app, group) == 5, what="the relay")
+        target.close()
+        stored = jetstream_messages(stream)  # handled only after the stream had it
+    assert [m.headers["Nats-Msg-Id"] for m in stored] == ids
+    assert [json.loads(m.data) for m in stored] == [{"n": n} for n in range(5)]
+    assert [m.headers["Sagaway-Key"] for m in stored] == [f"c{n % 2}" for n in range(5)]
+    assert {m.headers["Sagaway-Topic"] for m in stored} == {"orders.placed"}
+
+
+def test_a_resend_after_a_lost_ack_is_dropped_by_the_stream(make_app):
+    class LosesFirstAck(JetStreamRelay):
+        lost = 0
+
+        async def send(self, message):
+            await super().send(message)
+            if not self.lost:
+                self.lost += 1
+                raise ConnectionError("the ack was lost")
+
+    app = make_app()
+    with jetstream_stream() as (stream, prefix):
+        target = LosesFirstAck(NATS_URL, subject=f"{prefix}.orders")
+        group = relay_to(app, "orders.placed", target, retry=FAST)
+        with app:
+            sent = app.publish("orders.placed", {"order": 7})
+            wait_for(lambda: handled(app, group) == 1, what="the relay")
+        target.close()
+        stored = jetstream_messages(stream)
+    assert target.lost == 1 and target.duplicates == 1  # sent twice, stored once
+    assert [m.headers["Nats-Msg-Id"] for m in stored] == [sent]
+
+
+def test_inbound_publishes_locally_with_the_msg_id_and_acks_after_the_commit(make_app):
+    app = make_app()
+    seen = collect(app, "payments.received")
+    with jetstream_stream() as (stream, prefix):
+        jetstream_publish(
+            prefix,
+            [
+                ("pay", b'{"amount": 10}', {"Nats-Msg-Id": "pay-1", "Sagaway-Key": "cart-1"}),
+                ("pay", b'{"amount": 20}', {}),  # no id: the stream sequence stands in
+            ],
+        )
+        source = JetStreamSource(NATS_URL, stream=stream, durable="shop")
+        with app, consume_from(app, source, "payments.received") as inbound:
+            wait_for(lambda: len(seen) == 2, what="both messages")
+            assert inbound.received == 2
+        # Read again from the start by a new durable: everything is a redelivery now.
+        again = JetStreamSource(NATS_URL, stream=stream, durable="replay")
+        with app, consume_from(app, again, "payments.received") as inbound:
+            wait_for(lambda: inbound.received == 2, what="the redeliveries")
+            time.sleep(0.2)
+    assert sorted((m.payload["amount"], m.key) for m in seen) == [(10, "cart-1"), (20, None)]
+    assert len(seen) == 2  # the inbox: each broker id once
+
+
+def test_a_lost_inbound_ack_is_redelivered_by_jetstream_and_stored_once(make_app):
+    class LosesFirstAck(JetStreamSource):
+        lost = 0
+
+        async def receive(self):
+            async for delivery in super().receive():
+                if not self.lost:
+                    self.lost += 1
+
+                    async def nothing():
+                        return None
+
+                    delivery = dataclasses.replace(delivery, ack=nothing)
+                yield delivery
+
+    app = make_app()
+    seen = collect(app, "payments.received")
+    with jetstream_stream() as (stream, prefix):
+        jetstream_publish(prefix, [("pay", b'{"amount": 10}', {"Nats-Msg-Id": "pay-1"})])
+        source = LosesFirstAck(NATS_URL, stream=stream, durable="shop", ack_wait=1.0)
+        with app, consume_from(app, source, "payments.received") as inbound:
+            wait_for(lambda: inbound.received == 2, what="JetStream to redeliver", timeout=20)
+            wait_for(lambda: len(seen) == 1, what="the message")
+            time.sleep(0.2)
+    assert len(seen) == 1 and source.lost == 1
+
+
+def test_missing_client_library_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nats", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'sagaway\[brokers\]'"):
+        JetStreamRelay()
+    with pytest.raises(ConfigurationError, match=r"pip install 'sagaway\[brokers\]'"):
+        JetStreamSource(stream="S", durable="d")
+
+
+@pytest.mark.slow
+def test_a_server_restart_mid_relay_loses_nothing_and_delivers_each_message_once(
+    make_app, tmp_path
+):
+    server = PrivateNats(tmp_path / "jetstream")
+    server.start()
+    try:
+        sender, receiver = make_app(), make_app()
+        seen = collect(receiver, "orders.copied")
+        total = 120
+        with jetstream_stream(server.url) as (stream, prefix):
+            target = JetStreamRelay(server.url, subject=f"{prefix}.orders", timeout=2)
+            group = relay_to(sender, "orders.placed", target, retry=PATIENT)
+            source = JetStreamSource(
+                server.url, stream=stream, durable="copy", timeout=2, ack_wait=2.0
+            )
+            with sender, receiver, consume_from(receiver, source, "orders.copied") as inbound:
+
+                def publish(numbers):
+                    for n in numbers:
+                        sender.publish("orders.placed", {"n": n})
+                        time.sleep(0.01)
+
+                publish(range(40))
+                wait_for(lambda: len(seen) >= 10, what="relaying under way", timeout=20)
+                during = threading.Thread(target=publish, args=(range(40, 80),))
+                during.start()
+                server.restart()
+                during.join()
+                publish(range(80, total))
+                wait_for(lambda: handled(sender, group) == total, timeout=60)
+                wait_for(lambda: len(seen) >= total, what="every message downstream", timeout=60)
+                time.sleep(0.3)
+            target.close()
+            stored = jetstream_messages(stream, server.url)
+    finally:
+        server.stop()
+    assert inbound.last_error is not None  # the restart did cut the bridge's connection
+    assert sorted(m.payload["n"] for m in seen) == list(range(total))  # none lost, none twice
+    ids = [m.headers["Nats-Msg-Id"] for m in stored]
+    assert len(ids) == len(set(ids)) == total  # re-sends dropped by Nats-Msg-Id
