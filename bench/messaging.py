@@ -1,0 +1,478 @@
+"""Durable messaging: sagaway vs PgQueuer vs procrastinate on PostgreSQL, SQLite against the
+raw fsync'd commit rate, and the cost of the outbox on a step, side by side in one run.
+
+- PostgreSQL, publish -> handled, end to end: 1 KB payloads, 4 producers publishing one
+  message per transaction as fast as they can while 4 consumers handle them (a handler that
+  only records its arrival). Jobs/s = messages / (first publish .. last handled). Each
+  system in a database (PgQueuer: msgbench_pgqueuer, procrastinate: msgbench_procrastinate)
+  or schema (sagaway) of its own on the same server, with the server's durability
+  (synchronous_commit on, logged tables: PgQueuer's default `durable`). Then each system
+  again at half its own peak rate, paced: p50/p99 latency from publish to the handler's call.
+- SQLite, synchronous=FULL (WAL): sagaway's end-to-end messages/s (16 producers, a group
+  with concurrency 16) vs the floor: single-row INSERT transactions, WAL, synchronous=FULL,
+  measured alternately (the disk is shared) and compared by their medians.
+- Outbox overhead: a one-step saga whose step publishes one message vs the same saga
+  without, run after run (start, wait for the result), on SQLite FULL and PostgreSQL.
+
+Every measurement runs in a fresh child process. Server: $SAGAWAY_BENCH_POSTGRES (default
+postgresql://postgres@127.0.0.1:5432/test).
+
+    python bench/messaging.py                  # everything, ~3 minutes
+    python bench/messaging.py --messages 2000  # shorter
+    python bench/messaging.py --only sqlite,overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = os.environ.get("SAGAWAY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+CONSUMERS = 4
+PRODUCERS = 4
+SQLITE_PRODUCERS = 16
+SQLITE_CONSUMERS = 16
+PAD = "x" * 1000  # with the send time, a payload of about 1 KB
+
+
+def _payload() -> dict:
+    return {"sent": time.time(), "pad": PAD}
+
+
+class Tally:
+    """Arrivals of a run: how many, and each one's publish-to-handler latency."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.last = 0.0
+
+    def arrived(self, sent: float) -> None:
+        now = time.time()
+        with self.lock:
+            self.latencies.append(now - sent)
+            self.last = now
+            if len(self.latencies) >= self.expected:
+                self.done.set()
+
+    def result(self, started: float, n: int) -> dict:
+        lat = sorted(self.latencies)
+        return {
+            "messages": n,
+            "seconds": self.last - started,
+            "per_s": n / (self.last - started),
+            "p50_ms": 1000 * lat[len(lat) // 2],
+            "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
+        }
+
+
+def _schedule(n: int, rate: float | None, producers: int, index: int) -> list[float | None]:
+    """When producer `index` sends each of its messages (None: at once, back to back)."""
+    mine = range(index, n, producers)
+    return [None if rate is None else i / rate for i in mine]
+
+
+def _pace(start: float, at: float | None) -> None:
+    if at is not None and (delay := start + at - time.time()) > 0:
+        time.sleep(delay)
+
+
+async def _apace(start: float, at: float | None) -> None:
+    if at is not None and (delay := start + at - time.time()) > 0:
+        await asyncio.sleep(delay)
+
+
+# --- PostgreSQL administration ------------------------------------------------------------
+def _conninfo(database: str | None = None) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(SERVER)
+    if database:
+        params["dbname"] = database
+    return make_conninfo(**params)
+
+
+def _dsn(database: str) -> str:
+    """The server's URL with another database (asyncpg takes URLs, not conninfo strings)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(SERVER)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _recreate_database(name: str, drop_only: bool = False) -> str:
+    import psycopg
+
+    with psycopg.connect(_conninfo(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if not drop_only:
+            conn.execute(f"CREATE DATABASE {name}")
+    return _conninfo(name)
+
+
+def _drop_schema(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(_conninfo(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+# --- children: sagaway ---------------------------------------------------------------------
+def _sagaway_run(
+    url: str, n: int, rate: float | None, producers: int, consumers: int = CONSUMERS
+) -> dict:
+    from sagaway import App
+
+    tally = Tally(n)
+    app = App(url, record_metrics=False)
+
+    @app.consumer("bench", group="bench", concurrency=consumers)
+    def handle(message) -> None:
+        tally.arrived(message.payload["sent"])
+
+    app.store  # noqa: B018 - create the tables before timing
+    with app:
+        time.sleep(0.5)  # the group registered, its worker waiting
+        started = time.time()
+
+        def produce(index: int) -> None:
+            for at in _schedule(n, rate, producers, index):
+                _pace(started, at)
+                app.publish("bench", _payload())
+
+        threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if not tally.done.wait(300):
+            raise SystemExit(f"sagaway: {len(tally.latencies)} of {n} handled")
+    app.close()
+    return tally.result(started, n)
+
+
+def child_sagaway_pg(n: int, rate: float | None) -> dict:
+    schema = f"msgbench_{uuid.uuid4().hex[:8]}"
+    try:
+        return _sagaway_run(
+            f"{SERVER}{'&' if '?' in SERVER else '?'}schema={schema}", n, rate, PRODUCERS
+        )
+    finally:
+        _drop_schema(schema)
+
+
+def child_sagaway_sqlite(n: int, producers: int, consumers: int) -> dict:
+    path = Path(tempfile.mkdtemp()) / "bench.db"
+    return _sagaway_run(f"sqlite:///{path}?synchronous=FULL", n, None, producers, consumers)
+
+
+def child_floor(seconds: float) -> dict:
+    import sqlite3
+
+    path = Path(tempfile.mkdtemp()) / "floor.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        conn.execute("INSERT INTO t (v) VALUES (?)", (PAD,))
+        n += 1
+    return {"commits_per_s": n / (time.perf_counter() - start)}
+
+
+def child_overhead(backend: str, runs: int) -> dict:
+    """Per run: a one-step saga with and without a publish in the step, alternating blocks."""
+    from sagaway import App, current_step
+
+    schema = f"msgbench_{uuid.uuid4().hex[:8]}"
+    if backend == "postgres":
+        url = f"{SERVER}{'&' if '?' in SERVER else '?'}schema={schema}"
+    else:
+        url = f"sqlite:///{Path(tempfile.mkdtemp()) / 'overhead.db'}?synchronous=FULL"
+    app = App(url, record_metrics=False)
+
+    @app.step
+    def plain(order: int) -> int:
+        return order
+
+    @app.step
+    def publishing(order: int) -> int:
+        current_step().publish("orders.placed", {"order": order, "pad": PAD}, key=str(order))
+        return order
+
+    @app.saga()
+    def without(ctx, order: int) -> int:
+        return plain(order)
+
+    @app.saga()
+    def with_publish(ctx, order: int) -> int:
+        return publishing(order)
+
+    times: dict[str, list[float]] = {"without": [], "with": []}
+    try:
+        with app:
+            for saga in (without, with_publish):  # warm up
+                for i in range(50):
+                    app.start(saga, i).result(timeout=30)
+            block = 50
+            for b in range(runs // block):
+                for name, saga in (("without", without), ("with", with_publish)):
+                    started = time.perf_counter()
+                    for i in range(block):
+                        app.start(saga, b * block + i).result(timeout=30)
+                    times[name].append((time.perf_counter() - started) / block)
+        app.close()
+    finally:
+        if backend == "postgres":
+            _drop_schema(schema)
+    base, loaded = statistics.median(times["without"]), statistics.median(times["with"])
+    return {"without_ms": 1000 * base, "with_ms": 1000 * loaded, "overhead": loaded / base - 1}
+
+
+async def _until_done(tally: Tally, worker: asyncio.Task, name: str) -> None:
+    deadline = time.monotonic() + 300
+    while not tally.done.is_set():
+        if worker.done():
+            worker.result()  # raises what stopped the worker
+            raise SystemExit(f"{name}: its worker stopped")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name}: {len(tally.latencies)} of {tally.expected} handled")
+        await asyncio.sleep(0.001)
+
+
+# --- children: PgQueuer --------------------------------------------------------------------
+def child_pgqueuer(n: int, rate: float | None) -> dict:
+    return asyncio.run(_pgqueuer(n, rate))
+
+
+async def _pgqueuer(n: int, rate: float | None) -> dict:
+    import asyncpg
+    from pgqueuer import AsyncpgDriver, Queries, QueueManager
+
+    _recreate_database("msgbench_pgqueuer")
+    dsn = _dsn("msgbench_pgqueuer")
+    tally = Tally(n)
+    try:
+        worker_conn = await asyncpg.connect(dsn)
+        await Queries(AsyncpgDriver(worker_conn)).install()
+        manager = QueueManager(Queries(AsyncpgDriver(worker_conn)))
+
+        @manager.entrypoint("bench", concurrency_limit=CONSUMERS)
+        async def handle(job) -> None:
+            tally.arrived(json.loads(job.payload)["sent"])
+
+        worker = asyncio.create_task(manager.run(batch_size=CONSUMERS))
+        await asyncio.sleep(0.5)
+        started = time.time()
+
+        async def produce(index: int) -> None:
+            conn = await asyncpg.connect(dsn)
+            queries = Queries(AsyncpgDriver(conn))
+            for at in _schedule(n, rate, PRODUCERS, index):
+                await _apace(started, at)
+                await queries.enqueue("bench", json.dumps(_payload()).encode())
+            await conn.close()
+
+        await asyncio.gather(*(produce(i) for i in range(PRODUCERS)))
+        await _until_done(tally, worker, "PgQueuer")
+        manager.shutdown.set()
+        await asyncio.wait_for(worker, 30)
+        await worker_conn.close()
+    finally:
+        _recreate_database("msgbench_pgqueuer", drop_only=True)
+    return tally.result(started, n)
+
+
+# --- children: procrastinate ---------------------------------------------------------------
+def child_procrastinate(n: int, rate: float | None) -> dict:
+    return asyncio.run(_procrastinate(n, rate))
+
+
+async def _procrastinate(n: int, rate: float | None) -> dict:
+    import procrastinate
+
+    conninfo = _recreate_database("msgbench_procrastinate")
+    tally = Tally(n)
+    try:
+        app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(
+                conninfo=conninfo, min_size=PRODUCERS + 2, max_size=PRODUCERS + 4
+            )
+        )
+
+        @app.task(name="bench")
+        async def handle(sent: float, pad: str) -> None:
+            tally.arrived(sent)
+
+        async with app.open_async():
+            await app.schema_manager.apply_schema_async()
+            worker = asyncio.create_task(
+                app.run_worker_async(
+                    concurrency=CONSUMERS, install_signal_handlers=False, wait=True
+                )
+            )
+            await asyncio.sleep(0.5)
+            started = time.time()
+
+            async def produce(index: int) -> None:
+                for at in _schedule(n, rate, PRODUCERS, index):
+                    await _apace(started, at)
+                    await handle.defer_async(**_payload())
+
+            await asyncio.gather(*(produce(i) for i in range(PRODUCERS)))
+            await _until_done(tally, worker, "procrastinate")
+            worker.cancel()
+            try:
+                await worker
+            except asyncio.CancelledError:
+                pass
+    finally:
+        _recreate_database("msgbench_procrastinate", drop_only=True)
+    return tally.result(started, n)
+
+
+# --- the parent ----------------------------------------------------------------------------
+def run_child(*args: str) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"benchmark child {args} failed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(lines[-1])
+
+
+CHILDREN: dict[str, Callable[[list[str]], dict]] = {
+    "sagaway": lambda a: child_sagaway_pg(int(a[0]), _rate(a[1])),
+    "pgqueuer": lambda a: child_pgqueuer(int(a[0]), _rate(a[1])),
+    "procrastinate": lambda a: child_procrastinate(int(a[0]), _rate(a[1])),
+    "sqlite": lambda a: child_sagaway_sqlite(int(a[0]), int(a[1]), int(a[2])),
+    "floor": lambda a: child_floor(float(a[0])),
+    "overhead": lambda a: child_overhead(a[0], int(a[1])),
+}
+
+
+def _rate(text: str) -> float | None:
+    return None if text == "peak" else float(text)
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000, help="per throughput run")
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=500, help="per side, outbox overhead")
+    parser.add_argument("--rounds", type=int, default=3, help="SQLite: alternating runs")
+    parser.add_argument("--only", default="postgres,sqlite,overhead")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        print(json.dumps(CHILDREN[kind](rest)))
+        return
+    only = set(args.only.split(","))
+    load = os.getloadavg()
+    print(
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start"
+    )
+    verdicts: list[str] = []
+    if "postgres" in only:
+        n = str(args.messages)
+        peak = {
+            name: run_child(name, n, "peak") for name in ("sagaway", "pgqueuer", "procrastinate")
+        }
+        half = {}
+        for name, result in peak.items():
+            rate = result["per_s"] / 2
+            count = max(200, int(rate * args.latency_seconds))
+            half[name] = run_child(name, str(count), f"{rate:.1f}")
+        print(
+            f"\nPostgreSQL, publish -> handled, 1 KB payloads, {PRODUCERS} producers, "
+            f"{CONSUMERS} consumers, {args.messages} messages"
+        )
+        print("| system | peak (jobs/s) | at half the peak: p50 | p99 |")
+        print("|---|---:|---:|---:|")
+        for name in peak:
+            print(
+                f"| {name} | {peak[name]['per_s']:,.0f} | {half[name]['p50_ms']:.1f} ms "
+                f"| {half[name]['p99_ms']:.1f} ms |"
+            )
+        s, q, p = (peak[k]["per_s"] for k in ("sagaway", "pgqueuer", "procrastinate"))
+        verdicts += [
+            f">= PgQueuer: {s / q:.2f}x, {_verdict(s >= q)}",
+            f">= 3x procrastinate: {s / p:.2f}x, {_verdict(s >= 3 * p)}",
+            f"p99 < 50 ms at half the peak: {half['sagaway']['p99_ms']:.1f} ms, "
+            f"{_verdict(half['sagaway']['p99_ms'] < 50)}",
+        ]
+    if "sqlite" in only:
+        # The disk is shared: the floor moves by 2x from minute to minute. Alternate the two
+        # measurements and compare medians.
+        floors, rates = [], []
+        for _ in range(args.rounds):
+            floors.append(run_child("floor", "2")["commits_per_s"])
+            rates.append(
+                run_child(
+                    "sqlite", str(args.messages), str(SQLITE_PRODUCERS), str(SQLITE_CONSUMERS)
+                )["per_s"]
+            )
+        floor, rate = statistics.median(floors), statistics.median(rates)
+        print(f"\nSQLite, WAL, synchronous=FULL (median of {args.rounds} alternating runs)")
+        print("| what | per second | runs |")
+        print("|---|---:|---|")
+        print(
+            f"| floor: single-row INSERT transactions | {floor:,.0f} commits "
+            f"| {', '.join(f'{f:,.0f}' for f in floors)} |"
+        )
+        print(
+            f"| sagaway, publish -> handled ({SQLITE_PRODUCERS} producers, "
+            f"{SQLITE_CONSUMERS} consumers) | {rate:,.0f} messages "
+            f"| {', '.join(f'{r:,.0f}' for r in rates)} |"
+        )
+        ratio = rate / floor
+        verdicts.append(f">= 2x the SQLite floor: {ratio:.2f}x, {_verdict(ratio >= 2)}")
+    if "overhead" in only:
+        print("\nOutbox overhead: a one-step saga, run after run (start, wait for the result)")
+        print("| store | step without publish | with one publish | overhead |")
+        print("|---|---:|---:|---:|")
+        for backend in ("sqlite", "postgres"):
+            o = run_child("overhead", backend, str(args.runs))
+            print(
+                f"| {backend} | {o['without_ms']:.2f} ms | {o['with_ms']:.2f} ms "
+                f"| {100 * o['overhead']:+.1f} % |"
+            )
+            verdicts.append(
+                f"outbox overhead <= 10 % ({backend}): {100 * o['overhead']:+.1f} %, "
+                f"{_verdict(o['overhead'] <= 0.10)}"
+            )
+    load = os.getloadavg()
+    print(f"\nload average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at end")
+    print("targets:")
+    for line in verdicts:
+        print(f"  {line}")
+
+
+if __name__ == "__main__":
+    main()
