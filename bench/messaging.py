@@ -196,7 +196,7 @@ def child_floor(seconds: float) -> dict:
 
 
 def child_overhead(backend: str, runs: int) -> dict:
-    """Per run: a one-step saga with and without a publish in the step, alternating blocks."""
+    """Per run: a one-step saga with and without a publish in the step, medians."""
     from sagaway import App, current_step
 
     schema = f"msgbench_{uuid.uuid4().hex[:8]}"
@@ -229,13 +229,13 @@ def child_overhead(backend: str, runs: int) -> dict:
             for saga in (without, with_publish):  # warm up
                 for i in range(50):
                     app.start(saga, i).result(timeout=30)
-            block = 50
-            for b in range(runs // block):
+            # Run by run in turn, so that both sides meet the same disk: on a shared machine
+            # an fsync's time varies by 2x from one minute to the next.
+            for i in range(runs):
                 for name, saga in (("without", without), ("with", with_publish)):
                     started = time.perf_counter()
-                    for i in range(block):
-                        app.start(saga, b * block + i).result(timeout=30)
-                    times[name].append((time.perf_counter() - started) / block)
+                    app.start(saga, i).result(timeout=30)
+                    times[name].append(time.perf_counter() - started)
         app.close()
     finally:
         if backend == "postgres":
