@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from sagaway import ConfigurationError, Permanent, Retry, SerializationError, current_step
+from sagaway import App, ConfigurationError, Permanent, Retry, SerializationError, current_step
 from sagaway.messaging import Message
 from tests.conftest import wait_for
 
@@ -345,3 +345,131 @@ def test_subscribe_starts_one_saga_per_message_keyed_by_the_message_id(make_app)
         runs = app.runs(saga="fulfil")
     assert sorted(r.key for r in runs) == sorted(ids)
     assert sorted(done) == ["o0", "o1", "o2"]
+
+
+# --- observability ---------------------------------------------------------------------------
+def test_groups_are_measured_and_their_metrics_are_alarm_sources_and_prometheus_metrics(make_app):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from sagaway.observe import EngineMetricRef
+    from sagaway.observe.metrics import StoreCollector
+
+    app = make_app()
+    calls = []
+
+    @app.consumer("mail", group="mailer", retry=Retry(attempts=2, base=0.001, cap=0.001))
+    def send(message):
+        calls.append(message.payload["n"])
+        if message.payload["n"] == 0:
+            raise ConnectionError("relay down")
+
+    for n in range(3):
+        app.publish("mail", {"n": n})
+    app.publish("mail", {"n": 9}, delay=3600)  # waits: the group's depth and lag see it
+    with app:
+        wait_for(lambda: len(app.dead_letters("mailer")) == 1, what="the dead letter")
+        wait_for(lambda: len(calls) == 4, what="every try")
+        app.recorder.flush()
+    rows = {name: 0 for name in ("messages_handled", "messages_retried", "messages_dead")}
+    for name in rows:
+        rows[name] = sum(row[3] for row in app.store.metric_rows(name))
+    assert rows == {"messages_handled": 4, "messages_retried": 1, "messages_dead": 1}
+    assert [r[1] for r in app.store.metric_rows("group_depth")] == ["group=mailer,topic=mail"]
+    EngineMetricRef("messages_dead", {"group": "mailer"})  # a valid alarm source
+    with pytest.raises(ValueError, match="outcome"):
+        EngineMetricRef("messages_handled", {"outcome": "maybe"})
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(app.store))
+    text = generate_latest(registry).decode()
+    assert 'sagaway_group_depth{group="mailer",topic="mail"} 1.0' in text
+    assert 'sagaway_messages_dead_total{group="mailer"} 1.0' in text
+
+
+def test_the_worked_example_in_docs_messaging_runs_as_written(tmp_path):
+    import re
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    text = (ROOT / "docs" / "messaging.md").read_text()
+    code = re.search(r"## A worked example.*?```python\n(.*?)```", text, re.S).group(1)
+    (tmp_path / "shop.py").write_text(code)
+    outputs = []
+    for _ in range(2):  # the second run on the same file publishes nothing more
+        out = subprocess.run(
+            [sys.executable, "shop.py"], cwd=tmp_path, capture_output=True, text=True, timeout=90
+        )
+        assert out.returncode == 0, out.stderr
+        outputs.append(out.stdout.strip())
+    assert outputs == ["1 mail, 3 mugs left", "0 mail, 5 mugs left"]
+    app = App(f"sqlite:///{tmp_path / 'shop.db'}")
+    try:
+        assert {g.group: g.handled for g in app.store.groups()} == {"mailer": 1, "stock": 1}
+    finally:
+        app.close()
+
+
+def test_a_refusing_breaker_parks_messages_without_spending_a_try(make_app):
+    from sagaway.resilience import CircuitBreaker
+
+    app = make_app()
+    breaker = CircuitBreaker("mail-relay", open_for=0.3)  # ask again every 0.3 s
+    breaker.force_open()
+    attempts = []
+
+    @app.consumer("mail", group="mailer", breaker=breaker, retry=FAST)
+    def send(message):
+        attempts.append(message.attempt)
+
+    app.publish("mail", {"n": 1})
+    with app:
+        time.sleep(1.2)  # refused throughout: parked, not tried
+        assert attempts == []
+        assert app.dead_letters("mailer") == []
+        breaker.reset()
+        wait_for(lambda: attempts, timeout=10, what="the message after the breaker closed")
+    assert attempts == [1]  # the refusals spent no try
+
+
+def test_prune_deletes_what_every_group_handled_and_keeps_dead_and_waiting_messages(make_app):
+    app = make_app()
+
+    @app.consumer("mail", group="mailer", retry=Retry(attempts=1))
+    def send(message):
+        if message.payload["n"] == 1:
+            raise ValueError("bounced")
+
+    for n in range(3):
+        app.publish("mail", {"n": n})
+    app.publish("mail", {"n": 3}, delay=3600)  # still waiting when pruned
+    with app:
+        wait_for(lambda: len(app.dead_letters("mailer")) == 1, what="the dead letter")
+        wait_for(
+            lambda: {g.group: g.handled for g in app.store.groups()} == {"mailer": 2},
+            what="two handled",
+        )
+    assert app.store.prune_messages(time.time() + 1) == 2
+    assert count_messages(app, "mail") == 2  # the dead letter and the delayed one
+    assert [d.message.payload for d in app.dead_letters("mailer")] == [{"n": 1}]
+    groups = {g.group: (g.ready, g.handled, g.dead) for g in app.store.groups()}
+    assert groups == {"mailer": (1, 0, 1)}
+
+
+def test_the_cli_names_the_known_groups_for_an_unknown_one(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    app = App(url)
+    handled_by(app, "mail", "mailer")
+    with app:
+        pass  # registers the group
+    app.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "sagaway.cli", "messages", "dlq", "--db", url, "--group", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "no consumer group 'x' in this store (known: mailer)" in out.stderr

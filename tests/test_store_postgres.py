@@ -130,6 +130,10 @@ def test_a_new_schema_is_created_with_the_latest_version():
                 "sagaway_messages",
                 "sagaway_groups",
                 "sagaway_deliveries",
+                "sagaway_tokens",
+                "sagaway_sessions",
+                "sagaway_audit",
+                "sagaway_forks",
             }
             assert store.schema_version() == migrations.latest("postgres")
             assert f"schema {schema}" in store.description

@@ -19,11 +19,14 @@ from typing import Any
 _GROUPS: tuple[str, ...] = (
     "sagaway.cli.runs",
     "sagaway.cli.messages",
+    "sagaway.cli.schedules",
     "sagaway.cli.worker",
     "sagaway.cli.demo",
     "sagaway.cli.alarms",
     "sagaway.cli.metrics",
     "sagaway.cli.slo",
+    "sagaway.cli.tokens",
+    "sagaway.cli.serve",
 )
 
 

@@ -34,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--limit",
         type=whole_number(1, 100_000),
         default=1000,
-        help="read at most this many dead letters (1 to 100000; default 1000)",
+        help="read at most this many dead letters (from 1 to 100000; default 1000)",
     )
     redrive = sub.add_parser(
         "redrive", help="hand a group's dead letters to it again, with fresh attempts"

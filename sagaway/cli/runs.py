@@ -11,6 +11,7 @@ from sagaway.cli import CliError, age_seconds, whole_number
 from sagaway.store.base import SETTLED, STATUSES, TERMINAL
 
 LIMIT = whole_number(1, 100_000)
+POSITION = whole_number(0, 1_000_000)
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +65,40 @@ def register(commands: argparse._SubParsersAction) -> None:
     redrive.add_argument("run_id", metavar="ID")
     add_json_option(redrive)
     redrive.set_defaults(handler=redrive_run)
+
+    fork = sub.add_parser(
+        "fork",
+        help="start a new run of a run's input, reusing its steps before a position",
+        description="Start a new run of the same saga and input that reuses the run's "
+        "journal before position --from-step (those steps are not run again) and runs the "
+        "rest anew. The run must have ended.",
+    )
+    add_db_option(fork)
+    fork.add_argument("run_id", metavar="ID")
+    fork.add_argument(
+        "--from-step",
+        required=True,
+        type=POSITION,
+        metavar="N",
+        help=f"journal position to run anew from ({POSITION.span}; 0: all of it; see `runs show`)",
+    )
+    fork.add_argument("--key", help="an idempotency key: forking again with it does nothing")
+    add_json_option(fork)
+    fork.set_defaults(handler=fork_run)
+
+    check = sub.add_parser(
+        "check",
+        help="deploy gate: would any unfinished run diverge on this code? (exit 1 if so)",
+        description="Replay every unfinished run's journal (pending, running, waiting, "
+        "compensating, and failed runs a redrive would replay) against the sagas of "
+        "MODULE:ATTR as importable now, running no step body and writing nothing, and list "
+        "each run that would fail with non-determinism: where, what its journal records and "
+        "what the code does instead. Exit status 1 if any would, 0 if none.",
+    )
+    check.add_argument("target", metavar="MODULE:ATTR", help="the App, e.g. shop.checkout:app")
+    add_db_option(check)
+    check.add_argument("--json", action="store_true", help="print JSON")
+    check.set_defaults(handler=check_runs)
 
     prune = sub.add_parser(
         "prune",
@@ -333,6 +368,18 @@ def redrive_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def fork_run(args: argparse.Namespace) -> int:
+    record = _steer(args, lambda app: app.fork(args.run_id, args.from_step, key=args.key).record)
+    if args.json:
+        _print_json({"run_id": record.id, "forked_from": args.run_id, "from_step": args.from_step})
+    else:
+        print(
+            f"run {record.id}: forked from {args.run_id} at position {args.from_step}; "
+            "a worker runs it"
+        )
+    return 0
+
+
 def prune_runs(args: argparse.Namespace) -> int:
     age = age_seconds(args.older_than, "the time since a run ended")
     statuses = args.status or list(SETTLED)
@@ -349,3 +396,53 @@ def prune_runs(args: argparse.Namespace) -> int:
     else:
         print(f"deleted {count} run(s) that ended {', '.join(statuses)} over {args.older_than} ago")
     return 0
+
+
+def check_runs(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from sagaway.cli.worker import load_app
+    from sagaway.errors import SagawayError
+    from sagaway.store import open_store
+
+    app = load_app(args.target)
+    try:
+        store = open_store(args.db or app.url, create=False, read_only=True)
+    except SagawayError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        checked, found = 0, []
+        for _run, divergence in app.check_runs(store):
+            checked += 1
+            if divergence is not None:
+                found.append(divergence)
+    finally:
+        store.close()
+    if args.json:
+        _print_json(
+            {
+                "checked": checked,
+                "diverging": [
+                    {
+                        "run_id": d.run_id,
+                        "saga": d.saga,
+                        "status": d.status,
+                        "position": d.position,
+                        "recorded": d.recorded,
+                        "found": d.found,
+                        "message": d.message,
+                    }
+                    for d in found
+                ],
+            }
+        )
+    elif found:
+        table = Table(title=f"{len(found)} of {checked} unfinished run(s) would diverge")
+        for column in ("run", "saga", "status", "position", "journal records", "code now does"):
+            table.add_column(column)
+        for d in found:
+            table.add_row(d.run_id, d.saga, d.status, str(d.position), d.recorded, d.found)
+        _console().print(table)
+    else:
+        print(f"{checked} unfinished run(s) checked: none would diverge")
+    return 1 if found else 0

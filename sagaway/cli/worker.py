@@ -88,10 +88,12 @@ def run_worker(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     log = logging.getLogger("sagaway")
     log.info(
-        "worker %s started: %s, %d sagas, concurrency %d",
+        "worker %s started: %s, %d sagas, %d consumers, %d schedules, concurrency %d",
         worker.owner,
         app.store.description,
         len(app.sagas),
+        len(app._messaging.consumers),
+        len(app.schedules),
         worker.concurrency,
     )
     # Wake now and then: a signal the kernel hands to another thread would otherwise leave

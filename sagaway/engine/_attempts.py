@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sagaway.engine import _serde as serde
 from sagaway.engine._checkpoint import RunWriter
@@ -41,10 +41,10 @@ class Body:
     timeout: Timeout | None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How a call ended after `tries` tries: `ok` with its result (as recorded, `text`,
-    and as the saga sees it, `value`), or failed with `error`."""
+    and as the saga sees it, `value`), or failed with `error`. (A tuple: one is made per
+    step call, on the hot path.)"""
 
     ok: bool
     tries: int

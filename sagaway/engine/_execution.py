@@ -27,7 +27,7 @@ from sagaway.engine._parking import INLINE_WAIT, Parking
 from sagaway.engine._replay import JournalCursor
 from sagaway.engine._runtime import Runtime
 from sagaway.engine.context import EXECUTION, SagaContext
-from sagaway.errors import NonDeterminismError, UnknownSaga, WaitTimeout
+from sagaway.errors import ConfigurationError, NonDeterminismError, UnknownSaga, WaitTimeout
 from sagaway.messaging._outbox import new_message
 from sagaway.store.base import (
     FORWARD,
@@ -46,6 +46,15 @@ if TYPE_CHECKING:
 __all__ = ["RunExecution"]
 
 log = logging.getLogger("sagaway")
+
+
+def _patch_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigurationError(
+            f"ctx.patched({name!r}): name the change with a non-empty string, e.g. "
+            "'new-tax-rule', and keep the name while runs that may reach it are in flight"
+        )
+    return name
 
 
 class RunExecution:
@@ -259,6 +268,13 @@ class RunExecution:
         self._mark(position, "publish", topic, EntryStatus.OK, serde.dumps(message.id, "id"))
         self.writer.publish([message])
         return message.id
+
+    def patched(self, name: str, deprecated: bool = False) -> bool:
+        """ctx.patched / ctx.deprecate_patch: which side of a code change this run is on."""
+        found, position = self.journal.patch(_patch_name(name), deprecated)
+        if position is not None:
+            self._mark(position, "patch", name, EntryStatus.OK)
+        return found
 
     def sleep(self, seconds: float) -> None:
         """ctx.sleep: a durable timer."""

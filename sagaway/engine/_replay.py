@@ -26,6 +26,8 @@ class JournalCursor:
         self.position = 0
         # The first divergence, kept: saga code that catches it must not hide it.
         self.divergence: NonDeterminismError | None = None
+        # Where it was, what the journal holds there, and what the code did instead.
+        self.divergence_at: tuple[int, str, str] | None = None
 
     def add(self, entry: JournalEntry) -> None:
         """Take a newly recorded entry into the journal."""
@@ -42,9 +44,26 @@ class JournalCursor:
         if entry is not None and (entry.kind != kind or entry.name != name):
             self.diverge(
                 f"replay reached {kind} {name!r} at journal position {position}, but the "
-                f"journal records {entry.kind} {entry.name!r} there"
+                f"journal records {entry.kind} {entry.name!r} there",
+                (position, f"{entry.kind} {entry.name}", f"{kind} {name}"),
             )
         return position, entry
+
+    def patch(self, name: str, deprecated: bool = False) -> tuple[bool, int | None]:
+        """`ctx.patched(name)`: (True, position to record the patch marker at) where the
+        run reaches it on new code; (True, None) where the journal holds the marker; (False,
+        None) where the journal shows that the old code went on without it. With
+        `deprecated` nothing new is recorded."""
+        if self.divergence is not None:
+            raise self.divergence
+        entry = self.forward.get(self.position)
+        if entry is not None and entry.kind == "patch" and entry.name == name:
+            self.position += 1
+            return True, None
+        if entry is not None or deprecated:
+            return False, None
+        self.position += 1
+        return True, self.position - 1
 
     def check_arguments(self, entry: JournalEntry, digest: str | None) -> None:
         """A recorded step call replayed with other arguments is a divergence (entries
@@ -52,7 +71,8 @@ class JournalCursor:
         if entry.digest is not None and digest != entry.digest:
             self.diverge(
                 f"replay called step {entry.name!r} at journal position {entry.position} "
-                "with other arguments than the recorded call"
+                "with other arguments than the recorded call",
+                (entry.position, f"step {entry.name}", f"step {entry.name} (other arguments)"),
             )
 
     def check_complete(self) -> None:
@@ -62,11 +82,14 @@ class JournalCursor:
             entry = self.forward[later[0]]
             self.diverge(
                 f"the saga returned after {self.position} journal positions, but the journal "
-                f"records {entry.kind} {entry.name!r} at position {entry.position}"
+                f"records {entry.kind} {entry.name!r} at position {entry.position}",
+                (entry.position, f"{entry.kind} {entry.name}", "the saga's end"),
             )
 
-    def diverge(self, what: str) -> NoReturn:
-        """Fail the replay, saying where and what the likely causes are."""
+    def diverge(self, what: str, where: tuple[int, str, str]) -> NoReturn:
+        """Fail the replay, saying where and what the likely causes are; `where` is
+        (position, what the journal records, what the code did)."""
+        self.divergence_at = where
         self.divergence = NonDeterminismError(
             f"run {self.run_id} of saga {self.saga!r}: {what}. Either the saga's code changed "
             "while this run was in flight, or code between steps is not deterministic "

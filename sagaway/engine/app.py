@@ -3,18 +3,21 @@ in-process workers are launched."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
 
 from sagaway._ids import time_ordered_id
 from sagaway.engine import _serde as serde
+from sagaway.engine._app_messaging import MessagingSurface
+from sagaway.engine._check import Divergence, check_runs
 from sagaway.engine._completions import Completions
+from sagaway.engine._fork import create_fork
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
+from sagaway.engine._schedules import Schedule, ScheduleRunner
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.engine.metrics import (
     EngineMetrics,
@@ -33,13 +36,21 @@ from sagaway.errors import (
     UnknownSaga,
 )
 from sagaway.messaging._hub import Messaging
-from sagaway.messaging._message import DeadLetter
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.store import open_store, resolve_url
-from sagaway.store.base import SETTLED, STATUSES, Claim, ErrorRecord, NewRun, RunStatus, Store
+from sagaway.store.base import (
+    SETTLED,
+    STATUSES,
+    Claim,
+    ErrorRecord,
+    NewRun,
+    RunRecord,
+    RunStatus,
+    Store,
+)
 
 __all__ = ["App"]
 
@@ -49,7 +60,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 new_run_id = time_ordered_id
 
 
-class App:
+class App(MessagingSurface):
     """Declares sagas and steps, starts and controls runs, and runs workers.
 
     `App()` uses the SQLite file named by $SAGAWAY_DB, else ./sagaway.db;
@@ -107,6 +118,10 @@ class App:
         self.sagas: dict[str, SagaDefinition] = {}
         self.steps: dict[str, StepDefinition] = {}
         self.worker: Worker | None = None
+        self.schedules: dict[str, Schedule] = {}
+        self._schedule_runner = ScheduleRunner(
+            lambda: list(self.schedules.values()), lambda: self.store, self.start
+        )
         self._invoker = StepInvoker(self.metrics)
         self._completions = Completions()
         self._messaging = Messaging(
@@ -219,6 +234,24 @@ class App:
 
         return declare(fn) if fn is not None else declare
 
+    def schedule(
+        self, cron: str, *, tz: str = "UTC", catch_up: str = "latest"
+    ) -> Callable[[SagaDefinition], SagaDefinition]:
+        """Start one run of the saga below at every tick of `cron` (five fields: minute hour
+        day month weekday) in time zone `tz`, however many workers run; a `tick` parameter
+        of the saga gets the tick's time. `catch_up` ("latest", "all" or "none") says which
+        ticks missed while no worker ran are started. Put it above `@app.saga()`."""
+
+        def declare(saga: SagaDefinition) -> SagaDefinition:
+            if not isinstance(saga, SagaDefinition):
+                raise ConfigurationError(
+                    f"@app.schedule({cron!r}) decorates a saga: put it above @app.saga()"
+                )
+            self.schedules[saga.name] = Schedule.declare(saga, cron, tz, catch_up)
+            return saga
+
+        return declare
+
     # --- the store ---------------------------------------------------------------------------
     @property
     def store(self) -> Store:
@@ -286,7 +319,7 @@ class App:
             # Runs created before inputs were bound to the signature hashed the raw input.
             if record.input_hash not in (digest, serde.input_hash(text)):
                 raise IdempotencyConflict(
-                    name, key or "", record.id, _difference(definition, record.input, identity)
+                    name, key or "", record.id, definition.difference(record.input, identity)
                 )
             return Run(self, record)
         self.metrics.started(name)
@@ -358,100 +391,30 @@ class App:
             self.worker.wake()
         return self.get(run_id)
 
-    # --- messaging -----------------------------------------------------------------------------
-    def publish(
-        self,
-        topic: str,
-        payload: Any,
-        *,
-        key: str | None = None,
-        delay: float | None = None,
-        dedup_id: str | None = None,
-        conn: Any = None,
-    ) -> str:
-        """Publish a message to `topic` outside a saga; return its id.
+    # --- forks ---------------------------------------------------------------------------------
+    def fork(self, run_id: str, from_step: int, *, key: str | None = None) -> Run:
+        """Start a new run of the same saga and input that reuses the journal of run `run_id`
+        before position `from_step` (those steps return their recorded results without
+        running) and runs the rest anew; `run.forked_from` names the origin.
 
-        Every consumer group of the topic receives it. With `conn` (a psycopg connection on
-        this App's PostgreSQL database, or a sqlite3 connection on its file), the message is
-        written in the caller's open transaction and commits or rolls back with it. `key`
-        orders messages for `ordered=True` consumers; `delay` holds it back that many
-        seconds; `dedup_id` keeps at most one message per (topic, dedup_id) while it is
-        retained. Raises ConfigurationError or SerializationError for bad input, storing
-        nothing. Inside a step, use `current_step().publish(...)` instead: the message then
-        commits with the step's completion.
+        Reused steps are not compensated again by the origin's history: if the origin undid
+        them, fork from before them. With `key`, forking is idempotent: the same key returns
+        the same fork. Raises RunNotFound; InvalidRunState for a run that has not ended or a
+        reused entry that failed; ConfigurationError for a position outside the journal;
+        IdempotencyConflict for a key used by another run.
         """
-        return self._messaging.publish(topic, payload, key, delay, dedup_id, conn)
+        record, created = create_fork(self.store, self.steps, run_id, from_step, key)
+        if created and self.worker is not None:
+            self.worker.wake()
+        return Run(self, record)
 
-    def consumer(
-        self,
-        topic: str,
-        *,
-        group: str,
-        concurrency: int = 4,
-        retry: Retry | None = None,
-        ordered: bool = False,
-        timeout: float | None = None,
-        breaker: CircuitBreaker | None = None,
-        rate_limit: RateLimiter | None = None,
-        bulkhead: Bulkhead | None = None,
-    ) -> Callable[[F], F]:
-        """Declare `fn(message)` the handler of `group`'s messages of `topic`.
-
-        The group receives every message of the topic, those published before it first ran
-        included; each is handled at least once, by one consumer at a time, on up to
-        `concurrency` threads per worker process. A try that raises is retried by `retry`
-        (default `Retry(attempts=5, base=0.5, cap=60)`), then the message goes to the
-        group's dead letters. A message the group handled is never handed to it again.
-        `ordered=True`: FIFO per message key (a message waiting for a retry or its delay
-        holds back later ones of its key). `breaker`, `rate_limit` and `bulkhead` park a
-        refused message without spending a try. Returns `fn` unchanged.
-        """
-
-        def declare(fn: F) -> F:
-            self._messaging.declare(
-                topic,
-                fn,
-                group=group,
-                concurrency=concurrency,
-                retry=retry or Retry(attempts=5, base=0.5, cap=60.0),
-                ordered=ordered,
-                timeout=timeout,
-                breaker=breaker,
-                rate_limit=rate_limit,
-                bulkhead=bulkhead,
-            )
-            return fn
-
-        return declare
-
-    def subscribe(
-        self,
-        topic: str,
-        saga: SagaDefinition | str,
-        *,
-        group: str | None = None,
-        concurrency: int = 4,
-    ) -> None:
-        """Start one run of `saga` per message of `topic`, with the message's payload as its
-        one argument and the message's id as the run's key (so a message handed over again
-        never starts a second run). `group` defaults to the saga's name."""
-        name = self._saga_name(saga)
-
-        def start_run(message: Any) -> None:
-            self.start(name, message.payload, key=message.id)
-
-        start_run.__qualname__ = f"subscribe({topic!r}, {name})"
-        self.consumer(topic, group=group or name, concurrency=concurrency)(start_run)
-
-    def dead_letters(self, group: str | None = None, limit: int = 1000) -> list[DeadLetter]:
-        """Messages whose retries were spent, oldest first: of `group`, or of every group.
-        Raises ConfigurationError for a group this store does not know."""
-        return self._messaging.dead_letters(group, limit)
-
-    def redrive_dead_letters(self, group: str, ids: Sequence[str] | None = None) -> int:
-        """Hand dead letters of `group` (all, or those with these message ids) to it again,
-        with fresh attempts; return how many moved."""
-        return self._messaging.redrive(group, None if ids is None else list(ids))
+    def check_runs(
+        self, store: Store | None = None
+    ) -> Iterator[tuple[RunRecord, Divergence | None]]:
+        """The deploy gate: each unfinished run of `store` (default: the App's), with how it
+        would diverge if replayed on the sagas declared now (None: it would not). Runs no
+        step body and writes nothing."""
+        return check_runs(store or self.store, self.sagas, self.steps)
 
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:
@@ -474,13 +437,17 @@ class App:
             )
             worker.start()
             self.worker = worker
+            self._messaging.lease = self.lease  # `sagaway worker --lease` may have changed it
             self._messaging.start()
+            if self.schedules:
+                self._schedule_runner.launch()
         return self.worker
 
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop the in-process worker: executing runs are handed back at their next step
         boundary (and resume elsewhere or at the next launch)."""
         worker, self.worker = self.worker, None
+        self._schedule_runner.stop()
         self._messaging.stop(timeout)
         if worker is not None:
             worker.stop(timeout)
@@ -541,25 +508,3 @@ class App:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-
-def _difference(saga: SagaDefinition, stored: str, given: dict[str, Any]) -> str:
-    """Which arguments of a conflicting start differ from the stored run's input."""
-    try:
-        data = serde.loads(stored)
-        before = saga.identity(data["args"], data["kwargs"])
-    except Exception:  # the saga's signature changed since: say nothing rather than guess
-        return ""
-
-    def show(value: Any) -> str:
-        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
-        return text if len(text) <= 60 else text[:57] + "..."
-
-    parts = []
-    for name in dict.fromkeys([*before, *given]):
-        old, new = before.get(name, "(default)"), given.get(name, "(default)")
-        if old != new:
-            old_text = old if name not in before else show(old)
-            new_text = new if name not in given else show(new)
-            parts.append(f"{name}: {old_text} stored, {new_text} given")
-    return "; ".join(parts)

@@ -114,6 +114,21 @@ class SagaContext:
         the run's next write, and not again on replay. Returns the message's id."""
         return self._execution.publish(topic, payload, key, delay, dedup_id)
 
+    def patched(self, name: str) -> bool:
+        """Whether this run takes the new path of a code change named `name`.
+
+        True where the run reaches this point on the new code (it records that it did);
+        False where its journal shows it already went past this point on the old code.
+        Write `if ctx.patched("new-tax-rule"): <new> else: <old>`; once no run that started
+        on the old code is in flight, replace it with `ctx.deprecate_patch(name)` and the new
+        path alone, and later remove that call too. See docs/evolving.md."""
+        return self._execution.patched(name)
+
+    def deprecate_patch(self, name: str) -> None:
+        """The cleanup step of `patched(name)`: keeps replaying runs that recorded the patch
+        correct after the old path was deleted; records nothing new."""
+        self._execution.patched(name, deprecated=True)
+
     def sleep(self, seconds: float) -> None:
         """Pause the saga durably: a crash or restart does not reset the timer."""
         self._execution.sleep(seconds)

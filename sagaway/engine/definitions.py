@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -173,6 +174,28 @@ class SagaDefinition:
                 continue  # an empty *args or **kwargs
             found[name] = value
         return dict(sorted(found.items(), key=lambda item: names.index(item[0])))
+
+    def difference(self, stored: str, given: dict[str, Any]) -> str:
+        """Which arguments of a conflicting start (`given`, an identity) differ from the
+        stored run's input, as one line."""
+        try:
+            data = json.loads(stored)
+            before = self.identity(data["args"], data["kwargs"])
+        except Exception:  # the saga's signature changed since: say nothing rather than guess
+            return ""
+
+        def show(value: Any) -> str:
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=repr)
+            return text if len(text) <= 60 else text[:57] + "..."
+
+        parts = []
+        for name in dict.fromkeys([*before, *given]):
+            old, new = before.get(name, "(default)"), given.get(name, "(default)")
+            if old != new:
+                old_text = old if name not in before else show(old)
+                new_text = new if name not in given else show(new)
+                parts.append(f"{name}: {old_text} stored, {new_text} given")
+        return "; ".join(parts)
 
     def __repr__(self) -> str:
         return f"<saga {self.name}>"

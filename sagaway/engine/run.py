@@ -105,6 +105,12 @@ class Run:
         return self._app.store.events(run_id=self.id)
 
     @property
+    def forked_from(self) -> str | None:
+        """The id of the run this one was forked from (`app.fork`), None for a started run."""
+        link = self._app.store.fork_origin(self.id)
+        return None if link is None else link.origin_id
+
+    @property
     def input(self) -> dict[str, Any]:
         """The saga's arguments: {"args": [...], "kwargs": {...}}."""
         # JSON the engine wrote at start: always {"args": [...], "kwargs": {...}}.

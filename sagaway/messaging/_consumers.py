@@ -95,13 +95,29 @@ class GroupWorker:
         self._wake.set()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming; let handlers finish the messages in hand (those still queued are
-        left to their leases, which expire so another consumer takes them)."""
+        """Stop claiming; let handlers finish the messages in hand, and hand back at once
+        those claimed but not yet started (no try counted)."""
         self.stopping.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
+        self._threads[-2].join(max(0.0, deadline - time.monotonic()))  # the scheduler
+        while True:
+            try:
+                claimed = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if claimed is not None:
+                try:
+                    self._settle(claimed, DeliveryStatus.READY, time.time(), count_attempt=False)
+                except Exception:  # its lease expires instead
+                    log.warning(
+                        "sagaway consumer %s: could not hand back %s",
+                        claimed.group,
+                        claimed.message.id,
+                        exc_info=True,
+                    )
         for _ in range(self.consumer.concurrency):
             self._queue.put(None)
-        deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 

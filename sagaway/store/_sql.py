@@ -6,7 +6,10 @@ style and the row-locking clauses; the statements are grouped by what they are a
 
 from __future__ import annotations
 
+from sagaway.store._sql_access import AccessStatements
+from sagaway.store._sql_browse import BrowseStatements
 from sagaway.store._sql_claims import ClaimStatements
+from sagaway.store._sql_forks import ForkStatements
 from sagaway.store._sql_messages import MessageStatements
 from sagaway.store._sql_metrics import MetricStatements
 from sagaway.store._sql_runs import RunStatements
@@ -16,7 +19,8 @@ __all__ = ["SqlStore"]
 
 
 class SqlStore(
-    RunStatements, ClaimStatements, SharedStateStatements, MetricStatements, MessageStatements
-):
+    RunStatements, ClaimStatements, SharedStateStatements, MetricStatements, MessageStatements,
+    AccessStatements, ForkStatements, BrowseStatements,
+):  # fmt: skip
     """Every statement of the Store contract; subclasses provide connections and dialect
     hooks (see `_sql_core.SqlCore`)."""

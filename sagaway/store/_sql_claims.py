@@ -68,7 +68,7 @@ class ClaimStatements(SqlCore):
         claimed = self._write(work)
         if not claimed:
             return []
-        journals = self._journals([run.id for run, _ in claimed])
+        journals = self.journals([run.id for run, _ in claimed])
         return [Claim(run, journals[run.id], prior) for run, prior in claimed]
 
     def _run_update(self, cp: Checkpoint, update: RunUpdate) -> tuple[str, list[Any]]:

@@ -296,13 +296,15 @@ class SqlCore(Store):
         with self._read_connection() as conn:
             return work(Cursorish(conn, self._convert))
 
-    def _journals(self, run_ids: list[str]) -> dict[str, list[JournalEntry]]:
+    def journals(self, run_ids: Sequence[str]) -> dict[str, list[JournalEntry]]:
         found: dict[str, list[JournalEntry]] = {run_id: [] for run_id in run_ids}
+        if not found:
+            return found
         rows = self._read(
             lambda cur: cur.all(
                 f"SELECT run_id, {JOURNAL_COLUMNS} FROM sagaway_journal "
                 f"WHERE run_id IN ({marks(run_ids)}) ORDER BY run_id, phase, position",
-                run_ids,
+                list(run_ids),
             )
         )
         for row in rows:

@@ -104,6 +104,27 @@ class RunStatements(SqlCore):
         )
         return [run_record(row) for row in rows]
 
+    def runs_after(self, status: str, after: str | None, limit: int) -> list[RunRecord]:
+        rows = self._read(
+            lambda cur: cur.all(
+                f"SELECT {RUN_COLUMNS} FROM sagaway_runs WHERE status = ? AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (status, after or "", limit),
+            )
+        )
+        return [run_record(row) for row in rows]
+
+    def last_key(self, saga: str, prefix: str) -> str | None:
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        row = self._read(
+            lambda cur: cur.one(
+                "SELECT MAX(idem_key) FROM sagaway_runs WHERE saga = ? "
+                "AND idem_key LIKE ? ESCAPE '\\'",
+                (saga, pattern + "%"),
+            )
+        )
+        return None if row is None or row[0] is None else str(row[0])
+
     def count_runs(self, saga: str | None = None) -> dict[str, int]:
         clause, params = ("WHERE saga = ?", (saga,)) if saga is not None else ("", ())
         rows = self._read(
@@ -290,7 +311,8 @@ class RunStatements(SqlCore):
                 )
             ]
             if ids:
-                for table in ("sagaway_journal", "sagaway_signals", "sagaway_events"):
+                tables = ("sagaway_journal", "sagaway_signals", "sagaway_events", "sagaway_forks")
+                for table in tables:
                     cur.execute(f"DELETE FROM {table} WHERE run_id IN ({marks(ids)})", ids)
                 cur.execute(f"DELETE FROM sagaway_runs WHERE id IN ({marks(ids)})", ids)
             return len(ids)

@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from enum import Enum, IntEnum, StrEnum
 from typing import Any, Final, NamedTuple, TypeVar
 
+from sagaway.store.access import AccessStore
+from sagaway.store.browse import RunBrowser
+from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
 
 __all__ = [
@@ -422,7 +425,7 @@ class MetricStore(ABC):
         """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
 
 
-class Store(SharedStateStore, MetricStore, MessageStore):
+class Store(SharedStateStore, MetricStore, MessageStore, AccessStore, ForkStore, RunBrowser):
     """Persistence of runs, journals, signals and events, plus the shared state and metric
     buckets of their own contracts. Thread-safe."""
 
@@ -458,6 +461,20 @@ class Store(SharedStateStore, MetricStore, MessageStore):
         self, status: str | None = None, saga: str | None = None, limit: int = 100
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered."""
+
+    @abstractmethod
+    def runs_after(self, status: str, after: str | None, limit: int) -> list[RunRecord]:
+        """Up to `limit` runs with `status`, by id, those with an id above `after` (keyset
+        pages over any number of runs)."""
+
+    @abstractmethod
+    def last_key(self, saga: str, prefix: str) -> str | None:
+        """The greatest key starting with `prefix` among the runs of `saga` (schedules name
+        their runs' keys by tick), or None."""
+
+    @abstractmethod
+    def journals(self, run_ids: Sequence[str]) -> dict[str, list[JournalEntry]]:
+        """The journals of several runs at once, each ordered by (phase, position)."""
 
     @abstractmethod
     def count_runs(self, saga: str | None = None) -> dict[str, int]:

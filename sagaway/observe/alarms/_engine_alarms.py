@@ -50,9 +50,14 @@ ENGINE_LABELS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "step_seconds": {"saga": None, "step": None, "outcome": ("ok", "error")},
     "queue_depth": {},
     "queue_age_seconds": {},
+    "messages_handled": {"group": None, "outcome": ("ok", "error")},
+    "messages_retried": {"group": None},
+    "messages_dead": {"group": None},
+    "group_depth": {"group": None, "topic": None},
+    "group_lag_seconds": {"group": None, "topic": None},
 }
 # Sampled values rather than events: their count is the number of samples, rarely wanted.
-GAUGES = frozenset({"queue_depth", "queue_age_seconds"})
+GAUGES = frozenset({"queue_depth", "queue_age_seconds", "group_depth", "group_lag_seconds"})
 
 
 class EngineMetricReadError(ObserveError, RuntimeError):

@@ -46,6 +46,27 @@ ENGINE_METRICS: dict[str, tuple[str, str, str]] = {
         "gauge",
         "How long the oldest due run has waited for a worker.",
     ),
+    "messages_handled": (
+        "sagaway_messages_handled",
+        "counter",
+        "Tries of consumer handlers, per group and outcome.",
+    ),
+    "messages_retried": (
+        "sagaway_messages_retried",
+        "counter",
+        "Messages handed to their group again after a failed try.",
+    ),
+    "messages_dead": (
+        "sagaway_messages_dead",
+        "counter",
+        "Messages moved to their group's dead letters.",
+    ),
+    "group_depth": ("sagaway_group_depth", "gauge", "Messages a group has yet to handle."),
+    "group_lag_seconds": (
+        "sagaway_group_lag_seconds",
+        "gauge",
+        "Age of the oldest message a group has yet to handle.",
+    ),
 }
 
 
@@ -134,6 +155,21 @@ class StoreCollector:
         _, _, text = ENGINE_METRICS["queue_age_seconds"]
         age = 0.0 if oldest is None else max(0.0, now - oldest)
         yield GaugeMetricFamily("sagaway_queue_age_seconds", text, value=age)
+        yield from self._group_gauges(now, GaugeMetricFamily)
+
+    def _group_gauges(self, now: float, family: Any) -> Iterator[Any]:
+        """Depth and lag of every consumer group, live from the store."""
+        groups = self.store.groups()
+        metric, _, text = ENGINE_METRICS["group_depth"]
+        depth = family(metric, text, labels=["group", "topic"])
+        metric, _, text = ENGINE_METRICS["group_lag_seconds"]
+        lag = family(metric, text, labels=["group", "topic"])
+        for g in groups:
+            depth.add_metric([g.group, g.topic], g.ready)
+            age = 0.0 if g.oldest_ready is None else max(0.0, now - g.oldest_ready)
+            lag.add_metric([g.group, g.topic], age)
+        yield depth
+        yield lag
 
     @staticmethod
     def _step_histogram(totals: Mapping[str, list], family: Any) -> Any:

@@ -26,7 +26,7 @@ from sagaway.observe.slo._alb_scan import (
     request_filter,
     scan_alb,
 )
-from sagaway.observe.slo._evaluate import (
+from sagaway.observe.slo._burn_rates import (
     BURN_WINDOWS,
     AlertState,
     ErrorBudget,

@@ -28,7 +28,7 @@ from sagaway.observe.alarms._metric_alarm import AlarmState
 from sagaway.observe.metrics._series import Series
 from sagaway.observe.slo._alb import Quarantine, find_log_files
 from sagaway.observe.slo._alb_scan import SourceStats, scan_alb
-from sagaway.observe.slo._evaluate import SloResult, counter_for, evaluate_slo
+from sagaway.observe.slo._burn_rates import SloResult, counter_for, evaluate_slo
 from sagaway.observe.slo._report import burn_rate_text, firing_text
 from sagaway.observe.slo._spec import SloDefinition, SloSpec
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sagaway.observe.slo._evaluate import SloReport, SloResult
+from sagaway.observe.slo._burn_rates import SloReport, SloResult
 from sagaway.observe.slo._report import report_time
 
 __all__ = ["report_html"]

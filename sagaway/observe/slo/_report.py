@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from sagaway.observe._time import iso_time
-from sagaway.observe.slo._evaluate import AlertState, SloReport, SloResult
+from sagaway.observe.slo._burn_rates import AlertState, SloReport, SloResult
 
 __all__ = ["burn_rate_text", "firing_text", "report_json", "report_table", "report_time"]
 

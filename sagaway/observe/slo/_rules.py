@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from sagaway.observe.slo._evaluate import BURN_WINDOWS
+from sagaway.observe.slo._burn_rates import BURN_WINDOWS
 from sagaway.observe.slo._spec import SloDefinition, SloSpec, SloSpecError
 
 __all__ = ["PROMETHEUS_DEFAULTS", "prometheus_rules"]
