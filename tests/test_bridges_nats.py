@@ -55,9 +55,13 @@ def test_relay_sets_nats_msg_id_and_returns_after_the_stream_acked(make_app):
             wait_for(lambda: handled(app, group) == 5, what="the relay")
         target.close()
         stored = jetstream_messages(stream)  # handled only after the stream had it
-    assert [m.headers["Nats-Msg-Id"] for m in stored] == ids
-    assert [json.loads(m.data) for m in stored] == [{"n": n} for n in range(5)]
-    assert [m.headers["Sagaway-Key"] for m in stored] == [f"c{n % 2}" for n in range(5)]
+    by_id = {m.headers["Nats-Msg-Id"]: m for m in stored}
+    assert sorted(by_id) == sorted(ids) and len(stored) == 5
+    assert [json.loads(by_id[i].data) for i in ids] == [{"n": n} for n in range(5)]
+    assert [by_id[i].headers["Sagaway-Key"] for i in ids] == [f"c{n % 2}" for n in range(5)]
+    for key in ("c0", "c1"):  # per key, the stream has them in publish order
+        in_stream = [m.headers["Nats-Msg-Id"] for m in stored if m.headers["Sagaway-Key"] == key]
+        assert in_stream == [i for n, i in enumerate(ids) if f"c{n % 2}" == key]
     assert {m.headers["Sagaway-Topic"] for m in stored} == {"orders.placed"}
 
 
@@ -97,8 +101,8 @@ def test_inbound_publishes_locally_with_the_msg_id_and_acks_after_the_commit(mak
         )
         source = JetStreamSource(NATS_URL, stream=stream, durable="shop")
         with app, consume_from(app, source, "payments.received") as inbound:
-            wait_for(lambda: len(seen) == 2, what="both messages")
-            assert inbound.received == 2
+            wait_for(lambda: inbound.received == 2, what="both messages acknowledged")
+            wait_for(lambda: len(seen) == 2, what="both messages handled")
         # Read again from the start by a new durable: everything is a redelivery now.
         again = JetStreamSource(NATS_URL, stream=stream, durable="replay")
         with app, consume_from(app, again, "payments.received") as inbound:

@@ -56,10 +56,14 @@ def test_relay_publishes_each_message_persistent_with_its_id_once_confirmed(make
             wait_for(lambda: group_stats(app, group).handled == 6, what="the relay")
         assert rabbit_depth(queue) == 6  # handled only after the broker had it
         taken = rabbit_drain(queue)
-    assert [m.message_id for m in taken] == ids  # one relay thread per key: order kept
-    assert [json.loads(m.body) for m in taken] == [{"n": n} for n in range(6)]
+    by_id = {m.message_id: m for m in taken}
+    assert sorted(by_id) == sorted(ids) and len(taken) == 6
+    assert [json.loads(by_id[i].body) for i in ids] == [{"n": n} for n in range(6)]
+    assert [by_id[i].headers["sagaway-key"] for i in ids] == [f"c{n % 2}" for n in range(6)]
+    for key in ("c0", "c1"):  # per key, the queue has them in publish order
+        queued = [m.message_id for m in taken if m.headers["sagaway-key"] == key]
+        assert queued == [i for n, i in enumerate(ids) if f"c{n % 2}" == key]
     assert {m.delivery_mode.value for m in taken} == {2}  # persistent
-    assert [m.headers["sagaway-key"] for m in taken] == [f"c{n % 2}" for n in range(6)]
     assert {m.headers["sagaway-topic"] for m in taken} == {"orders.placed"}
     assert {m.content_type for m in taken} == {"application/json"}
 
@@ -171,8 +175,9 @@ def test_an_undecodable_message_is_rejected_at_the_broker_not_retried(make_app):
                 app, RabbitMQSource(RABBITMQ_URL, queue=queue), "payments.received"
             ) as inbound,
         ):
-            wait_for(lambda: len(seen) == 1, what="the good message")
-            assert inbound.rejected == 1 and inbound.received == 1
+            wait_for(lambda: inbound.received == 1, what="the good message acknowledged")
+            wait_for(lambda: len(seen) == 1, what="the good message handled")
+            assert inbound.rejected == 1
             assert rabbit_depth(queue) == 0
     assert seen[0].payload == [1]
 
