@@ -61,6 +61,27 @@ _TABLES = re.compile(r"\b(sagaway_\w+)\b")
 R = TypeVar("R")
 
 
+_MESSAGE_ROW = "(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::float8, ?::float8)"
+_PUBLISH_CTE = (
+    "published AS (INSERT INTO sagaway_messages "
+    "(id, topic, key, payload, dedup_id, published_at, available_at) "
+    "SELECT v.id, v.topic, v.key, v.payload, v.dedup_id, v.published_at, v.available_at "
+    "FROM (VALUES {rows}) AS v(n, id, topic, key, payload, dedup_id, published_at, "
+    "available_at) WHERE EXISTS (SELECT 1 FROM journal) ORDER BY v.n "
+    "ON CONFLICT DO NOTHING RETURNING id, seq, topic, key, published_at, available_at), "
+    "delivered AS (INSERT INTO sagaway_deliveries "
+    "(grp, message_id, seq, topic, key, status, due_at, updated_at) "
+    "SELECT g.grp, p.id, p.seq, p.topic, p.key, 'ready', p.available_at, p.published_at "
+    "FROM published p JOIN sagaway_groups g ON g.topic = p.topic RETURNING 1) "
+    "SELECT (SELECT cancel_requested FROM fence), (SELECT COUNT(*) FROM delivered) > 0 "
+    "FROM journal"
+)
+
+
+def _message_row(n: int, m: NewMessage) -> tuple[Any, ...]:
+    return (n, m.id, m.topic, m.key, m.payload, m.dedup_id, m.published_at, m.available_at)
+
+
 def _one_line(error: BaseException) -> str:
     """The driver's message on one line (libpq's span several, with tabs)."""
     return " ".join(str(error).split())
@@ -423,7 +444,7 @@ class PostgresStore(SqlStore):
         statement: the fence (a row lock, or the fenced UPDATE) in a WITH clause and the
         journal line inserted only from its row. Each statement costs a round trip, and
         most checkpoints are this one."""
-        if len(cp.entries) != 1 or cp.consumed or cp.events or cp.messages:
+        if len(cp.entries) != 1 or cp.consumed or cp.events:
             return super().checkpoint(cp)
         params: list[Any]
         if cp.update is None:
@@ -431,21 +452,32 @@ class PostgresStore(SqlStore):
         else:
             fence, params = self._run_update(cp, cp.update)
         run_id, epoch = cp.run_id, cp.epoch
-        sql = (
-            f"WITH fence AS ({fence}) {JOURNAL_INSERT}"
-            f"SELECT {JOURNAL_MARKS} FROM fence WHERE fence.epoch = ? "
-            f"{JOURNAL_CONFLICT} RETURNING (SELECT cancel_requested FROM fence)"
+        params = [*params, run_id, *cp.entries[0], epoch]
+        journal = (
+            f"{JOURNAL_INSERT}SELECT {JOURNAL_MARKS} FROM fence WHERE fence.epoch = ? "
+            f"{JOURNAL_CONFLICT}"
         )
+        if cp.messages:
+            # A step's messages ride in the same statement, so that publishing adds no round
+            # trip: inserted only from the journal line's row (the fence held), each handed to
+            # its topic's groups. Ids are derived from the step, so a re-sent statement
+            # stores nothing twice.
+            sql = f"WITH fence AS ({fence}), journal AS ({journal} RETURNING 1), {_PUBLISH_CTE}"
+            params += [value for n, m in enumerate(cp.messages) for value in _message_row(n, m)]
+            sql = sql.replace("{rows}", ", ".join([_MESSAGE_ROW] * len(cp.messages)))
+        else:
+            sql = (
+                f"WITH fence AS ({fence}) {journal} RETURNING (SELECT cancel_requested FROM fence)"
+            )
         wakes = makes_due(cp.update)
 
         def finish(row: Any, cur: Cursorish) -> bool:
             if row is None:  # the fence matched no row: nothing was written
                 raise lease_lost(run_id, epoch)
-            if wakes:
+            if wakes or (len(row) > 1 and row[1]):  # made a run due, or delivered messages
                 cur.wake()
             return bool(row[0])
 
-        params = [*params, run_id, *cp.entries[0], epoch]
         return self._write(Statement(sql, params, finish, idempotent=True))
 
     def _run_pipelined(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:

@@ -1,0 +1,97 @@
+"""A step's messages in its checkpoint: stored iff the fence holds, in publish order, handed
+to every group of the topic, once however often the checkpoint is sent; on PostgreSQL in the
+checkpoint's one statement (publishing adds no round trip)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sagaway import LeaseLost
+from sagaway.messaging._outbox import new_message
+from sagaway.store import open_store
+from sagaway.store._sql_core import Statement
+from sagaway.store.base import Checkpoint, JournalEntry, NewRun
+from tests.conftest import postgres_schema
+
+
+@pytest.fixture
+def store(store_url):
+    store = open_store(store_url)
+    yield store
+    store.close()
+
+
+def claimed_run(store, name="r1"):
+    now = time.time()
+    run, _ = store.create_run(NewRun(name, "s", None, "{}", "h", now), "w", now + 30)
+    return run
+
+
+def step_checkpoint(run, epoch, messages):
+    now = time.time()
+    entry = JournalEntry(0, 0, "step", "place", "ok", None, '"ok"', None, 1, now, now)
+    return Checkpoint(run.id, epoch, now, None, [entry], messages=messages)
+
+
+def orders(run, count, key="cart-1"):
+    return [
+        new_message("orders.placed", {"n": n}, key=key, origin=f"{run.id}:0:{n}")
+        for n in range(count)
+    ]
+
+
+def test_a_checkpoint_stores_its_messages_in_order_for_every_group(store):
+    store.register_group("mailer", "orders.placed", time.time())
+    store.register_group("stock", "orders.placed", time.time())
+    run = claimed_run(store)
+    messages = orders(run, 3)
+    assert store.checkpoint(step_checkpoint(run, run.epoch, messages)) is False
+    for group in ("mailer", "stock"):
+        claimed = store.claim_messages(group, "c", 10, time.time(), time.time() + 30, True)
+        assert [c.message.id for c in claimed] == [messages[0].id]  # FIFO per key
+        everything = store.claim_messages(group, "c", 10, time.time(), time.time() + 30, False)
+        assert [c.message.id for c in claimed + everything] == [m.id for m in messages]
+    assert [(t.topic, t.messages) for t in store.topics()] == [("orders.placed", 3)]
+    assert len(store.journal(run.id)) == 1
+
+
+def test_a_fenced_out_checkpoint_publishes_nothing(store):
+    store.register_group("mailer", "orders.placed", time.time())
+    run = claimed_run(store)
+    with pytest.raises(LeaseLost):
+        store.checkpoint(step_checkpoint(run, run.epoch + 1, orders(run, 2)))
+    assert store.topics()[0].messages == 0
+    assert store.journal(run.id) == []
+
+
+def test_a_checkpoint_sent_again_stores_its_messages_once(store):
+    store.register_group("mailer", "orders.placed", time.time())
+    run = claimed_run(store)
+    messages = orders(run, 2)
+    store.checkpoint(step_checkpoint(run, run.epoch, messages))
+    store.checkpoint(step_checkpoint(run, run.epoch, messages))
+    assert store.topics()[0].messages == 2
+    assert store.groups()[0].ready == 2
+
+
+@pytest.mark.postgres
+def test_a_checkpoint_with_messages_is_one_statement_on_postgres():
+    with postgres_schema() as url:
+        store = open_store(url)
+        try:
+            run = claimed_run(store)
+            written = []
+            write = store._write
+
+            def spy(work):
+                written.append(work)
+                return write(work)
+
+            store._write = spy
+            store.checkpoint(step_checkpoint(run, run.epoch, orders(run, 2)))
+            assert len(written) == 1 and isinstance(written[0], Statement)
+            assert store.topics()[0].messages == 2
+        finally:
+            store.close()
