@@ -95,3 +95,33 @@ def test_a_checkpoint_with_messages_is_one_statement_on_postgres():
             assert store.topics()[0].messages == 2
         finally:
             store.close()
+
+
+@pytest.mark.postgres
+def test_publishing_claiming_and_settling_are_one_statement_each_on_postgres():
+    with postgres_schema() as url:
+        store = open_store(url)
+        try:
+            store.register_group("mailer", "orders.placed", time.time())
+            written = []
+            write = store._write
+
+            def spy(work):
+                written.append(work)
+                return write(work)
+
+            store._write = spy
+            first, second = (new_message("orders.placed", {"n": n}, key="k") for n in range(2))
+            assert store.publish([first, second]) == [True, True]
+            assert store.publish([first]) == [False]  # its id is already stored
+            now = time.time()
+            claimed = store.claim_messages("mailer", "c", 10, now, now + 30, True)
+            assert [c.message.id for c in claimed] == [first.id]  # FIFO per key
+            assert claimed[0].message.payload == '{"n":0}' and claimed[0].attempt == 1
+            assert store.settle_message("mailer", first.id, claimed[0].epoch, now, "handled")
+            stale = claimed[0].epoch - 1
+            assert not store.settle_message("mailer", first.id, stale, now, "handled")  # fenced
+            assert all(isinstance(work, Statement) for work in written), written
+            assert len(written) == 5
+        finally:
+            store.close()

@@ -38,6 +38,7 @@ from sagaway.errors import (
     StoreUnavailable,
 )
 from sagaway.store import migrations
+from sagaway.store._postgres_messages import PostgresMessages, publish_clauses
 from sagaway.store._postgres_notify import WakeListener
 from sagaway.store._postgres_url import PostgresSettings, parse_url
 from sagaway.store._sql import SqlStore
@@ -59,27 +60,6 @@ __all__ = ["PostgresSettings", "PostgresStore", "parse_url"]
 
 _TABLES = re.compile(r"\b(sagaway_\w+)\b")
 R = TypeVar("R")
-
-
-_MESSAGE_ROW = "(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::float8, ?::float8)"
-_PUBLISH_CTE = (
-    "published AS (INSERT INTO sagaway_messages "
-    "(id, topic, key, payload, dedup_id, published_at, available_at) "
-    "SELECT v.id, v.topic, v.key, v.payload, v.dedup_id, v.published_at, v.available_at "
-    "FROM (VALUES {rows}) AS v(n, id, topic, key, payload, dedup_id, published_at, "
-    "available_at) WHERE EXISTS (SELECT 1 FROM journal) ORDER BY v.n "
-    "ON CONFLICT DO NOTHING RETURNING id, seq, topic, key, published_at, available_at), "
-    "delivered AS (INSERT INTO sagaway_deliveries "
-    "(grp, message_id, seq, topic, key, status, due_at, updated_at) "
-    "SELECT g.grp, p.id, p.seq, p.topic, p.key, 'ready', p.available_at, p.published_at "
-    "FROM published p JOIN sagaway_groups g ON g.topic = p.topic RETURNING 1) "
-    "SELECT (SELECT cancel_requested FROM fence), (SELECT COUNT(*) FROM delivered) > 0 "
-    "FROM journal"
-)
-
-
-def _message_row(n: int, m: NewMessage) -> tuple[Any, ...]:
-    return (n, m.id, m.topic, m.key, m.payload, m.dedup_id, m.published_at, m.available_at)
 
 
 def _one_line(error: BaseException) -> str:
@@ -108,7 +88,7 @@ class _Disconnected(Exception):
     """A read found its pooled connection dead (server restart, idle timeout, network)."""
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(PostgresMessages, SqlStore):
     """A Store in one PostgreSQL schema, shared by any number of worker processes.
 
     Keyword options override the URL's (see the module's docstring); `create=False` refuses
@@ -462,9 +442,13 @@ class PostgresStore(SqlStore):
             # trip: inserted only from the journal line's row (the fence held), each handed to
             # its topic's groups. Ids are derived from the step, so a re-sent statement
             # stores nothing twice.
-            sql = f"WITH fence AS ({fence}), journal AS ({journal} RETURNING 1), {_PUBLISH_CTE}"
-            params += [value for n, m in enumerate(cp.messages) for value in _message_row(n, m)]
-            sql = sql.replace("{rows}", ", ".join([_MESSAGE_ROW] * len(cp.messages)))
+            publish, values = publish_clauses(cp.messages, "WHERE EXISTS (SELECT 1 FROM journal)")
+            sql = (
+                f"WITH fence AS ({fence}), journal AS ({journal} RETURNING 1), {publish}"
+                "SELECT (SELECT cancel_requested FROM fence), "
+                "(SELECT COUNT(*) FROM delivered) > 0 FROM journal"
+            )
+            params += values
         else:
             sql = (
                 f"WITH fence AS ({fence}) {journal} RETURNING (SELECT cancel_requested FROM fence)"
