@@ -9,12 +9,14 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import require
+from sagaway import Retry
+from tests.conftest import FAST, require
 
 RABBITMQ_URL = os.environ.get("SAGAWAY_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("SAGAWAY_TEST_NATS", "nats://127.0.0.1:4222")
@@ -254,3 +256,47 @@ class PrivateNats:
         self.stop()
         time.sleep(down_for)
         self.start()
+
+
+# --- what both bridges' tests use -------------------------------------------------------------
+PATIENT = Retry(attempts=None, base=0.05, cap=0.5)  # a relay that waits a broker restart out
+
+
+def collect(app, topic, group="sink"):
+    """A consumer of `topic` recording each message; returns the list."""
+    seen, lock = [], threading.Lock()
+
+    @app.consumer(topic, group=group, retry=FAST)
+    def record(message):
+        with lock:
+            seen.append(message)
+
+    return seen
+
+
+def handled(app, group):
+    """How many messages `group` has handled."""
+    return next(g for g in app.store.groups() if g.group == group).handled
+
+
+def relay_across_restart(sender, group, seen, restart, total=120):
+    """Publish `total` numbered messages to orders.placed, the middle third while `restart()`
+    runs, once relaying is under way; wait until the relay `group` handled them all and
+    `seen` holds as many downstream."""
+    from tests.conftest import wait_for
+
+    def publish(numbers):
+        for n in numbers:
+            sender.publish("orders.placed", {"n": n})
+            time.sleep(0.01)
+
+    publish(range(total // 3))
+    wait_for(lambda: len(seen) >= 10, what="relaying under way", timeout=20)
+    during = threading.Thread(target=publish, args=(range(total // 3, 2 * total // 3),))
+    during.start()
+    restart()
+    during.join()
+    publish(range(2 * total // 3, total))
+    wait_for(lambda: handled(sender, group) == total, what="the relay", timeout=60)
+    wait_for(lambda: len(seen) >= total, what="every message downstream", timeout=60)
+    time.sleep(0.3)  # nothing arrives twice, late

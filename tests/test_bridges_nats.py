@@ -6,42 +6,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import threading
 import time
 
 import pytest
 
-from sagaway import ConfigurationError, Retry
+from sagaway import ConfigurationError
 from sagaway.messaging.bridges import JetStreamRelay, JetStreamSource, consume_from, relay_to
 from tests.brokers import (
     NATS_URL,
+    PATIENT,
     PrivateNats,
+    collect,
+    handled,
     jetstream_messages,
     jetstream_publish,
     jetstream_stream,
+    relay_across_restart,
 )
-from tests.conftest import wait_for
+from tests.conftest import FAST, wait_for
 
 pytestmark = pytest.mark.xdist_group("nats")
-
-FAST = Retry(attempts=3, base=0.001, cap=0.005)
-PATIENT = Retry(attempts=None, base=0.05, cap=0.5)
-
-
-def collect(app, topic, group="sink"):
-    """A consumer of `topic` recording each message; returns the list."""
-    seen, lock = [], threading.Lock()
-
-    @app.consumer(topic, group=group, retry=FAST)
-    def record(message):
-        with lock:
-            seen.append(message)
-
-    return seen
-
-
-def handled(app, group):
-    return next(g for g in app.store.groups() if g.group == group).handled
 
 
 def test_relay_sets_nats_msg_id_and_returns_after_the_stream_acked(make_app):
@@ -164,22 +148,7 @@ def test_a_server_restart_mid_relay_loses_nothing_and_delivers_each_message_once
                 server.url, stream=stream, durable="copy", timeout=2, ack_wait=2.0
             )
             with sender, receiver, consume_from(receiver, source, "orders.copied") as inbound:
-
-                def publish(numbers):
-                    for n in numbers:
-                        sender.publish("orders.placed", {"n": n})
-                        time.sleep(0.01)
-
-                publish(range(40))
-                wait_for(lambda: len(seen) >= 10, what="relaying under way", timeout=20)
-                during = threading.Thread(target=publish, args=(range(40, 80),))
-                during.start()
-                server.restart()
-                during.join()
-                publish(range(80, total))
-                wait_for(lambda: handled(sender, group) == total, timeout=60)
-                wait_for(lambda: len(seen) >= total, what="every message downstream", timeout=60)
-                time.sleep(0.3)
+                relay_across_restart(sender, group, seen, server.restart, total)
             target.close()
             stored = jetstream_messages(stream, server.url)
     finally:

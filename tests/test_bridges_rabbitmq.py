@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 import time
 
 import pytest
@@ -13,37 +12,22 @@ import pytest
 from sagaway import ConfigurationError, Retry
 from sagaway.messaging.bridges import RabbitMQRelay, RabbitMQSource, consume_from, relay_to
 from tests.brokers import (
+    PATIENT,
     RABBITMQ_URL,
+    collect,
+    handled,
     rabbit_depth,
     rabbit_drain,
     rabbit_queue,
     rabbit_send,
+    relay_across_restart,
     restart_rabbitmq,
     unique,
 )
-from tests.conftest import wait_for
+from tests.conftest import FAST, wait_for
 
 # One worker runs them all: the restart test stops the broker every other test uses.
 pytestmark = pytest.mark.xdist_group("rabbitmq")
-
-FAST = Retry(attempts=3, base=0.001, cap=0.005)
-PATIENT = Retry(attempts=None, base=0.05, cap=0.5)
-
-
-def collect(app, topic, group="sink"):
-    """A consumer of `topic` recording each message; returns the list."""
-    seen, lock = [], threading.Lock()
-
-    @app.consumer(topic, group=group, retry=FAST)
-    def record(message):
-        with lock:
-            seen.append(message)
-
-    return seen
-
-
-def group_stats(app, group):
-    return next(g for g in app.store.groups() if g.group == group)
 
 
 def test_relay_publishes_each_message_persistent_with_its_id_once_confirmed(make_app):
@@ -53,7 +37,7 @@ def test_relay_publishes_each_message_persistent_with_its_id_once_confirmed(make
         assert group == "relay:rabbitmq:default"
         with app:
             ids = [app.publish("orders.placed", {"n": n}, key=f"c{n % 2}") for n in range(6)]
-            wait_for(lambda: group_stats(app, group).handled == 6, what="the relay")
+            wait_for(lambda: handled(app, group) == 6, what="the relay")
         assert rabbit_depth(queue) == 6  # handled only after the broker had it
         taken = rabbit_drain(queue)
     by_id = {m.message_id: m for m in taken}
@@ -111,7 +95,7 @@ def test_a_resend_after_a_lost_confirm_reaches_the_broker_twice_and_the_inbound_
         group = relay_to(sender, "orders.placed", target, retry=FAST)
         with sender:
             sent = sender.publish("orders.placed", {"order": 7})
-            wait_for(lambda: group_stats(sender, group).handled == 1, what="the relay")
+            wait_for(lambda: handled(sender, group) == 1, what="the relay")
         assert rabbit_depth(queue) == 2  # RabbitMQ has no dedup: both copies are there
         source = RabbitMQSource(RABBITMQ_URL, queue=queue)
         with receiver, consume_from(receiver, source, "orders.copied") as inbound:
@@ -142,9 +126,9 @@ def test_an_unroutable_message_is_retried_until_a_queue_takes_it(make_app):
     with app:
         app.publish("orders.placed", {"n": 1})
         wait_for(lambda: target.refused >= 2, what="tries the broker returned as unroutable")
-        assert group_stats(app, group).handled == 0  # returned, not dropped
+        assert handled(app, group) == 0  # returned, not dropped
         with rabbit_queue(name) as queue:
-            wait_for(lambda: group_stats(app, group).handled == 1, what="the relay")
+            wait_for(lambda: handled(app, group) == 1, what="the relay")
             assert rabbit_depth(queue) == 1
 
 
@@ -204,22 +188,7 @@ def test_a_broker_restart_mid_relay_loses_nothing_and_delivers_each_message_once
         )
         source = RabbitMQSource(RABBITMQ_URL, queue=queue, timeout=3)
         with sender, receiver, consume_from(receiver, source, "orders.copied") as inbound:
-
-            def publish(numbers):
-                for n in numbers:
-                    sender.publish("orders.placed", {"n": n})
-                    time.sleep(0.01)
-
-            publish(range(40))
-            wait_for(lambda: len(seen) >= 10, what="relaying under way", timeout=20)
-            during = threading.Thread(target=publish, args=(range(40, 80),))
-            during.start()
-            restart_rabbitmq()
-            during.join()
-            publish(range(80, total))
-            wait_for(lambda: group_stats(sender, group).handled == total, timeout=60)
-            wait_for(lambda: len(seen) >= total, what="every message downstream", timeout=60)
-            time.sleep(0.3)
+            relay_across_restart(sender, group, seen, restart_rabbitmq, total)
     assert inbound.last_error is not None  # the restart did cut the bridge's connection
     numbers = sorted(m.payload["n"] for m in seen)
     assert numbers == list(range(total))  # none lost, none twice

@@ -35,6 +35,19 @@ def step_checkpoint(run, epoch, messages):
     return Checkpoint(run.id, epoch, now, None, [entry], messages=messages)
 
 
+def spy_writes(store):
+    """The list every write `store` is given from now on goes to."""
+    written = []
+    write = store._write
+
+    def spy(work):
+        written.append(work)
+        return write(work)
+
+    store._write = spy
+    return written
+
+
 def orders(run, count, key="cart-1"):
     return [
         new_message("orders.placed", {"n": n}, key=key, origin=f"{run.id}:0:{n}")
@@ -82,14 +95,7 @@ def test_a_checkpoint_with_messages_is_one_statement_on_postgres():
         store = open_store(url)
         try:
             run = claimed_run(store)
-            written = []
-            write = store._write
-
-            def spy(work):
-                written.append(work)
-                return write(work)
-
-            store._write = spy
+            written = spy_writes(store)
             store.checkpoint(step_checkpoint(run, run.epoch, orders(run, 2)))
             assert len(written) == 1 and isinstance(written[0], Statement)
             assert store.topics()[0].messages == 2
@@ -103,14 +109,7 @@ def test_publishing_claiming_and_settling_are_one_statement_each_on_postgres():
         store = open_store(url)
         try:
             store.register_group("mailer", "orders.placed", time.time())
-            written = []
-            write = store._write
-
-            def spy(work):
-                written.append(work)
-                return write(work)
-
-            store._write = spy
+            written = spy_writes(store)
             first, second = (new_message("orders.placed", {"n": n}, key="k") for n in range(2))
             assert store.publish([first, second]) == [True, True]
             assert store.publish([first]) == [False]  # its id is already stored
