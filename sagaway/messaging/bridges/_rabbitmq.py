@@ -27,6 +27,7 @@ TOPIC_HEADER = "sagaway-topic"
 def _aio_pika() -> Any:
     try:
         import aio_pika
+        import aio_pika.exceptions
     except ImportError as exc:
         raise missing_extra("RabbitMQ", exc) from None
     return aio_pika
@@ -78,6 +79,8 @@ class RabbitMQRelay(RelayTarget):
                 mandatory=True,
                 timeout=self.timeout,
             )
+        except aio_pika.exceptions.DeliveryError:
+            raise  # returned (unroutable) or nacked: the channel is fine, the message is not
         except Exception:
             # A channel RabbitMQ closed (unknown exchange) or a lost confirm: start afresh.
             await self._disconnect()

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["RELAY_RETRY", "RelayTarget", "encode_payload", "relay_to"]
 
 # A relay fails almost only while its broker is unreachable: keep trying for minutes (about
-# ten, backing off to 30 s) before a message goes to the relay group's dead letters.
+# eight, backing off to 30 s) before a message goes to the relay group's dead letters.
 RELAY_RETRY = Retry(attempts=40, base=0.2, cap=30.0)
 
 
@@ -133,7 +133,7 @@ def relay_to(
     it; the broker-side id is the sagaway message id, so a re-send after a lost confirmation
     can be recognised (JetStream drops it in its dedup window; a sagaway inbound drops it by
     `dedup_id`). `ordered=True` keeps the topic's per-key order at the broker. `retry`
-    (default `RELAY_RETRY`, about ten minutes) bounds the tries before a message goes to the
+    (default `RELAY_RETRY`, about eight minutes) bounds the tries before a message goes to the
     group's dead letters (`app.redrive_dead_letters(group)` sends them again).
     """
     if not isinstance(target, RelayTarget):
