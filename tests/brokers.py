@@ -15,6 +15,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from sagaway import Retry
 from tests.conftest import FAST, require
 
@@ -259,6 +261,24 @@ class PrivateNats:
 
 
 # --- what both bridges' tests use -------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def relay_targets_closed(monkeypatch):
+    """Close every relay target a test created (its connection and event loop thread)."""
+    from sagaway.messaging.bridges import RelayTarget
+
+    created = []
+    original = RelayTarget.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        created.append(self)
+
+    monkeypatch.setattr(RelayTarget, "__init__", init)
+    yield
+    for target in created:
+        target.close()
+
+
 PATIENT = Retry(attempts=None, base=0.05, cap=0.5)  # a relay that waits a broker restart out
 
 

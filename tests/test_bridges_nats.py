@@ -22,6 +22,7 @@ from tests.brokers import (
     jetstream_publish,
     jetstream_stream,
     relay_across_restart,
+    relay_targets_closed,  # noqa: F401 - an autouse fixture: every test closes its targets
 )
 from tests.conftest import FAST, wait_for
 

@@ -21,6 +21,7 @@ from tests.brokers import (
     rabbit_queue,
     rabbit_send,
     relay_across_restart,
+    relay_targets_closed,  # noqa: F401 - an autouse fixture: every test closes its targets
     restart_rabbitmq,
     unique,
 )

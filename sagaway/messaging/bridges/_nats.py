@@ -85,9 +85,10 @@ class JetStreamRelay(RelayTarget):
 
     async def _open(self) -> Any:
         async with self._connection_lock():
-            if self._client is None or self._client.is_closed:
-                self._client = await _connect(self.url, self.timeout)
-                self._js = self._client.jetstream(timeout=self.timeout)
+            if self._js is None or self._client.is_closed:
+                await self._disconnect()
+                client = await _connect(self.url, self.timeout)
+                self._client, self._js = client, client.jetstream(timeout=self.timeout)
             return self._js
 
     async def _disconnect(self) -> None:

@@ -88,18 +88,22 @@ class RabbitMQRelay(RelayTarget):
 
     async def _open(self) -> Any:
         async with self._connection_lock():
-            if self._connection is None or self._connection.is_closed:
-                aio_pika = _aio_pika()
-                self._exchange = None
-                self._connection = await aio_pika.connect(self.url, timeout=self.timeout)
-                channel = await self._connection.channel(
-                    publisher_confirms=True, on_return_raises=True
-                )
-                self._exchange = (
-                    channel.default_exchange
-                    if not self.exchange
-                    else await channel.get_exchange(self.exchange, ensure=False)
-                )
+            if self._exchange is None or self._connection.is_closed:
+                await self._disconnect()
+                connection = await _aio_pika().connect(self.url, timeout=self.timeout)
+                try:
+                    channel = await connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    exchange = (
+                        channel.default_exchange
+                        if not self.exchange
+                        else await channel.get_exchange(self.exchange, ensure=False)
+                    )
+                except BaseException:
+                    await connection.close()
+                    raise
+                self._connection, self._exchange = connection, exchange
             return self._exchange
 
     async def _disconnect(self) -> None:
