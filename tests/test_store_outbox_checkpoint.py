@@ -4,6 +4,7 @@ checkpoint's one statement (publishing adds no round trip)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -123,4 +124,26 @@ def test_publishing_claiming_and_settling_are_one_statement_each_on_postgres():
             assert all(isinstance(work, Statement) for work in written), written
             assert len(written) == 5
         finally:
+            store.close()
+
+
+@pytest.mark.postgres
+def test_a_publish_or_checkpoint_that_delivers_wakes_listeners_on_postgres():
+    with postgres_schema() as url:
+        store = open_store(url)
+        woken = threading.Event()
+        stop = store.on_wake(woken.set)
+        try:
+            store.register_group("mailer", "orders.placed", time.time())
+            time.sleep(0.2)  # the listener is listening
+            woken.clear()
+            store.publish([new_message("orders.placed", {"n": 1})])
+            assert woken.wait(10), "no wake-up after a publish delivered to a group"
+            woken.clear()
+            run = claimed_run(store)
+            store.checkpoint(step_checkpoint(run, run.epoch, orders(run, 1)))
+            assert woken.wait(10), "no wake-up after a checkpoint delivered to a group"
+        finally:
+            if stop is not None:
+                stop()
             store.close()

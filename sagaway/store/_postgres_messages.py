@@ -42,19 +42,26 @@ def publish_clauses(messages: Sequence[NewMessage], guard: str = "") -> tuple[st
 class PostgresMessages(SqlCore):
     """`publish` and `claim_messages` as one statement each."""
 
+    # The LISTEN/NOTIFY channel: a publish that delivered to a group notifies from inside
+    # its statement, so the consumers hear of it at its commit, without a round trip after.
+    wake_channel = "sagaway"
+
+    def notify_if_delivered(self) -> tuple[str, list[Any]]:
+        """A select-list item sending the wake-up when `delivered` has rows."""
+        return "CASE WHEN EXISTS (SELECT 1 FROM delivered) THEN pg_notify(?, '') END", [
+            self.wake_channel
+        ]
+
     def publish(self, messages: Sequence[NewMessage]) -> list[bool]:
         if not messages:
             return []
         publish, params = publish_clauses(messages)
-        sql = (
-            f"WITH {publish}SELECT ARRAY(SELECT id FROM published), "
-            "(SELECT COUNT(*) FROM delivered) > 0"
-        )
+        notify, channel = self.notify_if_delivered()
+        sql = f"WITH {publish}SELECT ARRAY(SELECT id FROM published), {notify}"
+        params += channel
 
         def finish(row: Any, cur: Cursorish) -> list[bool]:
             stored = set(row[0]) if row is not None else set()
-            if row is not None and row[1]:
-                cur.wake()
             return [m.id in stored for m in messages]
 
         # Sent again after a lost connection, it stores nothing twice: the ids are fixed.

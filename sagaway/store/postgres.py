@@ -136,6 +136,7 @@ class PostgresStore(PostgresMessages, SqlStore):
             open=True,
         )
         self._notify_sql = f'NOTIFY "{self.settings.channel}"'
+        self.wake_channel = self.settings.channel
         super().__init__()
 
     @property
@@ -443,12 +444,12 @@ class PostgresStore(PostgresMessages, SqlStore):
             # its topic's groups. Ids are derived from the step, so a re-sent statement
             # stores nothing twice.
             publish, values = publish_clauses(cp.messages, "WHERE EXISTS (SELECT 1 FROM journal)")
+            notify, channel = self.notify_if_delivered()
             sql = (
                 f"WITH fence AS ({fence}), journal AS ({journal} RETURNING 1), {publish}"
-                "SELECT (SELECT cancel_requested FROM fence), "
-                "(SELECT COUNT(*) FROM delivered) > 0 FROM journal"
+                f"SELECT (SELECT cancel_requested FROM fence), {notify} FROM journal"
             )
-            params += values
+            params += values + channel
         else:
             sql = (
                 f"WITH fence AS ({fence}) {journal} RETURNING (SELECT cancel_requested FROM fence)"
@@ -458,7 +459,7 @@ class PostgresStore(PostgresMessages, SqlStore):
         def finish(row: Any, cur: Cursorish) -> bool:
             if row is None:  # the fence matched no row: nothing was written
                 raise lease_lost(run_id, epoch)
-            if wakes or (len(row) > 1 and row[1]):  # made a run due, or delivered messages
+            if wakes:
                 cur.wake()
             return bool(row[0])
 
