@@ -1,13 +1,16 @@
 """Durable messaging: sagaway vs PgQueuer vs procrastinate on PostgreSQL, SQLite against the
 raw fsync'd commit rate, and the cost of the outbox on a step, side by side in one run.
 
-- PostgreSQL, publish -> handled, end to end: 1 KB payloads, 4 producers publishing one
-  message per transaction as fast as they can while 4 consumers handle them (a handler that
-  only records its arrival). Jobs/s = messages / (first publish .. last handled). Each
-  system in a database (PgQueuer: msgbench_pgqueuer, procrastinate: msgbench_procrastinate)
-  or schema (sagaway) of its own on the same server, with the server's durability
-  (synchronous_commit on, logged tables: PgQueuer's default `durable`). Then each system
-  again at half its own peak rate, paced: p50/p99 latency from publish to the handler's call.
+- PostgreSQL, publish -> handled, end to end: 1 KB payloads, a producer process (as an
+  application's web processes would be) with 4 threads or tasks publishing one message per
+  transaction with the system's own client, as fast as they can, while a consumer process
+  handles them with 4 consumers (a handler that only records its arrival). Jobs/s =
+  messages / (first publish .. last handled); each system's peak is the median of
+  `--rounds` runs, the three systems taking turns. Each system in a database (PgQueuer:
+  msgbench_pgqueuer, procrastinate: msgbench_procrastinate) or schema (sagaway) of its own
+  on the same server, with the server's durability (synchronous_commit on, logged tables:
+  PgQueuer's default `durable`). Then each system again at half its own peak rate, paced:
+  p50/p99 latency from publish to the handler's call.
 - SQLite, synchronous=FULL (WAL): sagaway's end-to-end messages/s (16 producers, a group
   with concurrency 16) vs the floor: single-row INSERT transactions, WAL, synchronous=FULL,
   measured alternately (the disk is shared) and compared by their medians.
@@ -18,8 +21,8 @@ raw fsync'd commit rate, and the cost of the outbox on a step, side by side in o
 Every measurement runs in a fresh child process. Server: $SAGAWAY_BENCH_POSTGRES (default
 postgresql://postgres@127.0.0.1:5432/test).
 
-    python bench/messaging.py                  # everything, ~3 minutes
-    python bench/messaging.py --messages 2000  # shorter
+    python bench/messaging.py                  # everything, ~6 minutes
+    python bench/messaging.py --messages 2000 --rounds 1  # shorter
     python bench/messaging.py --only sqlite,overhead
 """
 
@@ -38,6 +41,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("SAGAWAY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -60,22 +64,25 @@ class Tally:
         self.latencies: list[float] = []
         self.lock = threading.Lock()
         self.done = threading.Event()
+        self.first = float("inf")
         self.last = 0.0
 
     def arrived(self, sent: float) -> None:
         now = time.time()
         with self.lock:
             self.latencies.append(now - sent)
+            self.first = min(self.first, sent)
             self.last = now
             if len(self.latencies) >= self.expected:
                 self.done.set()
 
-    def result(self, started: float, n: int) -> dict:
+    def result(self, n: int) -> dict:
+        """From the first send to the last arrival."""
         lat = sorted(self.latencies)
         return {
             "messages": n,
-            "seconds": self.last - started,
-            "per_s": n / (self.last - started),
+            "seconds": self.last - self.first,
+            "per_s": n / (self.last - self.first),
             "p50_ms": 1000 * lat[len(lat) // 2],
             "p99_ms": 1000 * lat[min(len(lat) - 1, int(len(lat) * 0.99))],
         }
@@ -134,7 +141,7 @@ def _drop_schema(name: str) -> None:
 
 # --- children: sagaway ---------------------------------------------------------------------
 def _sagaway_run(
-    url: str, n: int, rate: float | None, producers: int, consumers: int = CONSUMERS
+    url: str, n: int, produce: Callable[[Any], None], consumers: int = CONSUMERS
 ) -> dict:
     from sagaway import App
 
@@ -148,37 +155,88 @@ def _sagaway_run(
     app.store  # noqa: B018 - create the tables before timing
     with app:
         time.sleep(0.5)  # the group registered, its worker waiting
-        started = time.time()
-
-        def produce(index: int) -> None:
-            for at in _schedule(n, rate, producers, index):
-                _pace(started, at)
-                app.publish("bench", _payload())
-
-        threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        produce(app)
         if not tally.done.wait(300):
             raise SystemExit(f"sagaway: {len(tally.latencies)} of {n} handled")
     app.close()
-    return tally.result(started, n)
+    return tally.result(n)
+
+
+def _publish_threads(app: Any, n: int, rate: float | None, producers: int) -> None:
+    """`producers` threads publishing `n` messages through `app`, paced to `rate`."""
+    started = time.time()
+
+    def produce(index: int) -> None:
+        for at in _schedule(n, rate, producers, index):
+            _pace(started, at)
+            app.publish("bench", _payload())
+
+    threads = [threading.Thread(target=produce, args=(i,)) for i in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _producer(system: str, target: str, n: int, rate: float | None) -> subprocess.Popen:
+    """The producers of a PostgreSQL run, in a process of their own, as an application's web
+    processes would be: started now, publishing at once."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "produce",
+            system,
+            target,
+            str(n),
+            str(rate or "peak"),
+        ],
+        cwd=ROOT,
+    )
+
+
+def _finish_producer(process: subprocess.Popen) -> None:
+    if process.wait(300) != 0:
+        raise SystemExit(f"the producer process failed (exit {process.returncode})")
+
+
+def child_produce(system: str, target: str, n: int, rate: float | None) -> dict:
+    """Publish `n` messages with `system`'s own client from PRODUCERS threads or tasks."""
+    if system == "sagaway":
+        from sagaway import App
+
+        app = App(target, record_metrics=False)
+        _publish_threads(app, n, rate, PRODUCERS)
+        app.close()
+    elif system == "pgqueuer":
+        asyncio.run(_pgqueuer_produce(target, n, rate))
+    else:
+        asyncio.run(_procrastinate_produce(target, n, rate))
+    return {"published": n}
 
 
 def child_sagaway_pg(n: int, rate: float | None) -> dict:
     schema = f"msgbench_{uuid.uuid4().hex[:8]}"
+    url = f"{SERVER}{'&' if '?' in SERVER else '?'}schema={schema}"
+
+    def produce(app: Any) -> None:
+        _finish_producer(_producer("sagaway", url, n, rate))
+
     try:
-        return _sagaway_run(
-            f"{SERVER}{'&' if '?' in SERVER else '?'}schema={schema}", n, rate, PRODUCERS
-        )
+        return _sagaway_run(url, n, produce)
     finally:
         _drop_schema(schema)
 
 
 def child_sagaway_sqlite(n: int, producers: int, consumers: int) -> dict:
     path = Path(tempfile.mkdtemp()) / "bench.db"
-    return _sagaway_run(f"sqlite:///{path}?synchronous=FULL", n, None, producers, consumers)
+    return _sagaway_run(
+        f"sqlite:///{path}?synchronous=FULL",
+        n,
+        lambda app: _publish_threads(app, n, None, producers),
+        consumers,
+    )
 
 
 def child_floor(seconds: float) -> dict:
@@ -280,24 +338,32 @@ async def _pgqueuer(n: int, rate: float | None) -> dict:
 
         worker = asyncio.create_task(manager.run(batch_size=CONSUMERS))
         await asyncio.sleep(0.5)
-        started = time.time()
-
-        async def produce(index: int) -> None:
-            conn = await asyncpg.connect(dsn)
-            queries = Queries(AsyncpgDriver(conn))
-            for at in _schedule(n, rate, PRODUCERS, index):
-                await _apace(started, at)
-                await queries.enqueue("bench", json.dumps(_payload()).encode())
-            await conn.close()
-
-        await asyncio.gather(*(produce(i) for i in range(PRODUCERS)))
+        producer = _producer("pgqueuer", dsn, n, rate)
         await _until_done(tally, worker, "PgQueuer")
+        _finish_producer(producer)
         manager.shutdown.set()
         await asyncio.wait_for(worker, 30)
         await worker_conn.close()
     finally:
         _recreate_database("msgbench_pgqueuer", drop_only=True)
-    return tally.result(started, n)
+    return tally.result(n)
+
+
+async def _pgqueuer_produce(dsn: str, n: int, rate: float | None) -> None:
+    import asyncpg
+    from pgqueuer import AsyncpgDriver, Queries
+
+    started = time.time()
+
+    async def produce(index: int) -> None:
+        conn = await asyncpg.connect(dsn)
+        queries = Queries(AsyncpgDriver(conn))
+        for at in _schedule(n, rate, PRODUCERS, index):
+            await _apace(started, at)
+            await queries.enqueue("bench", json.dumps(_payload()).encode())
+        await conn.close()
+
+    await asyncio.gather(*(produce(i) for i in range(PRODUCERS)))
 
 
 # --- children: procrastinate ---------------------------------------------------------------
@@ -305,22 +371,28 @@ def child_procrastinate(n: int, rate: float | None) -> dict:
     return asyncio.run(_procrastinate(n, rate))
 
 
-async def _procrastinate(n: int, rate: float | None) -> dict:
+def _procrastinate_app(conninfo: str, tally: Tally | None) -> Any:
     import procrastinate
 
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(
+            conninfo=conninfo, min_size=PRODUCERS + 2, max_size=PRODUCERS + 4
+        )
+    )
+
+    @app.task(name="bench")
+    async def handle(sent: float, pad: str) -> None:
+        if tally is not None:
+            tally.arrived(sent)
+
+    return app
+
+
+async def _procrastinate(n: int, rate: float | None) -> dict:
     conninfo = _recreate_database("msgbench_procrastinate")
     tally = Tally(n)
     try:
-        app = procrastinate.App(
-            connector=procrastinate.PsycopgConnector(
-                conninfo=conninfo, min_size=PRODUCERS + 2, max_size=PRODUCERS + 4
-            )
-        )
-
-        @app.task(name="bench")
-        async def handle(sent: float, pad: str) -> None:
-            tally.arrived(sent)
-
+        app = _procrastinate_app(conninfo, tally)
         async with app.open_async():
             await app.schema_manager.apply_schema_async()
             worker = asyncio.create_task(
@@ -329,15 +401,9 @@ async def _procrastinate(n: int, rate: float | None) -> dict:
                 )
             )
             await asyncio.sleep(0.5)
-            started = time.time()
-
-            async def produce(index: int) -> None:
-                for at in _schedule(n, rate, PRODUCERS, index):
-                    await _apace(started, at)
-                    await handle.defer_async(**_payload())
-
-            await asyncio.gather(*(produce(i) for i in range(PRODUCERS)))
+            producer = _producer("procrastinate", conninfo, n, rate)
             await _until_done(tally, worker, "procrastinate")
+            _finish_producer(producer)
             worker.cancel()
             try:
                 await worker
@@ -345,7 +411,21 @@ async def _procrastinate(n: int, rate: float | None) -> dict:
                 pass
     finally:
         _recreate_database("msgbench_procrastinate", drop_only=True)
-    return tally.result(started, n)
+    return tally.result(n)
+
+
+async def _procrastinate_produce(conninfo: str, n: int, rate: float | None) -> None:
+    app = _procrastinate_app(conninfo, None)
+    task = app.tasks["bench"]
+    started = time.time()
+    async with app.open_async():
+
+        async def produce(index: int) -> None:
+            for at in _schedule(n, rate, PRODUCERS, index):
+                await _apace(started, at)
+                await task.defer_async(**_payload())
+
+        await asyncio.gather(*(produce(i) for i in range(PRODUCERS)))
 
 
 # --- the parent ----------------------------------------------------------------------------
@@ -370,6 +450,7 @@ CHILDREN: dict[str, Callable[[list[str]], dict]] = {
     "sqlite": lambda a: child_sagaway_sqlite(int(a[0]), int(a[1]), int(a[2])),
     "floor": lambda a: child_floor(float(a[0])),
     "overhead": lambda a: child_overhead(a[0], int(a[1]), a[2]),
+    "produce": lambda a: child_produce(a[0], a[1], int(a[2]), _rate(a[3])),
 }
 
 
@@ -383,10 +464,10 @@ def _verdict(ok: bool) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=5000, help="per throughput run")
+    parser.add_argument("--messages", type=int, default=4000, help="per throughput run")
     parser.add_argument("--latency-seconds", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=500, help="per side, outbox overhead")
-    parser.add_argument("--rounds", type=int, default=3, help="SQLite: alternating runs")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per system")
     parser.add_argument("--only", default="postgres,sqlite,overhead")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -403,9 +484,14 @@ def main() -> None:
     verdicts: list[str] = []
     if "postgres" in only:
         n = str(args.messages)
-        peak = {
-            name: run_child(name, n, "peak") for name in ("sagaway", "pgqueuer", "procrastinate")
-        }
+        systems = ("sagaway", "pgqueuer", "procrastinate")
+        # The server and cores are shared: each round runs the three in turn (starting with a
+        # different one), and each system's peak is its median over the rounds.
+        runs: dict[str, list[float]] = {name: [] for name in systems}
+        for r in range(args.rounds):
+            for name in systems[r % 3 :] + systems[: r % 3]:
+                runs[name].append(run_child(name, n, "peak")["per_s"])
+        peak = {name: {"per_s": statistics.median(rates)} for name, rates in runs.items()}
         half = {}
         for name, result in peak.items():
             rate = result["per_s"] / 2
@@ -415,12 +501,13 @@ def main() -> None:
             f"\nPostgreSQL, publish -> handled, 1 KB payloads, {PRODUCERS} producers, "
             f"{CONSUMERS} consumers, {args.messages} messages"
         )
-        print("| system | peak (jobs/s) | at half the peak: p50 | p99 |")
-        print("|---|---:|---:|---:|")
+        print("| system | peak (jobs/s), median | rounds | at half the peak: p50 | p99 |")
+        print("|---|---:|---|---:|---:|")
         for name in peak:
             print(
-                f"| {name} | {peak[name]['per_s']:,.0f} | {half[name]['p50_ms']:.1f} ms "
-                f"| {half[name]['p99_ms']:.1f} ms |"
+                f"| {name} | {peak[name]['per_s']:,.0f} "
+                f"| {', '.join(f'{r:,.0f}' for r in runs[name])} "
+                f"| {half[name]['p50_ms']:.1f} ms | {half[name]['p99_ms']:.1f} ms |"
             )
         s, q, p = (peak[k]["per_s"] for k in ("sagaway", "pgqueuer", "procrastinate"))
         verdicts += [
