@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +107,7 @@ def child_ended(runtime: Runtime, parent_id: str) -> None:
     """A child run ended: its parent, resting until its children end, is due now. Should
     this write be lost, the parent's own timer (`CHILD_POLL`) wakes it a little later."""
     try:
-        runtime.store.wake_parent(parent_id, time.time())
+        runtime.store.wake_parent(parent_id, runtime.store.now())
     except Exception as exc:
         log.warning("could not wake run %s after a child of it ended: %r", parent_id, exc)
     runtime.wake()
@@ -197,7 +196,7 @@ class ChildFanout:
         return ask(self.execution, call, *args)
 
     def _start(self, first: int, end: int) -> None:
-        now = time.time()
+        now = self.store.now()
         for low in range(first, end, _BATCH):
             batch = [NewChild(self._new_run(i, now), i) for i in range(low, min(end, low + _BATCH))]
             self._ask(self.store.create_children, self.run.id, self.position, batch)
@@ -221,7 +220,7 @@ class ChildFanout:
     def _redrive_failed(self) -> None:
         """The parent was redriven past this map: children that ended `failed` are redriven
         too (those compensated or cancelled stay failed branches)."""
-        now = time.time()
+        now = self.store.now()
         failed = self._ask(self.store.children, self.run.id, self.position, RunStatus.FAILED)
         for child in failed:
             self._ask(redrive_run, self.store, child.run, now)
@@ -229,7 +228,7 @@ class ChildFanout:
     def _rest(self) -> None:
         """Rest until a child ends (or the timer: a lost wake-up costs that much)."""
         wait = Wait(f"{CHILD_WAIT}{self.position}", self.position, None)
-        raise Suspend(time.time() + CHILD_POLL, wait)
+        raise Suspend(self.store.now() + CHILD_POLL, wait)
 
     def _finish(self) -> list[Any]:
         entries: list[JournalEntry | None] = [None] * self.count
@@ -278,7 +277,7 @@ class ChildFanout:
         recorded = self.execution.journal.forward.get(self.position)
         if recorded is not None and digest is None:
             digest = recorded.digest
-        started = recorded.started_at if recorded is not None else time.time()
+        started = recorded.started_at if recorded is not None else self.store.now()
         progress = json.dumps(
             {"items": self.count, "concurrency": self.concurrency, "tolerated": self.tolerated}
         )
@@ -288,7 +287,7 @@ class ChildFanout:
         self._record(
             JournalEntry.fanout(
                 self.position, "children", self.saga.name, status, progress=progress,
-                error=text, started_at=started, finished_at=time.time(), digest=digest,
+                error=text, started_at=started, finished_at=self.store.now(), digest=digest,
             )
         )  # fmt: skip
 
@@ -332,7 +331,7 @@ class ChildUnwinding:
         store, run = execution.runtime.store, execution.run
         children = ask(execution, store.children, run.id)
         if any(not child.run.status.is_terminal for child in children):
-            ask(execution, store.cancel_children, run.id, time.time())
+            ask(execution, store.cancel_children, run.id, store.now())
             self._rest()
         for child in children:
             if child.index not in journal.branches.get(child.position, {}):
@@ -365,7 +364,7 @@ class ChildUnwinding:
                 f"run {execution.run.id}, its parent, is unwinding: the child is compensated"
             )
             text = serde.error_record(reason, phase="forward").to_json()
-            ask(execution, store.compensate_run, child.id, time.time(), text)
+            ask(execution, store.compensate_run, child.id, store.now(), text)
             self._rest()
         if child.status in (RunStatus.COMPENSATED, RunStatus.CANCELLED):
             return done, None
@@ -373,7 +372,7 @@ class ChildUnwinding:
             earlier = execution.journal.undone.get(entry.position)
             if earlier is not None and earlier.finished_at > child.updated_at:
                 # This run gave up on the child before and was redriven since: so is the child.
-                ask(execution, redrive_run, store, child, time.time())
+                ask(execution, redrive_run, store, child, store.now())
                 self._rest()
             return None, child_outcome(child.id, child.status, child.error)
         self._rest()  # under way: compensating
@@ -385,7 +384,7 @@ class ChildUnwinding:
         execution = self.execution
         writer = execution.writer
         writer.flush()
-        now = time.time()
+        now = execution.runtime.store.now()
         wait = Wait(f"{CHILD_WAIT}undo", 0, None)
         try:
             execution.runtime.store.rest_unwinding(

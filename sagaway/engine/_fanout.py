@@ -47,7 +47,7 @@ from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._parking import INLINE_WAIT, Parking
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.errors import ConfigurationError, MapFailed, SerializationError
-from sagaway.store.base import EntryStatus, JournalEntry, RunUpdate, Wait
+from sagaway.store.base import EntryStatus, JournalEntry, RunUpdate, Store, Wait
 from sagaway.store.messages import NewMessage
 
 if TYPE_CHECKING:
@@ -136,6 +136,11 @@ class _SharedWriter:
     def __init__(self, writer: RunWriter, lock: threading.Lock) -> None:
         self.writer, self.lock = writer, lock
         self.store = writer.store  # its clock (`store.now()`) is read without the lock
+
+    @property
+    def store(self) -> Store:
+        """The run's store (its clock is read without the lock)."""
+        return self.writer.store
 
     def event(self, kind: str, **data: Any) -> None:
         with self.lock:
