@@ -135,7 +135,6 @@ class _SharedWriter:
 
     def __init__(self, writer: RunWriter, lock: threading.Lock) -> None:
         self.writer, self.lock = writer, lock
-        self.store = writer.store  # its clock (`store.now()`) is read without the lock
 
     @property
     def store(self) -> Store:
