@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sagaway.store._sql_core import Cursorish, SqlCore, marks
+from sagaway.store._sql_core import Cursorish, SqlCore, Statement, marks
 from sagaway.store.messages import (
     Claimed,
     DeliveryStatus,
@@ -155,18 +155,21 @@ class MessageStatements(SqlCore, MessageStore):
         error: str | None = None,
         count_attempt: bool = True,
     ) -> bool:
-        def work(cur: Cursorish) -> bool:
-            row = cur.one(
-                "UPDATE sagaway_deliveries SET status = ?, due_at = ?, owner = NULL, "
-                "error = COALESCE(?, error), attempts = attempts - ?, updated_at = ? "
-                "WHERE grp = ? AND message_id = ? AND epoch = ? RETURNING 1",
-                (status, due_at, error, 0 if count_attempt else 1, now, group, message_id, epoch),
-            )
+        def finish(row: Any, cur: Cursorish) -> bool:
             if row is not None and due_at is not None:
                 cur.wake()
             return row is not None
 
-        return self._write(work)
+        # One statement: PostgreSQL sends a batch of them to the server at once (pipeline).
+        return self._write(
+            Statement(
+                "UPDATE sagaway_deliveries SET status = ?, due_at = ?, owner = NULL, "
+                "error = COALESCE(?, error), attempts = attempts - ?, updated_at = ? "
+                "WHERE grp = ? AND message_id = ? AND epoch = ? RETURNING 1",
+                (status, due_at, error, 0 if count_attempt else 1, now, group, message_id, epoch),
+                finish,
+            )
+        )
 
     def renew_messages(
         self, group: str, owner: str, message_ids: Sequence[str], lease_until: float

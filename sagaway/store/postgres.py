@@ -45,6 +45,7 @@ except ImportError as exc:
 from sagaway.store import migrations
 from sagaway.store._outage import Outage
 from sagaway.store._postgres_clock import ServerClock
+from sagaway.store._postgres_messages import PostgresMessages, publish_clauses
 from sagaway.store._postgres_notify import WakeListener
 from sagaway.store._postgres_url import PostgresSettings, parse_url
 from sagaway.store._sql import SqlStore
@@ -136,7 +137,7 @@ class _Disconnected(Exception):
     """A read found its pooled connection dead (server restart, idle timeout, network)."""
 
 
-class PostgresStore(SqlStore):
+class PostgresStore(PostgresMessages, SqlStore):
     """A Store in one PostgreSQL schema, shared by any number of worker processes.
 
     Keyword options override the URL's (see the module's docstring); `create=False` refuses
@@ -187,6 +188,7 @@ class PostgresStore(SqlStore):
             open=True,
         )
         self._notify_sql = f'NOTIFY "{self.settings.channel}"'
+        self.wake_channel = self.settings.channel
         super().__init__()
         self._clock.keep_in_sync(lambda sql: self._read(lambda cur: cur.only(sql)[0]))
 
@@ -499,7 +501,7 @@ class PostgresStore(SqlStore):
         statement: the fence (a row lock, or the fenced UPDATE) in a WITH clause and the
         journal line inserted only from its row. Each statement costs a round trip, and
         most checkpoints are this one."""
-        if len(cp.entries) != 1 or cp.consumed or cp.events or cp.messages:
+        if len(cp.entries) != 1 or cp.consumed or cp.events:
             return super().checkpoint(cp)
         params: list[Any]
         if cp.update is None:
@@ -507,11 +509,27 @@ class PostgresStore(SqlStore):
         else:
             fence, params = self._run_update(cp, cp.update)
         run_id, epoch = cp.run_id, cp.epoch
-        sql = (
-            f"WITH fence AS ({fence}) {JOURNAL_INSERT}"
-            f"SELECT {JOURNAL_MARKS} FROM fence WHERE fence.epoch = ? "
-            f"{JOURNAL_CONFLICT} RETURNING (SELECT cancel_requested FROM fence)"
+        params = [*params, run_id, *cp.entries[0], epoch]
+        journal = (
+            f"{JOURNAL_INSERT}SELECT {JOURNAL_MARKS} FROM fence WHERE fence.epoch = ? "
+            f"{JOURNAL_CONFLICT}"
         )
+        if cp.messages:
+            # A step's messages ride in the same statement, so that publishing adds no round
+            # trip: inserted only from the journal line's row (the fence held), each handed to
+            # its topic's groups. Ids are derived from the step, so a re-sent statement
+            # stores nothing twice.
+            publish, values = publish_clauses(cp.messages, "WHERE EXISTS (SELECT 1 FROM journal)")
+            notify, channel = self.notify_if_delivered()
+            sql = (
+                f"WITH fence AS ({fence}), journal AS ({journal} RETURNING 1), {publish}"
+                f"SELECT (SELECT cancel_requested FROM fence), {notify} FROM journal"
+            )
+            params += values + channel
+        else:
+            sql = (
+                f"WITH fence AS ({fence}) {journal} RETURNING (SELECT cancel_requested FROM fence)"
+            )
         wakes = makes_due(cp.update)
 
         def finish(row: Any, cur: Cursorish) -> bool:
@@ -521,7 +539,6 @@ class PostgresStore(SqlStore):
                 cur.wake()
             return bool(row[0])
 
-        params = [*params, run_id, *cp.entries[0], epoch]
         return self._write(Statement(sql, params, finish, idempotent=True))
 
     def _run_pipelined(self, works: list[Callable[[Cursorish], Any]]) -> list[tuple[bool, Any]]:
