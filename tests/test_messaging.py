@@ -473,3 +473,18 @@ def test_the_cli_names_the_known_groups_for_an_unknown_one(tmp_path):
     )
     assert out.returncode == 2
     assert "no consumer group 'x' in this store (known: mailer)" in out.stderr
+
+
+def test_a_message_published_by_a_host_whose_clock_runs_ahead_is_not_held_back(make_app):
+    from sagaway.store.messages import NewMessage
+
+    app = make_app()
+    seen = handled_by(app, "orders", "mailer")
+    ahead = time.time() + 3600  # the publisher's clock is an hour ahead of the consumers'
+    app.store.publish([NewMessage("m-ahead", "orders", None, "{}", None, ahead, ahead)])
+    later = NewMessage("m-delayed", "orders", None, "{}", None, ahead, ahead + 60)
+    app.store.publish([later])  # a real delay stays a delay
+    with app:
+        wait_for(lambda: seen, timeout=10, what="the message published ahead")
+        time.sleep(0.3)
+    assert [m.id for m in seen] == ["m-ahead"]

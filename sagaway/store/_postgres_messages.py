@@ -30,7 +30,9 @@ def publish_clauses(messages: Sequence[NewMessage], guard: str = "") -> tuple[st
         "ON CONFLICT DO NOTHING RETURNING id, seq, topic, key, published_at, available_at), "
         "delivered AS (INSERT INTO sagaway_deliveries "
         "(grp, message_id, seq, topic, key, status, due_at, updated_at) "
-        "SELECT g.grp, p.id, p.seq, p.topic, p.key, 'ready', p.available_at, p.published_at "
+        "SELECT g.grp, p.id, p.seq, p.topic, p.key, 'ready', "
+        "CASE WHEN p.available_at > p.published_at THEN p.available_at ELSE 0 END, "
+        "p.published_at "
         "FROM published p JOIN sagaway_groups g ON g.topic = p.topic RETURNING 1) "
     )
     params: list[Any] = []

@@ -17,7 +17,7 @@ from sagaway.store.messages import (
     TopicStats,
 )
 
-__all__ = ["MessageStatements", "insert_messages"]
+__all__ = ["FIRST_DUE_SQL", "MessageStatements", "first_due", "insert_messages"]
 
 MESSAGE_COLUMNS = "id, seq, topic, key, payload, dedup_id, published_at, available_at"
 _INSERT_MESSAGE = (
@@ -38,6 +38,17 @@ _FIFO = (
 )
 
 
+# A message without a delay is due at once for every group: at time 0, not at its publisher's
+# clock reading, so that no clock (a host's stepping back, another host's running behind)
+# can hold it back. Claims then take such messages in publish order.
+FIRST_DUE_SQL = "CASE WHEN available_at > published_at THEN available_at ELSE 0 END"
+
+
+def first_due(message: NewMessage) -> float:
+    """When a new message's deliveries are first due (see FIRST_DUE_SQL)."""
+    return message.available_at if message.available_at > message.published_at else 0.0
+
+
 def insert_messages(cur: Cursorish, messages: Sequence[NewMessage]) -> list[bool]:
     """Inside the caller's write transaction: store `messages` and deliver each to its
     topic's groups; for each, whether it was new (not a duplicate id or dedup id)."""
@@ -48,7 +59,7 @@ def insert_messages(cur: Cursorish, messages: Sequence[NewMessage]) -> list[bool
             (m.id, m.topic, m.key, m.payload, m.dedup_id, m.published_at, m.available_at),
         )
         if row is not None:
-            cur.execute(_DELIVER, (m.id, row[0], m.key, m.available_at, m.published_at, m.topic))
+            cur.execute(_DELIVER, (m.id, row[0], m.key, first_due(m), m.published_at, m.topic))
         stored.append(row is not None)
     if any(stored):
         cur.wake()
@@ -94,7 +105,7 @@ class MessageStatements(SqlCore, MessageStore):
             cur.execute(
                 "INSERT INTO sagaway_deliveries "
                 "(grp, message_id, seq, topic, key, status, due_at, updated_at) "
-                "SELECT ?, id, seq, topic, key, 'ready', available_at, ? "
+                f"SELECT ?, id, seq, topic, key, 'ready', {FIRST_DUE_SQL}, ? "
                 "FROM sagaway_messages WHERE topic = ? ON CONFLICT DO NOTHING",
                 (group, now, topic),
             )
