@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench format clean
+.PHONY: demo test lint bench soak format clean docs docs-serve dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,15 +28,35 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
+# The documentation site, into site/; --strict: a broken link, anchor or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# The sdist and the wheel (built from the sdist) into dist/, as a release would make them.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
+	rm -rf build sagaway.egg-info
+
 # `make bench` runs every benchmark; `make bench BENCH=bench/slo.py` runs one.
 BENCH ?= $(filter-out bench/gen_%,$(wildcard bench/[a-z]*.py))
 
 bench: $(BENCH_STAMP)
 	@for script in $(BENCH); do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# `make soak` runs the 30-minute soak of docs/reliability.md (not part of `make test`);
+# `make soak SOAK_MINUTES=5` a shorter one. The figures go to soak.json.
+SOAK_MINUTES ?= 30
+
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --minutes $(SOAK_MINUTES) --out soak.json
+
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis site dist build \
+		sagaway.egg-info

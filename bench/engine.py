@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import _child  # one measurement in a fresh process
 import _pg_engine as pg  # the PostgreSQL half of this benchmark, next to this file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,17 +241,7 @@ def child_recovery(runs: int) -> dict:
 
 # --- orchestration ---------------------------------------------------------------------------
 def run_child(*args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"benchmark child {args} failed:\n{out.stdout}\n{out.stderr}")
-    return json.loads(lines[-1])
+    return _child.run_child(__file__, *args)
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """sagaway: durable sagas with automatic compensation, resilience and SLO monitoring.
 
-The public API is what this module exports, plus `sagaway.resilience` and
-`sagaway.observe`.
+The public API is what this module exports, plus the exports of the packages that
+docs/stability.md names (`sagaway.resilience`, `sagaway.observe`, ...); everything else may
+change in any release.
 """
 
 from sagaway.engine import (
@@ -20,6 +21,8 @@ from sagaway.errors import (
     InvalidInput,
     InvalidRunState,
     LeaseLost,
+    MapFailed,
+    MissingExtra,
     NonDeterminismError,
     ObserveError,
     RemoteError,
@@ -49,6 +52,8 @@ __all__ = [
     "InvalidInput",
     "InvalidRunState",
     "LeaseLost",
+    "MapFailed",
+    "MissingExtra",
     "NonDeterminismError",
     "ObserveError",
     "Permanent",

@@ -20,6 +20,8 @@ __all__ = [
     "InvalidInput",
     "InvalidRunState",
     "LeaseLost",
+    "MapFailed",
+    "MissingExtra",
     "NonDeterminismError",
     "ObserveError",
     "RateLimited",
@@ -48,6 +50,20 @@ class SagawayError(Exception):
 
 class ConfigurationError(SagawayError, ValueError):
     """A saga, step or App was declared in a way that cannot work."""
+
+
+class MissingExtra(SagawayError, ImportError):
+    """A feature needs an optional dependency that is not installed; the message names the extra
+    that brings it (`.extra`) and the pip command that installs it."""
+
+    def __init__(self, extra: str, feature: str, cause: ImportError) -> None:
+        missing = f"no module named {cause.name!r}" if cause.name else str(cause)
+        super().__init__(
+            f"{feature} needs sagaway's {extra!r} extra, which is not installed ({missing}): "
+            f"pip install 'sagaway[{extra}]'",
+            name=cause.name,
+        )
+        self.extra = extra
 
 
 class ObserveError(SagawayError):
@@ -125,6 +141,43 @@ class WaitTimeout(SagawayError, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.signal, self.timeout))
+
+
+class MapFailed(SagawayError):
+    """More branches of a `ctx.map` (or any of a `ctx.gather`) failed than it tolerates.
+
+    `failures` lists `(index, error)` of every failed branch in input order; `total` is the
+    number of items, `tolerated` how many failures the map allowed. Uncaught, the saga
+    compensates every branch that ran. Rebuilt from a run's record (`SagaCompensated.error`),
+    each error is a `RemoteError` with the recorded type and message.
+    """
+
+    def __init__(
+        self, what: str, total: int, tolerated: int, failures: list[tuple[int, BaseException]]
+    ) -> None:
+        shown = "; ".join(f"#{i}: {type(e).__name__}: {e}" for i, e in failures[:5])
+        more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+        super().__init__(
+            f"{what}: {len(failures)} of {total} branch(es) failed, more than the "
+            f"{tolerated} tolerated ({shown}{more})"
+        )
+        self.what, self.total, self.tolerated = what, total, tolerated
+        # Plain data, kept in a run's record: (index, "Type", "message") of each failure.
+        self.failed: list[tuple[int, str, str]] = [
+            (i, type(e).__name__, str(e)) for i, e in failures
+        ]
+        self._errors: list[tuple[int, BaseException]] | None = failures
+
+    @property
+    def failures(self) -> list[tuple[int, BaseException]]:
+        """(index, error) of each failed branch, in input order."""
+        errors: list[tuple[int, BaseException]] | None = self.__dict__.get("_errors")
+        if errors is not None:
+            return errors
+        return [(int(i), RemoteError(str(kind), str(text))) for i, kind, text in self.failed]
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.what, self.total, self.tolerated, self.failures))
 
 
 class RemoteError(SagawayError):

@@ -119,3 +119,26 @@ def wait_status(run, *statuses: str, timeout: float = 10.0) -> str:
         timeout,
         what=f"run {run.id} to be {'/'.join(statuses)} (is {run.status})",
     )
+
+
+# --- a PostgreSQL server of the fault tests' own ----------------------------------------------
+@pytest.fixture(scope="session")
+def own_postgres():
+    """A PostgreSQL server started for the fault tests alone (on a free port of 127.0.0.1),
+    which they restart, stop and cut off; the shared server is never touched. Tests using it
+    share one xdist group, so one server serves them all."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.pgserver import PostgresServer, postgres_binaries
+
+    require(
+        postgres_binaries() is not None,
+        "no PostgreSQL binaries under /usr/lib/postgresql/*/bin (apt-get install postgresql)",
+    )
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="sagaway-faults-pg-")))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()

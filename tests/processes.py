@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +24,8 @@ class WorkerProcess:
         log: Path,
         lease: float = 30.0,
         concurrency: int = 8,
-        step_seconds: float = 0.0,
+        step_seconds: float | None = None,
+        env_extra: dict[str, str] | None = None,
         target: str = "tests.apps.crashable:app",
     ) -> None:
         env = dict(os.environ)
@@ -31,9 +33,11 @@ class WorkerProcess:
             SAGAWAY_DB=url,
             SAGAWAY_TEST_LOG=str(log),
             SAGAWAY_TEST_LEASE=str(lease),
-            SAGAWAY_TEST_STEP_SECONDS=str(step_seconds),
             PYTHONPATH=str(ROOT),
         )
+        if step_seconds is not None:
+            env["SAGAWAY_TEST_STEP_SECONDS"] = str(step_seconds)
+        env.update(env_extra or {})
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "sagaway.cli", "worker", target,
@@ -47,8 +51,16 @@ class WorkerProcess:
 
         self.output = ""
         self._ready()
+        # Read on from now: a worker logging more than a pipe holds must not block on it.
+        self._drain = threading.Thread(target=self._read_on, daemon=True)
+        self._drain.start()
 
-    def _ready(self, timeout: float = 30.0) -> None:
+    def _read_on(self) -> None:
+        assert self.process.stdout is not None
+        for line in iter(self.process.stdout.readline, b""):
+            self.output += line.decode()
+
+    def _ready(self, timeout: float = 60.0) -> None:
         """Wait until the worker says it started (it logs one line, then little else)."""
         deadline = time.monotonic() + timeout
         assert self.process.stdout is not None
@@ -80,8 +92,8 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-        out = self.process.stdout.read().decode() if self.process.stdout else ""
-        return self.output + out
+        self._drain.join(10)
+        return self.output
 
 
 def body_counts(log: Path) -> collections.Counter:
@@ -92,3 +104,55 @@ def body_counts(log: Path) -> collections.Counter:
             name, order, _pid, _key = line.split()
             counts[(name, order)] += 1
     return counts
+
+
+def read_bodies(log: Path) -> dict[tuple[str, int], list[tuple[str, str]]]:
+    """(run id, position) -> [(pid, start time)] of every step body of tests.apps.stress
+    that started."""
+    bodies: dict[tuple[str, int], list[tuple[str, str]]] = collections.defaultdict(list)
+    for line in log.read_text().splitlines():
+        run_id, position, pid, started = line.split()[:4]
+        bodies[(run_id, int(position))].append((pid, started))
+    return bodies
+
+
+def check_bodies(store, runs, log: Path, steps: int, same_clock: bool = True) -> int:
+    """Every run's journal holds `steps` recorded steps; no step body started after its
+    completion was recorded, and the completion recorded is that of the last body to start
+    (a late write by a worker that had lost the run would have put an earlier one back).
+    Returns how many bodies ran again (their first run's completion was never recorded).
+    Without `same_clock` (the workers' clock was stepped) recorded times are not compared."""
+    import json
+
+    bodies = read_bodies(log)
+    reruns = 0
+    for run in runs:
+        entries = [e for e in store.journal(run.id) if e.kind == "step"]
+        assert [(e.phase, e.position, e.kind, e.status) for e in entries] == [
+            (0, p, "step", "ok") for p in range(steps)
+        ], run.id
+        for entry in entries:
+            starts = bodies[(run.id, entry.position)]
+            assert starts, f"run {run.id} step {entry.position} recorded but never ran"
+            latest = max(starts, key=lambda s: float(s[1]))
+            assert not same_clock or float(latest[1]) <= entry.finished_at, (run.id, entry)
+            assert json.loads(entry.result) == " ".join(latest), (run.id, entry, starts)
+            reruns += len(starts) - 1
+    return reruns
+
+
+def handled_messages(log: Path) -> collections.Counter:
+    """How often the group `audit` of tests.apps.stress handled each message."""
+    path = Path(f"{log}.handled")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return collections.Counter(line.split()[0] for line in lines)
+
+
+def wait_handled(log: Path, count: int, timeout: float = 60) -> collections.Counter:
+    """Wait until `count` distinct messages were handled; return the counts."""
+    deadline = time.monotonic() + timeout
+    while len(handled := handled_messages(log)) < count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(handled)} of {count} messages handled")
+        time.sleep(0.05)
+    return handled

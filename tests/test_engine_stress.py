@@ -2,7 +2,6 @@
 (then SIGCONTed) mid-run. Every run must end, every step's completion be recorded once,
 and no body of a recorded step run again."""
 
-import collections
 import json
 import signal
 import time
@@ -11,22 +10,13 @@ import pytest
 
 from tests.apps.stress import STEPS, build
 from tests.conftest import wait_for
-from tests.processes import WorkerProcess
+from tests.processes import WorkerProcess, check_bodies
 
 pytestmark = pytest.mark.slow
 
 RUNS = 2000
 CONCURRENCY = 16
 LEASE = 2.0
-
-
-def read_bodies(log):
-    """(run id, position) -> [(pid, start time)] of every step body that started."""
-    bodies = collections.defaultdict(list)
-    for line in log.read_text().splitlines():
-        run_id, position, pid, started = line.split()
-        bodies[(run_id, int(position))].append((pid, started))
-    return bodies
 
 
 def hold(log, worker):
@@ -98,24 +88,7 @@ def test_workers_killed_and_paused_mid_run_lose_nothing_and_redo_nothing(store_u
         outputs = [w.stop() for w in workers]
     try:
         assert client.store.count_runs() == {"succeeded": RUNS}
-        bodies = read_bodies(log)
-        reruns = 0
-        for run in runs:
-            entries = client.store.journal(run.id)
-            # The journal's key is (run, phase, position): one row per step at most.
-            assert [(e.phase, e.position, e.kind, e.status) for e in entries] == [
-                (0, p, "step", "ok") for p in range(STEPS)
-            ]
-            for entry in entries:
-                starts = bodies[(run.id, entry.position)]
-                assert starts, f"run {run.id} step {entry.position} recorded but never ran"
-                # No body started after the step's completion was recorded ...
-                latest = max(starts, key=lambda s: float(s[1]))
-                assert float(latest[1]) <= entry.finished_at, (run.id, entry, starts)
-                # ... and the completion recorded is that of the last body to start: a late
-                # write by a worker that had lost the run would have put an earlier one back.
-                assert json.loads(entry.result) == " ".join(latest), (run.id, entry, starts)
-                reruns += len(starts) - 1
+        reruns = check_bodies(client.store, runs, log, STEPS)
         # Only bodies interrupted in the two stricken workers ran twice.
         assert reruns <= 2 * CONCURRENCY, reruns
         assert taken_from(killed) > 0 and taken_from(paused) > 0

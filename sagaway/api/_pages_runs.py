@@ -146,8 +146,10 @@ def _timeline(run: dict[str, Any]) -> str:
                 " (timed out)" if s["status"] == "timeout" else ""
             )
         cls = "comp" if comp else ("fail" if s["status"] != "ok" else "")
+        index = s.get("index")  # a fan-out's branch: the map's position and the item's index
+        where = s["position"] if index is None else f"{s['position']}.{index}"
         rows.append(
-            f'<tr class="{cls}"><td>{s["position"]}</td><td>{label}<div class="kind">{esc(s["kind"])}'
+            f'<tr class="{cls}"><td>{where}</td><td>{label}<div class="kind">{esc(s["kind"])}'
             f"</div></td><td>{badge(s['status'])}</td><td>{s['retries']}</td>"
             f'<td>{s["duration_ms"]:.1f} ms</td><td class="bar">{bar}</td>'
             f'<td class="mono">{short(what, 90)}</td></tr>'

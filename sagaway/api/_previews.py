@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sagaway.engine._branches import CHILD, is_branch, newest_first, split_position
+from sagaway.engine._replay import JournalCursor
 from sagaway.store.base import (
     COMPENSATION,
     FORWARD,
@@ -24,15 +26,22 @@ __all__ = ["cancel_preview", "fork_preview", "redrive_preview"]
 
 def _undo_due(journal: Sequence[JournalEntry]) -> list[dict[str, Any]]:
     undone = {e.position for e in journal if e.phase == COMPENSATION and e.status == EntryStatus.OK}
-    due = [
-        e
-        for e in journal
-        if e.phase == FORWARD and e.kind == "step" and e.args is not None
-        and e.position not in undone
-    ]  # fmt: skip
-    return [
-        {"position": e.position, "step": e.name} for e in sorted(due, key=lambda e: -e.position)
-    ]
+    cursor = JournalCursor("", "", list(journal))
+    due = []
+    for e in newest_first(cursor):  # the engine's order: a fan-out's branches by completion
+        if e.position in undone:
+            continue
+        if (e.kind == "step" and e.args is not None) or (e.kind == CHILD and e.status == "ok"):
+            due.append(_where(e) | {"step": e.name})
+    return due
+
+
+def _where(entry: JournalEntry) -> dict[str, Any]:
+    """A journal position as the API shows it; a fan-out's branch adds its item's index."""
+    if not is_branch(entry.position):
+        return {"position": entry.position}
+    position, index = split_position(entry.position)
+    return {"position": position, "index": index}
 
 
 def cancel_preview(run: RunRecord, journal: Sequence[JournalEntry]) -> dict[str, Any]:
@@ -85,7 +94,10 @@ def fork_preview(
 ) -> dict[str, Any]:
     """The forward entries a fork reuses and runs anew from `from_step` (default: the first
     entry that did not succeed, else the end), and reused steps the origin compensated."""
-    forward = sorted((e for e in journal if e.phase == FORWARD), key=lambda e: e.position)
+    forward = sorted(  # a fan-out's branches go with it: not positions of their own
+        (e for e in journal if e.phase == FORWARD and not is_branch(e.position)),
+        key=lambda e: e.position,
+    )
     if from_step is None:
         failed = [e.position for e in forward if e.status != EntryStatus.OK]
         from_step = failed[0] if failed else len(forward)
@@ -109,5 +121,5 @@ def fork_preview(
             for e in forward
             if e.position < from_step
         ],
-        "compensated_in_origin": sorted(p for p in undone if p < from_step),
+        "compensated_in_origin": sorted(p for p in undone if p < from_step and not is_branch(p)),
     }

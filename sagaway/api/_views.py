@@ -12,6 +12,7 @@ from typing import Any
 from sagaway.api._previews import cancel_preview, fork_preview, redrive_preview
 from sagaway.api._problems import Problem
 from sagaway.engine import parked_step
+from sagaway.engine._branches import is_branch, split_position
 from sagaway.errors import RunNotFound
 from sagaway.store.base import COMPENSATION, RunRecord, Store
 from sagaway.store.browse import RunQuery, Stuck
@@ -114,8 +115,12 @@ def find_page(
 
 def _step(entry: Any) -> dict[str, Any]:
     result = _json(entry.result)
+    position, index = entry.position, None
+    if is_branch(position):  # a fan-out's branch: its fan-out's position, its item's index
+        position, index = split_position(position)
     return {
-        "position": entry.position,
+        "position": position,
+        "index": index,
         "phase": entry.phase.label,
         "kind": entry.kind,
         "name": entry.name,

@@ -86,10 +86,13 @@ def age_seconds(text: str, what: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with every command group registered."""
+    from sagaway import __version__
+
     parser = argparse.ArgumentParser(
         prog="sagaway",
         description="Durable sagas, resilience and SLO monitoring for Python services.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for module in _GROUPS:
@@ -122,22 +125,42 @@ def _attach_dashed_values(argv: Sequence[str], valued: set[str]) -> list[str]:
     return out
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a `sagaway` command line (without the program name) as `main` does; a usage error
+    is printed on stderr and raises SystemExit(2)."""
+    parser = build_parser()
+    return parser.parse_args(_attach_dashed_values(argv, _valued_options(parser)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(_attach_dashed_values(argv, _valued_options(parser)))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, where a full disk under a redirected stdout is caught
+        return code
     except CliError as exc:
         print(f"sagaway: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `sagaway ... | head`: the reader left, which is no error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the exit flush does not fail again
+        _discard_stdout()
         return 0
+    except OSError as exc:
+        from sagaway.cli._output import OUTPUT_ERRNOS
+
+        if exc.errno not in OUTPUT_ERRNOS:
+            raise
+        print(f"sagaway: error: cannot write the output: {exc.strerror}", file=sys.stderr)
+        _discard_stdout()
+        return 1
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -176,6 +176,7 @@ class _Rejects:
 
     def __init__(self, path: str | None) -> None:
         self.count = 0
+        self.path = path
         try:
             self.handle = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
         except OSError as exc:
@@ -184,11 +185,21 @@ class _Rejects:
     def __call__(self, line: str, why: str) -> None:
         self.count += 1
         if self.handle is not None:
-            self.handle.write(json.dumps({"reason": why, "line": line}) + "\n")
+            try:
+                self.handle.write(json.dumps({"reason": why, "line": line}) + "\n")
+            except OSError as exc:  # a full disk: one line, not a traceback
+                raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> CliError:
+        return CliError(f"cannot write rejected lines to {self.path}: {exc.strerror}")
 
     def close(self) -> None:
         if self.handle is not None:
-            self.handle.close()
+            handle, self.handle = self.handle, None
+            try:
+                handle.close()
+            except OSError as exc:
+                raise self._failed(exc) from None
 
 
 def _dispatcher(config, stream):
@@ -270,13 +281,13 @@ def _replay(args: argparse.Namespace) -> int:
             first_tick = monitor.next_tick
             monitor.evaluate_until(end)
     finally:
-        rejects.close()
         if dispatcher is not None:
             dispatcher.close(timeout=120)
         if slos is not None:
             slos.close()
         if store is not None:
             store.close()
+        rejects.close()  # last: on a full disk it raises the one-line error
     failures = dispatcher.failures if dispatcher is not None else []
     report = {
         "config": config.source,
@@ -435,11 +446,11 @@ def _watch(args: argparse.Namespace) -> int:
         for tail in tails:
             tail.close()
         dispatcher.close(timeout=10)
-        rejects.close()
         if slos is not None:
             slos.close()
         if store is not None:
             store.close()
+        rejects.close()  # last: on a full disk it raises the one-line error
     summary = {
         "lines": monitor.stats.to_dict(),
         "rotations": sum(t.rotations for t in tails),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_db_option(listing)
     listing.add_argument("--status", choices=STATUSES, help="only runs with this status")
     listing.add_argument("--saga", help="only runs of this saga")
+    listing.add_argument(
+        "--parent",
+        metavar="ID",
+        help="only the child runs this run started (ctx.map over a saga, ctx.child), by item",
+    )
     listing.add_argument(
         "--limit", type=LIMIT, default=50, help=f"at most this many ({LIMIT.span}; default 50)"
     )
@@ -184,6 +190,8 @@ def list_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     def gather(app: Any) -> tuple[list[Any], int]:
+        if args.parent is not None:
+            return _children(app, args)
         records = app.store.list_runs(status=args.status, saga=args.saga, limit=args.limit)
         if len(records) < args.limit:
             return records, len(records)
@@ -191,6 +199,8 @@ def list_runs(args: argparse.Namespace) -> int:
         return records, counts.get(args.status, 0) if args.status else sum(counts.values())
 
     records, total = _steer(args, gather, read_only=True)
+    items = {r.id: item for r, item in records} if args.parent is not None else {}
+    records = [r for r, _ in records] if args.parent is not None else records
     if args.json:
         _print_json(
             [
@@ -201,6 +211,7 @@ def list_runs(args: argparse.Namespace) -> int:
                     "status": r.status,
                     "created_at": r.created_at,
                     "updated_at": r.updated_at,
+                    **({"parent_id": r.parent_id, "item": items[r.id]} if items else {}),
                 }
                 for r in records
             ]
@@ -211,15 +222,27 @@ def list_runs(args: argparse.Namespace) -> int:
         if total > len(records)
         else f"{len(records)} run(s)"
     )
+    if args.parent is not None:
+        title = f"children of run {args.parent}: {title}"
     table = Table(title=title, show_lines=False)
-    for column in ("id", "saga", "key", "status", "created (UTC)", "updated (UTC)"):
+    columns = ("id", "saga", "key", "status", "created (UTC)", "updated (UTC)")
+    for column in (("item",) if items else ()) + columns:
         table.add_column(column)
     for r in records:
-        table.add_row(
-            r.id, r.saga, r.key or "-", r.status, _when(r.created_at), _when(r.updated_at)
-        )
+        row = (r.id, r.saga, r.key or "-", r.status, _when(r.created_at), _when(r.updated_at))
+        table.add_row(*((items[r.id],) if items else ()), *row)
     _console().print(table)
     return 0
+
+
+def _children(app: Any, args: argparse.Namespace) -> tuple[list[Any], int]:
+    """(record, "position.index") of the children of `--parent`, and how many there are."""
+    app.get(args.parent)  # RunNotFound for a wrong id
+    found = app.store.children(args.parent, status=args.status)
+    if args.saga is not None:
+        found = [child for child in found if child.run.saga == args.saga]
+    shown = [(child.run, f"{child.position}.{child.index}") for child in found[: args.limit]]
+    return shown, len(found)
 
 
 def _in_order_run(steps: list[Any]) -> list[Any]:
@@ -234,6 +257,7 @@ def show_run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from sagaway.engine import parked_step
+    from sagaway.store.fanout import CHILD_WAIT
 
     def gather(app: Any) -> tuple[Any, Any, Any, Any]:
         run = app.get(args.run_id)
@@ -253,7 +277,7 @@ def show_run(args: argparse.Namespace) -> int:
                 "input": json.loads(record.input),
                 "result": json.loads(record.result) if record.result else None,
                 "error": error,
-                "steps": [s.__dict__ for s in steps],
+                "steps": [dataclasses.asdict(s) for s in steps],
                 "pending_signals": [
                     {"name": g.name, "payload": json.loads(g.payload), "sent_at": g.sent_at}
                     for g in signals
@@ -282,7 +306,9 @@ def show_run(args: argparse.Namespace) -> int:
             f"[red]error{where} ({error.get('phase', '?')}): "
             f"{error.get('type')}: {error.get('message')}[/red]"
         )
-    if record.status == "waiting" and record.wait_name:
+    if record.wait_name and record.wait_name.startswith(CHILD_WAIT) and not record.owner:
+        console.print(f"resting until a child run ends (see `runs list --parent {record.id}`)")
+    elif record.status == "waiting" and record.wait_name:
         step = parked_step(record.wait_name)
         if step is not None:
             console.print(
@@ -305,8 +331,10 @@ def show_run(args: argparse.Namespace) -> int:
             if s.error
             else s.result
         )
+        if s.counts is not None:
+            outcome = _counted(s.counts) + (f"; {outcome}" if s.error else "")
         table.add_row(
-            str(s.position),
+            _position(s),
             s.phase,
             s.kind,
             s.name,
@@ -317,6 +345,8 @@ def show_run(args: argparse.Namespace) -> int:
             _short(outcome),
         )
     console.print(table)
+    for s in steps:
+        _print_branches(console, s)
     if signals:
         waiting = Table(title="signals received, not yet taken by a wait")
         for column in ("sent (UTC)", "name", "payload"):
@@ -332,6 +362,37 @@ def show_run(args: argparse.Namespace) -> int:
             log.add_row(_when(e.at), e.kind, _short(json.loads(e.data), 400))  # rich wraps it
         console.print(log)
     return 0
+
+
+def _position(step: Any) -> str:
+    return str(step.position) if step.index is None else f"{step.position}.{step.index}"
+
+
+def _counted(counts: dict[str, int]) -> str:
+    """A fan-out's counts in one line."""
+    parts = ", ".join(f"{counts[k]} {k}" for k in ("done", "failed", "running", "parked"))
+    return f"{counts['items']} items: {parts}"
+
+
+def _print_branches(console: Any, step: Any, shown: int = 20) -> None:
+    """The branches of a fan-out that did not succeed (the first `shown` of them)."""
+    from rich.table import Table
+
+    failed = [b for b in step.branches if b.status != "ok"]
+    if not failed:
+        return
+    table = Table(title=f"{step.kind} {step.name} at {step.position}: branches that failed")
+    for column in ("item", "kind", "name", "tries", "error"):
+        table.add_column(column)
+    for b in failed[:shown]:
+        error = b.error or {}
+        message = f"{error.get('type', '').rsplit('.', 1)[-1]}: {error.get('message')}"
+        if b.kind == "child" and isinstance(b.args, dict):
+            message = f"run {b.args.get('run')} {b.args.get('status')}: {message}"
+        table.add_row(str(b.index), b.kind, b.name, str(b.attempts), _short(message, 120))
+    if len(failed) > shown:
+        table.caption = f"and {len(failed) - shown} more (see --json)"
+    console.print(table)
 
 
 def signal_run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 
 from sagaway.cli import CliError
+from sagaway.cli._output import write_output
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -116,11 +117,7 @@ def run_report(args: argparse.Namespace) -> int:
     if args.html:
         from sagaway.observe.slo import report_html
 
-        try:
-            with open(args.html, "w", encoding="utf-8") as fh:
-                fh.write(report_html(report))
-        except OSError as exc:
-            raise CliError(f"cannot write {args.html}: {exc.strerror}") from None
+        write_output(args.html, report_html(report))
     if args.json:
         json.dump(report_json(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -141,11 +138,7 @@ def run_rules(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CliError(str(exc)) from None
     if args.output:
-        try:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        except OSError as exc:
-            raise CliError(f"cannot write {args.output}: {exc.strerror}") from None
+        write_output(args.output, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sagaway.engine import _serde as serde
+from sagaway.engine._branches import position_label
 from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Refused, is_interrupt, unwrap_permanent
 from sagaway.engine._invoke import StepInvoker
@@ -98,7 +99,7 @@ class Attempts:
                 step=name,
                 position=position,
                 attempt=tries,
-                idempotency_key=f"{self.run.id}/{position}{suffix}",
+                idempotency_key=f"{self.run.id}/{position_label(position)}{suffix}",
                 compensating=compensating,
             )
             self.writer.hold_lease()

@@ -10,6 +10,7 @@ write carries the run's epoch: once another worker has claimed the run, it is re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from typing import Any
 from sagaway.engine._control import Abandon, Suspend
 from sagaway.engine._lease import Lease
 from sagaway.engine.metrics import EngineMetrics
-from sagaway.errors import LeaseLost
+from sagaway.errors import LeaseLost, StoreUnavailable
 from sagaway.store.base import (
     KEEP,
     Checkpoint,
@@ -58,8 +59,15 @@ class RunWriter:
         self._entries.append(entry)
 
     def publish(self, messages: Sequence[NewMessage]) -> None:
-        """Hold messages for the next write: the one that records their step's completion."""
-        self._messages.extend(messages)
+        """Hold messages for the next write: the one that records their step's completion.
+        A step body stamped them with its host's clock; consumers compare the store's."""
+        now = self.store.now()
+        self._messages.extend(
+            dataclasses.replace(
+                m, published_at=now, available_at=now + m.available_at - m.published_at
+            )
+            for m in messages
+        )
 
     def consume(self, signal_id: int, position: int) -> None:
         """Mark a signal taken by the wait at `position`, with the next write."""
@@ -71,7 +79,7 @@ class RunWriter:
 
     def event(self, kind: str, **data: Any) -> None:
         """Note an event for a person (a retry, a park, an escalation), with the next write."""
-        self._events.append(EventRecord(self.run_id, time.time(), kind, json.dumps(data)))
+        self._events.append(EventRecord(self.run_id, self.store.now(), kind, json.dumps(data)))
 
     def pivot_reached(self) -> None:
         """The pivot step completed: the next write marks the run past its pivot."""
@@ -95,7 +103,7 @@ class RunWriter:
     def flush(self, update: RunUpdate | None = None) -> None:
         """Write what is held, and `update` of the run row, in one fenced transaction.
         Raises Abandon when the lease was lost or the store failed."""
-        now = time.time()
+        now, sent = self.store.now(), time.monotonic()
         if self._pivot_reached:
             update = update or RunUpdate()
             update.pivot_passed = True
@@ -119,7 +127,7 @@ class RunWriter:
         self._entries, self._consumed, self._events, self._messages = [], [], [], []
         self._pivot_reached = False
         if update is not None and update.due_at is KEEP and checkpoint.lease_until is not None:
-            self.lease.until = checkpoint.lease_until
+            self.lease.renewed(sent)
 
     # --- a run's end or rest -------------------------------------------------------------
     def finish(
@@ -131,7 +139,7 @@ class RunWriter:
         )
         self.flush(update)
         self.outcome = (status, result, error)
-        self.metrics.finished(self.run.saga, status, time.time() - self.run.created_at)
+        self.metrics.finished(self.run.saga, status, self.store.now() - self.run.created_at)
 
     def suspend(self, rest: Suspend) -> None:
         """The run rests (a wait, a timer, a park): no owner, due at its wake time."""
@@ -145,7 +153,7 @@ class RunWriter:
         """Hand the run back (with what it completed), due after `delay`; if even that
         fails, the lease expires and another worker recovers the run."""
         try:
-            self.flush(RunUpdate(owner=None, due_at=time.time() + delay))
+            self.flush(RunUpdate(owner=None, due_at=self.store.now() + delay))
         except Abandon:
             pass
 
@@ -168,4 +176,5 @@ class RunWriter:
         saga's failure) and hand the run back, due a second later; if even that fails, the
         lease (which only executing runs' heartbeats renew) expires and the run is
         recovered."""
-        return Abandon(True, retry_in=1.0, why=f"the store failed: {error!r}")
+        quiet = isinstance(error, StoreUnavailable)
+        return Abandon(True, retry_in=1.0, why=f"the store failed: {error!r}", quiet=quiet)

@@ -7,13 +7,13 @@ unwinding: the run ends `failed` with an escalation, and `redrive` resumes at th
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sagaway.engine import _serde as serde
 from sagaway.engine._attempts import Attempts, Body
+from sagaway.engine._branches import CHILD, newest_first
 from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Abandon
 from sagaway.engine._replay import JournalCursor
@@ -21,6 +21,7 @@ from sagaway.engine.metrics import EngineMetrics
 from sagaway.store.base import EntryStatus, ErrorRecord, JournalEntry, RunStatus, RunUpdate
 
 if TYPE_CHECKING:
+    from sagaway.engine._children import ChildUnwinding
     from sagaway.engine.definitions import Compensation, StepDefinition
 
 __all__ = ["Undo", "Unwinding", "compensations_due"]
@@ -37,17 +38,17 @@ class Undo:
 
 
 def compensations_due(journal: JournalCursor, steps: Mapping[str, StepDefinition]) -> list[Undo]:
-    """The compensations an unwinding still has to run, newest step first: every recorded
-    step (done or failed) that has a compensation not yet done."""
+    """The compensations an unwinding still has to run, newest completion first: every
+    recorded step (done or failed, a fan-out's branches included) that has a compensation
+    not yet done, and every child run that succeeded (undone as a run)."""
     due = []
-    recorded = sorted(
-        (e for e in journal.forward.values() if e.kind == "step"),
-        key=lambda e: e.position,
-        reverse=True,
-    )
-    for entry in recorded:
+    for entry in newest_first(journal):
         done = journal.undone.get(entry.position)
         if done is not None and done.status == EntryStatus.OK:
+            continue
+        if entry.kind == CHILD:
+            if entry.status == EntryStatus.OK:
+                due.append(Undo(entry))
             continue
         step = steps.get(entry.name)
         if step is None:
@@ -73,9 +74,11 @@ class Unwinding:
         steps: Mapping[str, StepDefinition],
         metrics: EngineMetrics,
         stopping: threading.Event,
+        children: ChildUnwinding | None = None,
     ) -> None:
         self.journal, self.writer, self.attempts = journal, writer, attempts
         self.steps, self.metrics, self.stopping = steps, metrics, stopping
+        self.children = children  # child runs: settled first, undone as runs
 
     def start(self, error: ErrorRecord | None, cancelled: bool) -> None:
         """The saga failed with `error` (or was cancelled): record that, then unwind."""
@@ -95,14 +98,29 @@ class Unwinding:
         """Run every due compensation; end compensated/cancelled, or failed at the first
         compensation that gives up."""
         self.metrics.compensating(self.writer.run.saga)
+        if self.children is not None:
+            self.children.settle()  # children still running are cancelled and awaited
         for undo in compensations_due(self.journal, self.steps):
+            if undo.entry.kind == CHILD and self.children is not None:
+                started = self.writer.store.now()
+                result, problem = self.children.compensate(undo.entry)
+                if problem is not None:
+                    self._give_up(undo.entry, problem, 1, error, started)
+                    return
+                self._record(
+                    JournalEntry.compensation(
+                        undo.entry.position, undo.entry.name, result=result, attempts=1,
+                        started_at=started, finished_at=self.writer.store.now(),
+                    )
+                )  # fmt: skip
+                continue
             if undo.problem is not None or undo.compensation is None:
                 problem = RuntimeError(
                     f"cannot compensate step {undo.entry.name!r} at position "
                     f"{undo.entry.position}: {undo.problem}; fix the code or undo it by hand, "
                     "then `redrive` the run"
                 )
-                self._give_up(undo.entry, problem, 0, error, time.time())
+                self._give_up(undo.entry, problem, 0, error, self.writer.store.now())
                 return
             if not self._compensate(undo.entry, undo.compensation, error):
                 return
@@ -120,7 +138,7 @@ class Unwinding:
         if undo.takes_result:
             # A completed step without result text reads as None, as replay reads it.
             kwargs["result"] = serde.loads(entry.result or "null") if entry.status == "ok" else None
-        started = time.time()
+        started = self.writer.store.now()
         body = Body(undo.fn, undo.is_async, undo.retry, undo.timeout_guard)
         args = tuple(saved.get("args", []))
         outcome = self.attempts.call(
@@ -138,7 +156,7 @@ class Unwinding:
                 result=outcome.text,
                 attempts=outcome.tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self.writer.store.now(),
             )
         )
         self.metrics.compensated_step(self.writer.run.saga, entry.name)
@@ -164,7 +182,7 @@ class Unwinding:
                 error=text,
                 attempts=tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self.writer.store.now(),
             )
         )
         self.writer.escalate(

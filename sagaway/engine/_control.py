@@ -26,10 +26,13 @@ class Suspend(BaseException):
 
 class Abandon(BaseException):
     """Stop executing this run now: the lease was lost (`release` False), the worker is
-    stopping, or the store failed (`retry_in`: hand the run back due that much later)."""
+    stopping, or the store failed (`retry_in`: hand the run back due that much later).
+    A `quiet` one is logged at debug level only (the store said once that it is gone)."""
 
-    def __init__(self, release: bool, retry_in: float = 0.0, why: str = "") -> None:
-        self.release, self.retry_in, self.why = release, retry_in, why
+    def __init__(
+        self, release: bool, retry_in: float = 0.0, why: str = "", quiet: bool = False
+    ) -> None:
+        self.release, self.retry_in, self.why, self.quiet = release, retry_in, why, quiet
 
 
 class CancelRequested(BaseException):

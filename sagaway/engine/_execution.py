@@ -5,20 +5,20 @@ or the loss of its lease. The pieces, each in its own module: `_replay` (the jou
 position by position), `_attempts` (a step's tries), `_parking` (guards that refuse),
 `_compensation` (the unwinding), `_checkpoint` (every write, fenced and lazy) and `_lease`.
 This module ties them together and answers the saga function's calls: steps, `ctx.wait`,
-`ctx.sleep` and `ctx.now`.
+`ctx.sleep` and `ctx.now` (fan-outs are `_fanout`'s and `_children`'s).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sagaway.engine import _serde as serde
 from sagaway.engine._attempts import Attempts
 from sagaway.engine._checkpoint import RunWriter
+from sagaway.engine._children import ChildUnwinding, child_ended
 from sagaway.engine._compensation import Unwinding
 from sagaway.engine._completions import Completion
 from sagaway.engine._control import Abandon, CancelRequested, Suspend, is_interrupt
@@ -68,14 +68,17 @@ class RunExecution:
         self.stopping = stopping
         metrics = runtime.metrics
         self.journal = JournalCursor(run.id, run.saga, claim.journal)
-        self.writer = RunWriter(runtime.store, run, Lease(run.due_at or 0.0, lease), metrics)
+        self._clock = runtime.store.now  # the store's clock (`store.clock`)
+        granted = Lease(run.due_at or 0.0, lease, self._clock())
+        self.writer = RunWriter(runtime.store, run, granted, metrics)
         self.parking = Parking(run, self.writer, metrics, self._pause)
         self.attempts = Attempts(
             run, self.writer, self.parking, runtime.invoker, metrics, self._pause
         )
         self.unwinding = Unwinding(
-            self.journal, self.writer, self.attempts, runtime.steps, metrics, stopping
-        )
+            self.journal, self.writer, self.attempts, runtime.steps, metrics, stopping,
+            ChildUnwinding(self),
+        )  # fmt: skip
         self.pivot_passed = run.pivot_passed
         # What was recorded for each step failure raised into the saga, by id of the error.
         self._failures: dict[int, ErrorRecord] = {}
@@ -93,7 +96,8 @@ class RunExecution:
                 self._forward()
         except Abandon as stop:
             if stop.why:
-                log.warning("run %s: stopped executing it: %s", self.run.id, stop.why)
+                level = logging.DEBUG if stop.quiet else logging.WARNING
+                log.log(level, "run %s: stopped executing it: %s", self.run.id, stop.why)
             if stop.release:
                 self.writer.release(stop.retry_in)
         except KeyboardInterrupt:
@@ -101,6 +105,8 @@ class RunExecution:
             raise
         finally:
             self.runtime.completions.executed(completion, self.writer.outcome)
+            if self.writer.outcome is not None and self.run.parent_id is not None:
+                child_ended(self.runtime, self.run.parent_id)
 
     # --- forward -----------------------------------------------------------------------------
     def _forward(self) -> None:
@@ -174,7 +180,7 @@ class RunExecution:
             args_text = serde.dumps(
                 {"args": list(args), "kwargs": kwargs}, f"the arguments of step {step.name!r}"
             )
-        started = time.time()
+        started = self._clock()
         outcome = self.attempts.call(step.name, position, step.body, args, kwargs, guards=step)
         if not outcome.ok:
             assert outcome.error is not None
@@ -189,7 +195,7 @@ class RunExecution:
                     error=record.to_json(),
                     attempts=outcome.tries,
                     started_at=started,
-                    finished_at=time.time(),
+                    finished_at=self._clock(),
                     digest=digest,
                 )
             )
@@ -206,7 +212,7 @@ class RunExecution:
                 result=outcome.text,
                 attempts=outcome.tries,
                 started_at=started,
-                finished_at=time.time(),
+                finished_at=self._clock(),
                 digest=digest,
             )
         )
@@ -230,7 +236,7 @@ class RunExecution:
             )
         except Exception as exc:
             raise self.writer.store_failed(exc) from exc
-        now = time.time()
+        now = self._clock()
         if found is not None:
             self.writer.consume(found.id, position)
             self._mark(position, "wait", signal, EntryStatus.OK, found.payload)
@@ -264,6 +270,7 @@ class RunExecution:
             delay=delay,
             dedup_id=dedup_id,
             origin=f"{self.run.id}/{position}/publish",
+            now=self._clock(),
         )
         self._mark(position, "publish", topic, EntryStatus.OK, serde.dumps(message.id, "id"))
         self.writer.publish([message])
@@ -282,9 +289,9 @@ class RunExecution:
         if entry is not None:
             wake_at = float(serde.loads(entry.result or "0"))
         else:
-            wake_at = time.time() + max(0.0, float(seconds))
+            wake_at = self._clock() + max(0.0, float(seconds))
             self._mark(position, "sleep", "sleep", EntryStatus.OK, repr(wake_at))
-        remaining = wake_at - time.time()
+        remaining = wake_at - self._clock()
         if remaining <= 0:
             return
         if remaining <= INLINE_WAIT:
@@ -298,7 +305,7 @@ class RunExecution:
         if entry is not None:
             value = float(serde.loads(entry.result or "0"))
         else:
-            value = time.time()
+            value = self._clock()
             self._mark(position, "now", "now", EntryStatus.OK, repr(value))
         return datetime.fromtimestamp(value, UTC)
 
@@ -313,7 +320,7 @@ class RunExecution:
         self, position: int, kind: str, name: str, status: EntryStatus, result: str | None = None
     ) -> None:
         """Record an instantaneous forward entry (a wait's outcome, a timer, a clock reading)."""
-        self._record(JournalEntry.instant(position, kind, name, status, result, time.time()))
+        self._record(JournalEntry.instant(position, kind, name, status, result, self._clock()))
 
     def _before_effect(self) -> None:
         """Make everything recorded so far durable before an effect may happen; honour a

@@ -4,10 +4,10 @@ results without running) and runs the saga from there anew, as a new run of the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 
 from sagaway._ids import time_ordered_id
+from sagaway.engine._branches import is_branch, split_position
 from sagaway.engine.definitions import StepDefinition
 from sagaway.errors import ConfigurationError, IdempotencyConflict, InvalidRunState, RunNotFound
 from sagaway.store.base import (
@@ -37,7 +37,8 @@ def reused_entries(
             f"run {origin.id} is {origin.status}: only a run that has ended can be forked "
             "(cancel it first, or wait until it ends)"
         )
-    forward = [entry for entry in journal if entry.phase == FORWARD]
+    # A fan-out's branches go with it: they are not positions of their own (`_branches`).
+    forward = [e for e in journal if e.phase == FORWARD and not is_branch(e.position)]
     if isinstance(from_step, bool) or not isinstance(from_step, int):
         raise ConfigurationError(
             f"from_step={from_step!r}: give a journal position, a whole number"
@@ -55,7 +56,15 @@ def reused_entries(
                 f"ended {entry.status}, so a fork cannot reuse it: fork with "
                 f"from_step={entry.position} or less to run it anew"
             )
-    return kept
+    kept_fanouts = {e.position for e in kept}
+    branches = [
+        e
+        for e in journal
+        if e.phase == FORWARD
+        and is_branch(e.position)
+        and split_position(e.position)[0] in kept_fanouts
+    ]
+    return kept + branches
 
 
 def passes_pivot(entries: Sequence[JournalEntry], steps: Mapping[str, StepDefinition]) -> bool:
@@ -79,7 +88,7 @@ def create_fork(
     if origin is None:
         raise RunNotFound(run_id)
     entries = reused_entries(origin, store.journal(run_id), from_step)
-    new = NewRun(time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, time.time())
+    new = NewRun(time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, store.now())
     pivot = passes_pivot(entries, steps)
     record, created = store.create_fork(new, origin.id, from_step, entries, pivot)
     if not created:

@@ -6,7 +6,6 @@ run row. Past the deadline the step fails with the refusal."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -79,7 +78,7 @@ class Parking:
     def park(self, step: StepDefinition, position: int, refusal: Rejected) -> None:
         """Wait durably for a refusal to lift, within the step's `deadline`: inline when
         that is soon, else by resting the run until then. Raises Refused past the deadline."""
-        now = time.time()
+        now = self.writer.store.now()
         marker = f"{_PARK_PREFIX}{step.name}"
         deadline: float | None
         if self._parked is not None and self._parked[0] == position:

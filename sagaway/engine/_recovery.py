@@ -14,7 +14,6 @@ import logging
 import os
 import secrets
 import socket
-import time
 
 from sagaway.store.base import Store
 
@@ -105,7 +104,7 @@ def recover_dead_owners(store: Store, me: str) -> int:
     for owner in store.owners():
         if owner != me and owner_is_dead(owner):
             with contextlib.suppress(Exception):
-                count += store.expire_owner(owner, time.time())
+                count += store.expire_owner(owner, store.now())
     if count:
         log.info("taking over %d run(s) of worker(s) that died", count)
     return count

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+from sagaway.engine._branches import is_branch, position_label, split_position
 from sagaway.errors import NonDeterminismError
 from sagaway.store.base import FORWARD, JournalEntry
 
@@ -21,6 +22,8 @@ class JournalCursor:
         self.run_id, self.saga = run_id, saga
         self.forward: dict[int, JournalEntry] = {}
         self.undone: dict[int, JournalEntry] = {}
+        # The branches of each fan-out (map, gather, child): position -> index -> entry.
+        self.branches: dict[int, dict[int, JournalEntry]] = {}
         for entry in journal:
             self.add(entry)
         self.position = 0
@@ -31,6 +34,10 @@ class JournalCursor:
 
     def add(self, entry: JournalEntry) -> None:
         """Take a newly recorded entry into the journal."""
+        if entry.phase == FORWARD and is_branch(entry.position):
+            top, index = split_position(entry.position)
+            self.branches.setdefault(top, {})[index] = entry
+            return
         (self.forward if entry.phase == FORWARD else self.undone)[entry.position] = entry
 
     def next(self, kind: str, name: str) -> tuple[int, JournalEntry | None]:
@@ -70,8 +77,8 @@ class JournalCursor:
         without a digest, and calls whose arguments are not JSON data, are not checked)."""
         if entry.digest is not None and digest != entry.digest:
             self.diverge(
-                f"replay called step {entry.name!r} at journal position {entry.position} "
-                "with other arguments than the recorded call",
+                f"replay called step {entry.name!r} at journal position "
+                f"{position_label(entry.position)} with other arguments than the recorded call",
                 (entry.position, f"step {entry.name}", f"step {entry.name} (other arguments)"),
             )
 

@@ -3,7 +3,7 @@ of the App itself."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,7 +21,8 @@ __all__ = ["Runtime"]
 @dataclass(frozen=True)
 class Runtime:
     """The store, the App's declarations (read-only views: declaring more is seen), the
-    metrics observer, the step invoker and the completions of runs executing here."""
+    metrics observer, the step invoker, the completions of runs executing here, and how to
+    wake this process's worker."""
 
     store: Store
     sagas: Mapping[str, SagaDefinition]
@@ -29,3 +30,5 @@ class Runtime:
     metrics: EngineMetrics
     invoker: StepInvoker
     completions: Completions
+    # Tells this process's worker to look for due runs now (a child started or ended).
+    wake: Callable[[], None] = lambda: None

@@ -4,7 +4,6 @@ in-process workers are launched."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from types import MappingProxyType
 from typing import Any, TypeVar, overload
@@ -299,7 +298,7 @@ class App(MessagingSurface):
         what = f"the input of saga {name!r}"
         text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
-        now = time.time()
+        now = self.store.now()
         new = NewRun(new_run_id(), name, key, text, digest, now)
         worker = self.worker
         reserved = worker is not None and worker.reserve()
@@ -355,7 +354,7 @@ class App(MessagingSurface):
         a payload that is not JSON data.
         """
         text = serde.dumps(payload, f"the payload of signal {name!r}")
-        self.store.send_signal(run_id, name, text, time.time())
+        self.store.send_signal(run_id, name, text, self.store.now())
         if self.worker is not None:
             self.worker.wake()
 
@@ -365,7 +364,7 @@ class App(MessagingSurface):
         A run already executing stops at its next step boundary. Raises RunNotFound, or
         InvalidRunState for a run that has ended or passed its pivot.
         """
-        record = self.store.request_cancel(run_id, time.time())
+        record = self.store.request_cancel(run_id, self.store.now())
         if self.worker is not None:
             self.worker.wake()
         return Run(self, record)
@@ -383,10 +382,10 @@ class App(MessagingSurface):
             )
         recorded = ErrorRecord.from_json(record.error)
         if recorded is not None and recorded.phase == "compensation":
-            self.store.redrive(run_id, time.time(), RunStatus.COMPENSATING, None)
+            self.store.redrive(run_id, self.store.now(), RunStatus.COMPENSATING, None)
         else:
             position = recorded.position if recorded is not None else None
-            self.store.redrive(run_id, time.time(), RunStatus.PENDING, position)
+            self.store.redrive(run_id, self.store.now(), RunStatus.PENDING, position)
         if self.worker is not None:
             self.worker.wake()
         return self.get(run_id)
@@ -416,6 +415,15 @@ class App(MessagingSurface):
         step body and writes nothing."""
         return check_runs(store or self.store, self.sagas, self.steps)
 
+    # --- fan-out -------------------------------------------------------------------------------
+    def children(self, run_id: str, status: str | None = None, limit: int = 100) -> list[Run]:
+        """The child runs a run started with `ctx.map` over a saga or `ctx.child`, by the
+        position of the call and the index of the item (only those of one status if given)."""
+        if status is not None and status not in STATUSES:
+            self.runs(status=status)  # raises the one error for a status that does not exist
+        found = self.store.children(run_id, status=status, limit=limit)
+        return [Run(self, child.run) for child in found]
+
     # --- workers -------------------------------------------------------------------------------
     def launch(self, concurrency: int | None = None) -> Worker:
         """Start an in-process worker: runs of this store are executed by this process's
@@ -428,6 +436,7 @@ class App(MessagingSurface):
                 metrics=self.metrics,
                 invoker=self._invoker,
                 completions=self._completions,
+                wake=lambda: self.worker.wake() if self.worker is not None else None,
             )
             worker = Worker(
                 runtime,
@@ -458,7 +467,7 @@ class App(MessagingSurface):
         """Queue depth and age, sampled with each metrics flush by a process running a worker."""
         if self.worker is None:
             return []
-        now = time.time()
+        now = self.store.now()
         depth, oldest = self.store.queue_stats(now)
         return [
             ("queue_depth", "", float(depth)),
@@ -481,7 +490,7 @@ class App(MessagingSurface):
             raise ConfigurationError(
                 f"prune_runs(older_than={older_than!r}): give the age in seconds, 0 or more"
             )
-        return self.store.prune_runs(time.time() - older_than, statuses)
+        return self.store.prune_runs(self.store.now() - older_than, statuses)
 
     def prune_metrics(self, stop: Callable[[], bool] | None = None) -> int:
         """Delete the engine's metric buckets older than `metrics_retention_days`, a day of
@@ -489,7 +498,7 @@ class App(MessagingSurface):
         recorder calls this hourly; nothing happens without a retention."""
         if self.metrics_retention_days is None:
             return 0
-        cutoff = time.time() - self.metrics_retention_days * 86400
+        cutoff = self.store.now() - self.metrics_retention_days * 86400
         return self.store.prune_metrics(int(cutoff // 60), stop)
 
     def close(self) -> None:

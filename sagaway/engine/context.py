@@ -81,8 +81,9 @@ _UUID_NAMESPACE = uuid.UUID("5a6a7761-7900-4000-8000-000000000000")
 
 
 class SagaContext:
-    """The first argument of every saga function: durable waits, timers and the run's
-    deterministic clock and ids. Everything here gives the same answer when a run replays."""
+    """The first argument of every saga function: durable waits, timers, the run's
+    deterministic clock and ids, and fan-out (map, gather, child runs). Everything here
+    gives the same answer when a run replays."""
 
     def __init__(self, execution: RunExecution) -> None:
         self._execution = execution
@@ -136,6 +137,49 @@ class SagaContext:
     def now(self) -> datetime:
         """The current time (UTC), recorded on first execution and replayed after."""
         return self._execution.now()
+
+    # --- fan-out ----------------------------------------------------------------------------
+    def map(
+        self,
+        fn: Any,
+        items: list[Any],
+        *,
+        concurrency: int | None = None,
+        tolerated_failures: int | float = 0,
+    ) -> list[Any]:
+        """`fn(item)` for every item, at most `concurrency` at once; the results in input
+        order, whatever the order they completed in.
+
+        `fn` is a step (its branches run on this worker's threads; an `async def` step's on
+        the App's event loop) or a saga (each item starts a child run any worker may claim,
+        and this run rests until they end). Each branch is journaled once: after a crash,
+        finished branches are not run again. `tolerated_failures`: an int is a count, a
+        float below 1 a fraction of the items (rounded down); a tolerated failure's place
+        holds its exception. Past it no further branch starts, the branches under way are
+        awaited, and `MapFailed` is raised; uncaught, every branch that ran is compensated,
+        newest completion first. `concurrency=None`: children all at once, steps on up to 32
+        threads.
+        """
+        from sagaway.engine._fanout import map_items
+
+        return map_items(self._execution, fn, items, concurrency, tolerated_failures)
+
+    def gather(self, *calls: Any) -> list[Any]:
+        """Run the step calls `step.bind(*args, **kwargs)` at once; their results in the
+        order given. Any failure fails it as a map that tolerates none (`MapFailed`)."""
+        from sagaway.engine._fanout import gather
+
+        return gather(self._execution, calls)
+
+    def child(self, saga: Any, *args: Any, key: str | None = None, **kwargs: Any) -> Any:
+        """Run `saga(*args, **kwargs)` as a child run that any worker may claim, resting
+        until it ends; return its result, or raise its outcome (`SagaCompensated`,
+        `SagaFailed`, `SagaCancelled`). `key` defaults to one derived from this run and the
+        call's position. If this saga later unwinds, a child that succeeded is compensated
+        as a run."""
+        from sagaway.engine._children import run_child
+
+        return run_child(self._execution, saga, args, kwargs, key)
 
     def uuid(self) -> uuid.UUID:
         """A UUID unique to this run and call, identical on replay."""

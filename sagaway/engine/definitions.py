@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagaway.engine._attempts import Body
+from sagaway.engine._branches import Call
 from sagaway.engine.context import EXECUTION
 from sagaway.errors import ConfigurationError, InvalidInput, StepTimeout
 from sagaway.resilience.breaker import CircuitBreaker
@@ -96,6 +97,11 @@ class StepDefinition:
         if execution is None:
             return self.fn(*args, **kwargs)
         return execution.call_step(self, args, kwargs)
+
+    def bind(self, *args: Any, **kwargs: Any) -> Call:
+        """This step called with these arguments, ready for `ctx.gather(...)`; nothing runs
+        until the saga gathers it."""
+        return Call(self, args, kwargs)
 
     def compensation(
         self,

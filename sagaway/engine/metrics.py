@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sagaway import _clock
 from sagaway.errors import StoreUnavailable
 from sagaway.store.base import MetricBucket
 
@@ -165,7 +166,7 @@ class MinuteRecorder(EngineMetrics):
 
     def observe(self, name: str, label: str, value: float = 1.0) -> None:
         """Fold one observation into the current minute's bucket."""
-        key = (name, label, int(time.time() // 60))
+        key = (name, label, int(_clock.wall() // 60))
         with self._lock:
             bucket = self._buckets.get(key)
             if bucket is None:
@@ -213,8 +214,10 @@ class MinuteRecorder(EngineMetrics):
         rows = [(n, lab, m, int(b[0]), b[1], b[2], b[3]) for (n, lab, m), b in buckets.items()]
         try:
             self._write(rows)
-        except Exception:
-            log.warning(
+        except Exception as exc:
+            # The store says once that it is unavailable; anything else is worth a trace.
+            log.log(
+                logging.DEBUG if isinstance(exc, StoreUnavailable) else logging.WARNING,
                 "sagaway metrics: writing %d bucket(s) failed; kept for the next try",
                 len(rows),
                 exc_info=True,

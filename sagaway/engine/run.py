@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from sagaway.engine import _serde as serde
+from sagaway.engine._branches import MARKERS, is_branch, split_position
 from sagaway.errors import RunNotFound, SagaCancelled, SagaCompensated, SagaFailed, SagaOutcome
 from sagaway.store.base import (
     TERMINAL,
+    EntryStatus,
     ErrorRecord,
     EventRecord,
     JournalEntry,
     RunRecord,
     RunStatus,
 )
+from sagaway.store.fanout import ChildCounts
 
 if TYPE_CHECKING:
     from sagaway.engine.app import App
@@ -33,7 +37,12 @@ _OUTCOMES: dict[str, type[SagaOutcome]] = {
 @dataclass(frozen=True)
 class Step:
     """One journal line: a step, wait, sleep or clock reading (phase "forward"), or the
-    compensation of the step at the same position (phase "compensation")."""
+    compensation of the step at the same position (phase "compensation").
+
+    A fan-out (kind `map`, `gather` or `children`) is one line whose `branches` are its
+    recorded branches by index (steps, or child runs of kind `child`) and whose `counts` say
+    how many items it has and how many are done, failed, running and parked. A branch's
+    `position` is its fan-out's and `index` its place in the items."""
 
     position: int
     phase: str
@@ -46,12 +55,19 @@ class Step:
     error: dict[str, Any] | None
     started_at: float
     finished_at: float
+    index: int | None = None
+    branches: tuple[Step, ...] = ()
+    counts: dict[str, int] | None = None
 
     @classmethod
     def from_entry(cls, entry: JournalEntry) -> Step:
         """Decode a stored journal entry."""
+        position, index = entry.position, None
+        if is_branch(position):
+            position, index = split_position(position)
         return cls(
-            position=entry.position,
+            position=position,
+            index=index,
             phase=entry.phase.label,
             kind=entry.kind,
             name=entry.name,
@@ -84,6 +100,11 @@ class Run:
         return record
 
     @property
+    def parent_id(self) -> str | None:
+        """The run whose `ctx.map` or `ctx.child` started this one, if any."""
+        return self._record.parent_id
+
+    @property
     def record(self) -> RunRecord:
         """The row as last read."""
         return self._record
@@ -96,8 +117,12 @@ class Run:
 
     @property
     def steps(self) -> list[Step]:
-        """The journal: forward entries by position, then compensations by position."""
-        return [Step.from_entry(e) for e in self._app.store.journal(self.id)]
+        """The journal: forward entries by position (a fan-out's branches grouped under it,
+        with counts), then compensations by position (a branch's with its index)."""
+        return _grouped(self._app.store.journal(self.id), self._child_counts)
+
+    def _child_counts(self, position: int) -> ChildCounts:
+        return self._app.store.child_counts(self.id, position)
 
     @property
     def events(self) -> list[EventRecord]:
@@ -167,3 +192,49 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<Run {self.id} saga={self.saga} status={self._record.status}>"
+
+
+def _grouped(entries: list[JournalEntry], children: Callable[[int], ChildCounts]) -> list[Step]:
+    """Journal entries as `Run.steps` shows them: each fan-out's branches under it."""
+    branches: dict[int, list[Step]] = {}
+    lines: list[Step] = []
+    for entry in entries:
+        step = Step.from_entry(entry)
+        if step.index is not None and step.phase == "forward":
+            branches.setdefault(step.position, []).append(step)
+        else:
+            lines.append(step)
+    grouped = []
+    for step in lines:
+        if step.kind in MARKERS and step.phase == "forward":
+            mine = tuple(sorted(branches.get(step.position, ()), key=lambda b: b.index or 0))
+            step = replace(step, branches=mine, counts=_counts(step, mine, children))
+        grouped.append(step)
+    return grouped
+
+
+def _counts(
+    marker: Step, branches: tuple[Step, ...], children: Callable[[int], ChildCounts]
+) -> dict[str, int]:
+    """Items, and how many are done, failed, running and parked, of a fan-out."""
+    progress = marker.result if isinstance(marker.result, dict) else {}
+    counts = {
+        "items": int(progress.get("items", len(branches))),
+        "done": sum(b.status == EntryStatus.OK for b in branches),
+        "failed": sum(b.status != EntryStatus.OK for b in branches),
+        "running": 0,
+        "parked": 0,
+    }
+    if marker.status != EntryStatus.RUNNING:
+        return counts
+    if marker.kind == "children":  # children are runs: ask how they stand now
+        now = children(marker.position)
+        counts.update(
+            done=now.succeeded, failed=now.failed, running=now.active - now.parked,
+            parked=now.parked,
+        )  # fmt: skip
+    else:
+        counts.update(
+            running=int(progress.get("running", 0)), parked=int(progress.get("parked", 0))
+        )
+    return counts

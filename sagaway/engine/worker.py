@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from sagaway.engine._clockwatch import ClockWatch
 from sagaway.engine._completions import Completion
 from sagaway.engine._control import is_interrupt
 from sagaway.engine._execution import RunExecution
 from sagaway.engine._recovery import forget_owner, live_owner, new_owner, recover_dead_owners
 from sagaway.engine._runtime import Runtime
+from sagaway.errors import StoreUnavailable
 from sagaway.store.base import Claim
 
 __all__ = ["Worker"]
@@ -29,6 +31,8 @@ log = logging.getLogger("sagaway")
 # When the store announces due runs (PostgreSQL's LISTEN/NOTIFY), polling only covers a lost
 # notification, so it can be rare.
 NOTIFIED_POLL = 1.0
+# The longest pause between two tries to claim while the store keeps failing.
+MAX_BACKOFF = 2.0
 
 
 class Worker:
@@ -54,6 +58,8 @@ class Worker:
         self.owner = new_owner()
         self.stopping = threading.Event()
         self._wake = threading.Event()
+        self._renew = threading.Event()  # renew the leases now (the clock stepped)
+        self._clock = ClockWatch(lease, runtime.store.hurry_unowned, self._renew.set)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._active = 0
@@ -87,6 +93,7 @@ class Worker:
         back (they are due again at once). Returns True if every run was handed back."""
         self.stopping.set()
         self._wake.set()
+        self._renew.set()
         deadline = time.monotonic() + timeout
         for thread in self._threads[self.concurrency :]:  # the scheduler and the heartbeat
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -180,6 +187,7 @@ class Worker:
         idle = self.poll_interval
         if self._unwatch is not None:
             idle = max(idle, NOTIFIED_POLL)
+        failures = 0
         while not self.stopping.is_set():
             self._wake.clear()
             timeout = idle
@@ -188,11 +196,15 @@ class Worker:
                     free = self.concurrency - self._active
                     self._backlog = free <= 0
                 due = store.next_due() if free > 0 else None
-                now = time.time()
+                before = time.monotonic()
+                now = store.now()
+                # Checked with the very reading the claim uses: no claim goes by a clock
+                # that stepped unnoticed.
+                takeover = self._clock.check(now, before)
                 if due is not None and due <= now:
                     # Slots are not held while claiming, so a run started in this process
                     # meanwhile still gets one; a few claims may then wait in the queue.
-                    claims = store.claim(self.owner, free, now, now + self.lease)
+                    claims = store.claim(self.owner, free, now, now + self.lease, takeover)
                     with self._lock:
                         self._active += len(claims)
                     for claim in claims:
@@ -202,31 +214,46 @@ class Worker:
                     if len(claims) == free:
                         self._backlog = True
                     if claims:
+                        failures = 0
                         continue  # there may be more due runs
                 elif due is not None:
                     timeout = min(timeout, due - now)
-            except Exception:
-                log.exception("sagaway scheduler: claiming runs failed; retrying")
-                timeout = 1.0
+                failures = 0
+            except Exception as exc:
+                # The store says once that it is unavailable; retry with backoff.
+                failures += 1
+                timeout = min(MAX_BACKOFF, 0.05 * 2**failures)
+                if isinstance(exc, StoreUnavailable):
+                    log.debug("sagaway scheduler: claiming runs failed; retrying", exc_info=True)
+                else:
+                    log.exception("sagaway scheduler: claiming runs failed; retrying")
             self._wake.wait(timeout)
 
     def _heartbeat_loop(self) -> None:
         store = self.runtime.store
         beat_every = self.lease / 3
-        last_beat = last_recovery = time.time()
+        # Periods on the monotonic clock: a wall clock stepped back must not stop the beats.
+        last_beat = last_recovery = time.monotonic()
         with contextlib.suppress(Exception):
             self.recover_dead_owners()  # a restarted worker takes over at once
-        while not self.stopping.wait(min(beat_every, self.recovery_interval, 0.5)):
-            now = time.time()
+        while not self.stopping.is_set():
+            self._renew.wait(min(beat_every, self.recovery_interval, 0.5))
+            if self.stopping.is_set():
+                return
+            renew = self._renew.is_set()
+            self._renew.clear()
+            mono = time.monotonic()
             try:
-                if now - last_beat >= beat_every:
+                if renew or mono - last_beat >= beat_every:
                     with self._lock:
                         inflight = list(self._inflight)
-                    store.heartbeat(self.owner, inflight, now + self.lease)
-                    last_beat = now
-                if now - last_recovery >= self.recovery_interval:
+                    store.heartbeat(self.owner, inflight, store.now() + self.lease)
+                    last_beat = mono
+                if mono - last_recovery >= self.recovery_interval:
                     self.recover_dead_owners()
-                    last_recovery = now
+                    last_recovery = mono
+            except StoreUnavailable:
+                log.debug("sagaway heartbeat failed; retrying", exc_info=True)
             except Exception:
                 log.exception("sagaway heartbeat failed; retrying")
 

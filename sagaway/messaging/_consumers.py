@@ -17,14 +17,15 @@ from typing import Any
 from sagaway.engine import _serde as serde
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine.metrics import EngineMetrics
-from sagaway.errors import RateLimited, Rejected, SerializationError
+from sagaway.errors import RateLimited, Rejected, SerializationError, StoreUnavailable
 from sagaway.messaging._message import Message
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.resilience.timeout import Timeout
-from sagaway.store.messages import Claimed, DeliveryStatus, MessageStore
+from sagaway.store.base import Store
+from sagaway.store.messages import Claimed, DeliveryStatus
 
 __all__ = ["Consumer", "GroupWorker"]
 
@@ -58,7 +59,7 @@ class GroupWorker:
     def __init__(
         self,
         consumer: Consumer,
-        store: MessageStore,
+        store: Store,
         invoker: StepInvoker,
         metrics: EngineMetrics,
         owner: str,
@@ -108,7 +109,9 @@ class GroupWorker:
                 break
             if claimed is not None:
                 try:
-                    self._settle(claimed, DeliveryStatus.READY, time.time(), count_attempt=False)
+                    self._settle(
+                        claimed, DeliveryStatus.READY, self.store.now(), count_attempt=False
+                    )
                 except Exception:  # its lease expires instead
                     log.warning(
                         "sagaway consumer %s: could not hand back %s",
@@ -131,7 +134,7 @@ class GroupWorker:
                     free = c.concurrency - self._active
                 claims: list[Claimed] = []
                 if free > 0:
-                    now = time.time()
+                    now = self.store.now()
                     claims = self.store.claim_messages(
                         c.group, self.owner, free, now, now + self.lease, c.ordered
                     )
@@ -145,8 +148,15 @@ class GroupWorker:
                     continue
                 if claims:
                     continue  # there may be more due
-            except Exception:
-                log.exception("sagaway consumer %s: claiming messages failed; retrying", c.group)
+            except Exception as exc:
+                # The store says once that it is unavailable: no trace per try.
+                level = logging.DEBUG if isinstance(exc, StoreUnavailable) else logging.ERROR
+                log.log(
+                    level,
+                    "sagaway consumer %s: claiming messages failed; retrying",
+                    c.group,
+                    exc_info=True,
+                )
                 self._wake.wait(1.0)
                 continue
             self._wake.wait(self.poll_interval)
@@ -157,10 +167,16 @@ class GroupWorker:
                 held = list(self._inflight)
             try:
                 self.store.renew_messages(
-                    self.consumer.group, self.owner, held, time.time() + self.lease
+                    self.consumer.group, self.owner, held, self.store.now() + self.lease
                 )
-            except Exception:
-                log.exception("sagaway consumer %s: renewing leases failed", self.consumer.group)
+            except Exception as exc:
+                level = logging.DEBUG if isinstance(exc, StoreUnavailable) else logging.ERROR
+                log.log(
+                    level,
+                    "sagaway consumer %s: renewing leases failed",
+                    self.consumer.group,
+                    exc_info=True,
+                )
 
     def _handle_loop(self) -> None:
         while True:
@@ -169,6 +185,10 @@ class GroupWorker:
                 return
             try:
                 self._handle(claimed)
+            except StoreUnavailable:  # said once by the store; the lease expires, it comes back
+                log.debug(
+                    "sagaway consumer %s: settling failed", self.consumer.group, exc_info=True
+                )
             except BaseException:  # nothing may end a handler thread
                 log.exception(
                     "sagaway consumer %s: message %s: unexpected error",
@@ -236,7 +256,7 @@ class GroupWorker:
         if not isinstance(exc, SerializationError) and c.retry.allows(exc, claimed.attempt):
             delay = c.retry.delay(claimed.attempt, None)
             self.metrics.message_retried(c.group)
-            self._settle(claimed, DeliveryStatus.READY, time.time() + delay, error)
+            self._settle(claimed, DeliveryStatus.READY, self.store.now() + delay, error)
             return
         self.metrics.message_dead(c.group)
         log.warning(
@@ -254,7 +274,7 @@ class GroupWorker:
 
     def _park(self, claimed: Claimed, refusal: Rejected) -> None:
         wait = refusal.retry_after if refusal.retry_after is not None else _PARK_DEFAULT
-        self._settle(claimed, DeliveryStatus.READY, time.time() + wait, count_attempt=False)
+        self._settle(claimed, DeliveryStatus.READY, self.store.now() + wait, count_attempt=False)
 
     def _settle(
         self,
@@ -268,7 +288,7 @@ class GroupWorker:
             claimed.group,
             claimed.message.id,
             claimed.epoch,
-            time.time(),
+            self.store.now(),
             status,
             due_at,
             error,

@@ -119,7 +119,7 @@ class Messaging:
 
     def _start_one(self, consumer: Consumer) -> None:
         store = self._store()
-        store.register_group(consumer.group, consumer.topic, time.time())
+        store.register_group(consumer.group, consumer.topic, store.now())
         assert self._owner is not None
         worker = GroupWorker(
             consumer,
@@ -166,8 +166,10 @@ class Messaging:
         conn: Any,
     ) -> str:
         """Publish one message, in its own transaction or in the caller's (`conn`)."""
-        message = new_message(topic, payload, key=key, delay=delay, dedup_id=dedup_id)
         store = self._store()
+        message = new_message(
+            topic, payload, key=key, delay=delay, dedup_id=dedup_id, now=store.now()
+        )
         if conn is None:
             store.publish([message])
         else:
@@ -193,7 +195,8 @@ class Messaging:
     def redrive(self, group: str, ids: list[str] | None) -> int:
         """Move dead letters of `group` back to it; return how many moved."""
         self._known_group(group)
-        moved = self._store().redrive_dead_letters(group, ids, time.time())
+        store = self._store()
+        moved = store.redrive_dead_letters(group, ids, store.now())
         self._wake_all()
         return moved
 

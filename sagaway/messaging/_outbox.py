@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import uuid
 from typing import Any
 
+from sagaway import _clock
 from sagaway._ids import time_ordered_id
 from sagaway.errors import ConfigurationError, SerializationError
 from sagaway.store.messages import NewMessage
@@ -65,7 +65,7 @@ def new_message(
             f"the payload of a message to {topic!r} cannot be stored as JSON ({exc}): publish "
             "plain data — dict, list, str, int, float, bool, None"
         ) from None
-    published = time.time() if now is None else now
+    published = _clock.wall() if now is None else now
     return NewMessage(
         id=message_id(origin),
         topic=topic,

@@ -67,8 +67,8 @@ def open_store(
             from sagaway.store.postgres import PostgresStore
         except ImportError as exc:
             raise StoreUnavailable(
-                f"{scheme}:// stores need PostgreSQL support, which is not installed ({exc}): "
-                "pip install 'sagaway[postgres]'"
+                f"{scheme}:// stores need PostgreSQL support, which is not installed "
+                f"(no module named {exc.name!r}): pip install 'sagaway[postgres]'"
             ) from None
         return PostgresStore(url, create=create, read_only=read_only, **options)
     raise ConfigurationError(

@@ -5,6 +5,8 @@ transaction, so the notification goes out exactly when the write commits. `WakeL
 keeps one connection in LISTEN and calls its subscribers on every notification. A
 notification sent while the listener was disconnected is lost, so subscribers are also
 called after every (re)connection; a worker's poll is then only the fallback for the gap.
+A lost LISTEN connection is replaced at once, then with backoff; failing to connect is the
+store's outage (`_outage`), said once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from collections.abc import Callable
 
 import psycopg
 
+from sagaway.store._outage import Outage
+
 __all__ = ["WakeListener"]
 
 log = logging.getLogger("sagaway")
@@ -29,8 +33,9 @@ class WakeListener:
     """Calls subscribers whenever a notification arrives on `channel` (and after each
     reconnection). Uses exactly one connection, opened by its own thread."""
 
-    def __init__(self, conninfo: str, channel: str, where: str) -> None:
+    def __init__(self, conninfo: str, channel: str, where: str, outage: Outage) -> None:
         self._conninfo = conninfo
+        self._outage = outage
         self._listen_sql = f'LISTEN "{channel}"'
         self._where = where
         self._subscribers: dict[int, Callable[[], None]] = {}
@@ -79,39 +84,29 @@ class WakeListener:
 
     def _loop(self) -> None:
         delay = _RETRY_FIRST
-        warned = False
         while not self._stopping:
             try:
                 conn = psycopg.connect(self._conninfo, autocommit=True)
             except psycopg.Error as exc:
-                if not warned:
-                    log.warning(
-                        "sagaway: cannot LISTEN on PostgreSQL at %s (%s); workers poll "
-                        "until it is back",
-                        self._where,
-                        str(exc).strip(),
-                    )
-                    warned = True
+                self._outage.failed(" ".join(str(exc).split()))  # workers poll meanwhile
                 if self._pause(delay):
                     return
                 delay = min(_RETRY_MAX, delay * 2)
                 continue
             try:
                 conn.execute(self._listen_sql)
-                if warned:
-                    log.warning("sagaway: listening on PostgreSQL at %s again", self._where)
-                delay, warned = _RETRY_FIRST, False
+                delay = _RETRY_FIRST
                 self.connected.set()
+                self._outage.ok()
                 self._fire()  # whatever was sent while we were away
                 self._drain(conn)
             except psycopg.Error as exc:
                 if not self._stopping:
-                    log.warning(
+                    log.info(
                         "sagaway: lost the LISTEN connection to %s (%s); reconnecting",
                         self._where,
-                        str(exc).strip(),
+                        " ".join(str(exc).split()),
                     )
-                    warned = True
             finally:
                 self.connected.clear()
                 conn.close()

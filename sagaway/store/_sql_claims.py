@@ -35,10 +35,14 @@ class ClaimStatements(SqlCore):
     """Claims, checkpoints and leases."""
 
     # --- workers -------------------------------------------------------------------------
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claim]:
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, takeover: bool = True
+    ) -> list[Claim]:
+        unowned = "" if takeover else "AND owner IS NULL "
+
         def work(cur: Cursorish) -> list[tuple[RunRecord, str | None]]:
             due = cur.all(
-                "SELECT id, owner FROM sagaway_runs WHERE due_at <= ? "
+                f"SELECT id, owner FROM sagaway_runs WHERE due_at <= ? {unowned}"
                 f"ORDER BY due_at LIMIT ? {self.lock_clause}",
                 (now, limit),
             )

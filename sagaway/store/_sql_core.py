@@ -75,7 +75,7 @@ Row = tuple[Any, ...]
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
     "epoch, wait_name, wait_position, wait_deadline, pivot_passed, cancel_requested, result, "
-    "error, recoveries"
+    "error, recoveries, parent_id"
 )
 JOURNAL_COLUMNS = (
     "position, phase, kind, name, status, args, result, error, attempts, started_at, "
@@ -268,9 +268,11 @@ class SqlCore(Store):
             try:
                 with self._write_transaction() as conn:
                     cur = Cursorish(conn, self._convert)
-                    outcomes.append((True, work(cur)))
+                    value = work(cur)
                     if cur.woke:
                         self._announce(cur)
+                # Only once committed: a commit that fails is this write's one outcome.
+                outcomes.append((True, value))
             except Exception as exc:
                 outcomes.append((False, exc))
         return outcomes

@@ -301,13 +301,16 @@ class RunStatements(SqlCore):
             # Selected and deleted in one write transaction (PostgreSQL: the rows locked;
             # signal, cancel and redrive lock the run too), so a run redriven meanwhile is
             # either redriven first and kept, or gone with everything about it. Rows another
-            # pruner holds are skipped (the claim's clause): it deletes them.
+            # pruner holds are skipped (the claim's clause): it deletes them. Children stay
+            # while their parent has not settled: its map or unwinding still reads them.
             ids = [
                 row[0]
                 for row in cur.all(
-                    f"SELECT id FROM sagaway_runs WHERE status IN ({marks(wanted)}) "
-                    f"AND updated_at < ? LIMIT {batch} {self.lock_clause}",
-                    (*wanted, ended_before),
+                    f"SELECT id FROM sagaway_runs r WHERE status IN ({marks(wanted)}) "
+                    "AND updated_at < ? AND (parent_id IS NULL OR NOT EXISTS (SELECT 1 FROM "
+                    "sagaway_runs p WHERE p.id = r.parent_id AND p.status NOT IN "
+                    f"({marks(SETTLED)}))) LIMIT {batch} {self.lock_clause}",
+                    (*wanted, ended_before, *SETTLED),
                 )
             ]
             if ids:

@@ -10,16 +10,20 @@ commit) and release each caller only after that transaction is durable.
 from __future__ import annotations
 
 import json
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum, StrEnum
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple
 
 from sagaway.store.access import AccessStore
 from sagaway.store.browse import RunBrowser
+from sagaway.store.clock import StoreClock
+from sagaway.store.fanout import FanoutStore
 from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
+from sagaway.store.metrics import MetricBucket, MetricStore
+from sagaway.store.shared_state import SharedStateStore
 
 __all__ = [
     "COMPENSATION",
@@ -47,8 +51,6 @@ __all__ = [
     "Store",
     "Wait",
 ]
-
-V = TypeVar("V")
 
 
 class RunStatus(StrEnum):
@@ -102,11 +104,13 @@ COMPENSATION: Final = Phase.COMPENSATION
 
 
 class EntryStatus(StrEnum):
-    """How a journal entry ended: `ok`, `failed`, or (for waits) `timeout`."""
+    """How a journal entry ended: `ok`, `failed`, or (for waits) `timeout`; a fan-out (map,
+    gather, child) still under way is `running`."""
 
     OK = "ok"
     FAILED = "failed"
     TIMEOUT = "timeout"
+    RUNNING = "running"
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,7 @@ class RunRecord:
     result: str | None = None
     error: str | None = None
     recoveries: int = 0
+    parent_id: str | None = None  # the run whose ctx.map or ctx.child started this one
 
 
 @dataclass(frozen=True)
@@ -267,6 +272,48 @@ class JournalEntry(NamedTuple):
         return cls(
             position, COMPENSATION, "compensation", name, status, None, result, error,
             attempts, started_at, finished_at,
+        )  # fmt: skip
+
+    @classmethod
+    def fanout(
+        cls,
+        position: int,
+        kind: str,
+        name: str,
+        status: EntryStatus,
+        *,
+        progress: str,
+        error: str | None = None,
+        started_at: float,
+        finished_at: float,
+        digest: str | None,
+    ) -> JournalEntry:
+        """The own entry of a map, gather or child call (kind `map`, `gather`, `children`):
+        `running` with its `progress` (JSON counts) while under way, then how it ended."""
+        return cls(
+            position, FORWARD, kind, name, status, None, progress, error, 1, started_at,
+            finished_at, digest,
+        )  # fmt: skip
+
+    @classmethod
+    def child(
+        cls,
+        position: int,
+        saga: str,
+        *,
+        ok: bool,
+        ref: str,
+        result: str | None,
+        error: str | None,
+        started_at: float,
+        finished_at: float,
+    ) -> JournalEntry:
+        """A branch that is a child run of `saga`, which succeeded (`ok`, with its `result`)
+        or ended otherwise (with its `error`); `ref` (JSON) names the run and its status."""
+        status = EntryStatus.OK if ok else EntryStatus.FAILED
+        return cls(
+            position, FORWARD, "child", saga, status, ref, result, error, 1, started_at,
+            finished_at,
         )  # fmt: skip
 
     @classmethod
@@ -375,59 +422,19 @@ class Claim:
     taken_over_from: str | None = None
 
 
-class SharedStateStore(ABC):
-    """Breaker states and token buckets shared by every worker process of a store
-    (`app.shared_breakers`, `app.shared_rate_limits`)."""
-
-    @abstractmethod
-    def read_shared(self, kind: str, name: str) -> tuple[Any, ...] | None:
-        """The stored row of a shared breaker (`kind` "breaker": state, until, version) or
-        token bucket (`kind` "limiter": tokens, stamp), or None."""
-
-    @abstractmethod
-    def publish_breaker(
-        self, name: str, state: str, until: float, expected_version: int
-    ) -> tuple[str, float, int]:
-        """Compare-and-set a breaker's shared state; return what is stored afterwards."""
-
-    @abstractmethod
-    def update_bucket(
-        self,
-        name: str,
-        change: Callable[[tuple[float, float] | None], tuple[tuple[float, float], V]],
-    ) -> V:
-        """Atomically read a token bucket's (tokens, stamp) — None if never used — call
-        `change(level) -> (new_level, value)`, store `new_level`, and return `value`."""
-
-
-# One minute of one metric series: (name, labels, minute, count, total, low, high).
-MetricBucket = tuple[str, str, int, int, float, float, float]
-
-
-class MetricStore(ABC):
-    """The engine's per-minute metric buckets, added to by every process of a store."""
-
-    @abstractmethod
-    def add_metrics(self, rows: Sequence[MetricBucket]) -> None:
-        """Fold (name, labels, minute, count, total, low, high) into per-minute buckets."""
-
-    @abstractmethod
-    def prune_metrics(self, before_minute: int, stop: Callable[[], bool] | None = None) -> int:
-        """Delete the buckets of minutes before `before_minute`, a day of minutes per
-        transaction, until done or `stop()` is true; return how many went."""
-
-    @abstractmethod
-    def metric_totals(self) -> list[tuple[str, str, int, float]]:
-        """(name, labels, count, sum) over every stored bucket."""
-
-    @abstractmethod
-    def metric_rows(self, name: str | None = None, since_minute: int = 0) -> list[MetricBucket]:
-        """Stored buckets, oldest first: (name, labels, minute, count, total, low, high)."""
-
-
-class Store(SharedStateStore, MetricStore, MessageStore, AccessStore, ForkStore, RunBrowser):
-    """Persistence of runs, journals, signals and events, plus the shared state and metric
-    buckets of their own contracts. Thread-safe."""
+class Store(
+    SharedStateStore,
+    MetricStore,
+    MessageStore,
+    AccessStore,
+    ForkStore,
+    RunBrowser,
+    FanoutStore,
+    StoreClock,
+):
+    """Persistence of runs, journals, signals and events, plus the shared state, metric
+    buckets, messages, access, forks, run lists, child runs and the database's clock of
+    their own contracts. Thread-safe."""
 
     url: str
 
@@ -502,8 +509,11 @@ class Store(SharedStateStore, MetricStore, MessageStore, AccessStore, ForkStore,
 
     # --- workers -------------------------------------------------------------------------
     @abstractmethod
-    def claim(self, owner: str, limit: int, now: float, lease_until: float) -> list[Claim]:
-        """Lease up to `limit` due runs to `owner`, bumping each run's epoch."""
+    def claim(
+        self, owner: str, limit: int, now: float, lease_until: float, takeover: bool = True
+    ) -> list[Claim]:
+        """Lease up to `limit` due runs to `owner`, bumping each run's epoch. Without
+        `takeover`, runs whose lease ran out (they have an owner) are left alone."""
 
     @abstractmethod
     def checkpoint(self, cp: Checkpoint) -> bool:

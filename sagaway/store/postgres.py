@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import re
 import select
 import threading
@@ -28,16 +29,22 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-import psycopg
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
-
 from sagaway.errors import (
     ConfigurationError,
     ConnectionBudgetExhausted,
+    MissingExtra,
     SagawayError,
     StoreUnavailable,
 )
+
+try:
+    import psycopg
+    from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+except ImportError as exc:
+    raise MissingExtra("postgres", "PostgreSQL support", exc) from None
 from sagaway.store import migrations
+from sagaway.store._outage import Outage
+from sagaway.store._postgres_clock import ServerClock
 from sagaway.store._postgres_messages import PostgresMessages, publish_clauses
 from sagaway.store._postgres_notify import WakeListener
 from sagaway.store._postgres_url import PostgresSettings, parse_url
@@ -65,6 +72,48 @@ R = TypeVar("R")
 def _one_line(error: BaseException) -> str:
     """The driver's message on one line (libpq's span several, with tabs)."""
     return " ".join(str(error).split())
+
+
+class _SagawayConnection(psycopg.Connection):
+    """The connections of sagaway's pools (each store tracks its own: `_tracked_connection`)."""
+
+
+class _QuietPool(logging.Filter):
+    """psycopg_pool warns at every failed attempt to (re)connect and every dead connection
+    it discards, psycopg at every pipeline cut off; for sagaway's connections the store's
+    `Outage` says it once instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        what = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if isinstance(what, _SagawayConnection):
+            return False
+        if isinstance(getattr(what, "_conn", None), _SagawayConnection):
+            return False  # a pipeline of ours, cut off: the error is raised to the store too
+        return not (
+            isinstance(what, str)
+            and what.startswith("sagaway-")
+            and record.msg.startswith("error connecting in")
+        )
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietPool())
+logging.getLogger("psycopg").addFilter(_QuietPool())
+
+
+def _tracked_connection(outage: Outage) -> type[psycopg.Connection]:
+    """A connection class whose failures to connect tell `outage` (the pool connects in
+    its own threads, with backoff: this is how the store learns that the server is gone)."""
+
+    class TrackedConnection(_SagawayConnection):
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().connect(*args, **kwargs)
+            except psycopg.Error as exc:
+                outage.failed(_one_line(exc))
+                raise
+
+    return TrackedConnection
 
 
 class _Session:
@@ -124,9 +173,12 @@ class PostgresStore(PostgresMessages, SqlStore):
         self._listener: WakeListener | None = None
         self._listener_lock = threading.Lock()
         self.read_only = read_only
+        self._clock = ServerClock(f"PostgreSQL at {self.settings.where}")
         self._server, self._synchronous = self._migrate(create and not read_only)
+        self._outage = Outage(f"PostgreSQL at {self.settings.where}")
         self._pool: ConnectionPool = ConnectionPool(
             self.settings.conninfo,
+            connection_class=_tracked_connection(self._outage),
             kwargs={"autocommit": True},
             min_size=1,
             max_size=self.settings.pool_size,
@@ -138,6 +190,7 @@ class PostgresStore(PostgresMessages, SqlStore):
         self._notify_sql = f'NOTIFY "{self.settings.channel}"'
         self.wake_channel = self.settings.channel
         super().__init__()
+        self._clock.keep_in_sync(lambda sql: self._read(lambda cur: cur.only(sql)[0]))
 
     @property
     def description(self) -> str:
@@ -179,6 +232,7 @@ class PostgresStore(PostgresMessages, SqlStore):
                 ) from None
             shown = conn.execute("SHOW synchronous_commit").fetchone()
             synchronous = "?" if shown is None else shown[0]
+            self._clock.sync(lambda sql: Cursorish(conn, self._convert).only(sql)[0], first=True)
             return conn.info.parameter_status("server_version") or "?", synchronous
 
     def _migrate_in(self, conn: psycopg.Connection, create: bool, where: str) -> None:
@@ -201,6 +255,10 @@ class PostgresStore(PostgresMessages, SqlStore):
             migrations.check(conn, "postgres", where)
         else:
             migrations.apply(conn, "postgres", where, "%s", create=create)
+
+    def now(self) -> float:
+        """Seconds since the epoch by the server's clock (`_postgres_clock`)."""
+        return self._clock.now()
 
     def schema_version(self) -> int:
         """The schema version recorded in the store's schema."""
@@ -247,6 +305,12 @@ class PostgresStore(PostgresMessages, SqlStore):
     def _pool_timeout_error(self, waited: float) -> StoreUnavailable:
         s = self.settings
         stats = self._pool.get_stats()
+        if self._outage.since is not None:  # the pool's attempts to connect are failing
+            return self._unavailable(
+                f"no connection to PostgreSQL at {s.where} within {waited:g} s: "
+                f"{self._outage.cause} (sagaway keeps trying)",
+                self._outage.cause,
+            )
         if stats.get("pool_size", 0) >= s.pool_size:
             return ConnectionBudgetExhausted(
                 f"all {s.pool_size} connections of sagaway's pool to {s.where} stayed busy "
@@ -261,6 +325,8 @@ class PostgresStore(PostgresMessages, SqlStore):
         )
 
     def _release_connection(self, conn: psycopg.Connection) -> None:
+        if not conn.closed:  # it was used and answered: the database is there
+            self._outage.ok()
         try:
             self._pool.putconn(conn)
         except PoolClosed:
@@ -280,9 +346,10 @@ class PostgresStore(PostgresMessages, SqlStore):
             conn.close()
             self._release_connection(conn)  # the pool replaces closed connections
             if not self._pause_before_retry(attempt, deadline):
-                raise StoreUnavailable(
+                raise self._unavailable(
                     f"lost the connection to PostgreSQL at {self.settings.where}, and no "
-                    f"live one came back within {self.settings.pool_timeout:g} s"
+                    f"live one came back within {self.settings.pool_timeout:g} s",
+                    "connections closed by the server",
                 )
         raise AssertionError("unreachable")
 
@@ -299,11 +366,18 @@ class PostgresStore(PostgresMessages, SqlStore):
             except psycopg.OperationalError as exc:
                 self._release_connection(conn)  # the pool drops it if broken
                 if not self._pause_before_retry(attempt, deadline):
-                    raise StoreUnavailable(
+                    raise self._unavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where}: "
-                        f"{_one_line(exc)}"
+                        f"{_one_line(exc)}",
+                        _one_line(exc),
                     ) from None
         raise AssertionError("unreachable")
+
+    def _unavailable(self, message: str, cause: str) -> StoreUnavailable:
+        """The error of a call that found no working connection within `pool_timeout`;
+        the outage is logged once."""
+        self._outage.failed(cause)
+        return StoreUnavailable(message)
 
     @staticmethod
     def _pause_before_retry(attempt: int, deadline: float) -> bool:
@@ -376,9 +450,10 @@ class PostgresStore(PostgresMessages, SqlStore):
                         f"writing: the write may or may not have been applied ({_one_line(exc)})"
                     )
                 if not self._pause_before_retry(attempt, deadline):
-                    return False, StoreUnavailable(
+                    return False, self._unavailable(
                         f"lost the connection to PostgreSQL at {self.settings.where}: "
-                        f"{_one_line(exc)}"
+                        f"{_one_line(exc)}",
+                        _one_line(exc),
                     )
                 continue
             except psycopg.Error as exc:
@@ -413,9 +488,10 @@ class PostgresStore(PostgresMessages, SqlStore):
                 return super()._read(work)
             except _Disconnected as lost:
                 if not self._pause_before_retry(attempt, deadline):
-                    raise StoreUnavailable(
-                        f"lost the connection to PostgreSQL at {self.settings.where}: "
-                        f"{str(lost.__cause__).strip()}"
+                    cause = _one_line(lost.__cause__ or lost)
+                    raise self._unavailable(
+                        f"lost the connection to PostgreSQL at {self.settings.where}: {cause}",
+                        cause,
                     ) from None
         raise AssertionError("unreachable")
 
@@ -502,7 +578,10 @@ class PostgresStore(PostgresMessages, SqlStore):
         with self._listener_lock:
             if self._listener is None:
                 listener = WakeListener(
-                    self.settings.conninfo, self.settings.channel, self.settings.where
+                    self.settings.conninfo,
+                    self.settings.channel,
+                    self.settings.where,
+                    self._outage,
                 )
                 listener.start()
                 self._listener = listener
@@ -515,6 +594,7 @@ class PostgresStore(PostgresMessages, SqlStore):
             return
         self._group.close()
         self._closed = True
+        self._clock.stop()
         if self._listener is not None:
             self._listener.stop()
         self._pool.close(timeout=5.0)

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from sagaway.errors import ConfigurationError, StoreUnavailable
 from sagaway.store import migrations
+from sagaway.store._outage import Outage
 from sagaway.store._sql import SqlStore
 from sagaway.store._sql_core import Cursorish
 from sagaway.store._sql_messages import insert_messages
@@ -32,6 +33,27 @@ __all__ = ["SqliteStore"]
 log = logging.getLogger("sagaway")
 
 SYNCHRONOUS = ("FULL", "NORMAL", "EXTRA")
+
+
+# What to do about errors that make the file unusable until something outside changes:
+# they become StoreUnavailable (the engine hands runs back and retries), said once.
+_UNAVAILABLE = {
+    "SQLITE_FULL": "free space on the disk that holds it",
+    "SQLITE_IOERR": "the disk failed to read or write: check it, and the free space on it",
+    "SQLITE_READONLY": "make the file, and the folder that holds it, writable for this process",
+    "SQLITE_CANTOPEN": "check that the file and the folder that holds it can be opened",
+}
+
+
+def _unusable(exc: BaseException) -> str | None:
+    """What to do, when `exc` is one of the errors above; else None."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return None
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    for prefix, hint in _UNAVAILABLE.items():
+        if name.startswith(prefix):
+            return hint
+    return None
 
 
 # RETURNING arrived in SQLite 3.35.
@@ -106,6 +128,7 @@ class SqliteStore(SqlStore):
         self._reading = 0
         self._closed = False
         self._writer: sqlite3.Connection | None = None
+        self._outage = Outage(f"SQLite at {path}")
         if read_only or not create:
             # Looked at through a read-only connection first: a file of another application
             # is refused before anything (even the switch to WAL) is written to it.
@@ -211,18 +234,38 @@ class SqliteStore(SqlStore):
             )
         insert_messages(Cursorish(connection, self._convert), messages)
 
+    def _unavailable(self, exc: BaseException) -> BaseException:
+        """`exc`, or the StoreUnavailable it means (a full disk, say), logged once."""
+        hint = _unusable(exc)
+        if hint is None:
+            return exc
+        cause = f"{exc} ({exc.sqlite_errorname})"  # type: ignore[attr-defined]
+        self._outage.failed(cause)
+        return StoreUnavailable(
+            f"cannot write to the SQLite database {self.path!r}: {cause}: {hint} (workers "
+            "keep trying; runs resume once it can be written again)"
+        )
+
     @contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._writer
         assert conn is not None, "SqlStore._write refuses writes to a read-only store"
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite may have rolled back already (I/O error)
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back already (I/O error)
+                    with suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            error = self._unavailable(exc)
+            if error is exc:
+                raise
+            raise error from exc
+        self._outage.ok()
 
     @contextmanager
     def _read_connection(self) -> Iterator[sqlite3.Connection]:

@@ -14,7 +14,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sagaway.errors import ConfigurationError
+from sagaway.errors import ConfigurationError, MissingExtra
 from sagaway.messaging._message import Message
 from sagaway.resilience.retry import Retry
 
@@ -153,12 +153,9 @@ def relay_to(
     return name
 
 
-def missing_extra(client: str, exc: ImportError) -> ConfigurationError:
+def missing_extra(client: str, exc: ImportError) -> MissingExtra:
     """The one-line error of a bridge whose broker client is not installed."""
-    return ConfigurationError(
-        f"the {client} bridge needs its client library, which is not installed ({exc}): "
-        "pip install 'sagaway[brokers]'"
-    )
+    return MissingExtra("brokers", f"the {client} bridge", exc)
 
 
 def header_text(value: Any) -> str | None:
