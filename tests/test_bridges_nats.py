@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sagaway import ConfigurationError
+from sagaway.errors import MissingExtra
 from sagaway.messaging.bridges import JetStreamRelay, JetStreamSource, consume_from, relay_to
 from tests.brokers import (
     NATS_URL,
@@ -126,9 +126,9 @@ def test_a_lost_inbound_ack_is_redelivered_by_jetstream_and_stored_once(make_app
 
 def test_missing_client_library_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "nats", None)
-    with pytest.raises(ConfigurationError, match=r"pip install 'sagaway\[brokers\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'sagaway\[brokers\]'"):
         JetStreamRelay()
-    with pytest.raises(ConfigurationError, match=r"pip install 'sagaway\[brokers\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'sagaway\[brokers\]'"):
         JetStreamSource(stream="S", durable="d")
 
 

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from sagaway import ConfigurationError, Retry
+from sagaway import Retry
+from sagaway.errors import MissingExtra
 from sagaway.messaging.bridges import RabbitMQRelay, RabbitMQSource, consume_from, relay_to
 from tests.brokers import (
     PATIENT,
@@ -169,9 +170,9 @@ def test_an_undecodable_message_is_rejected_at_the_broker_not_retried(make_app):
 
 def test_missing_client_library_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "aio_pika", None)
-    with pytest.raises(ConfigurationError, match=r"pip install 'sagaway\[brokers\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'sagaway\[brokers\]'"):
         RabbitMQRelay()
-    with pytest.raises(ConfigurationError, match=r"pip install 'sagaway\[brokers\]'"):
+    with pytest.raises(MissingExtra, match=r"pip install 'sagaway\[brokers\]'"):
         RabbitMQSource(queue="q")
 
 
