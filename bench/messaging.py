@@ -43,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _child  # one measurement in a fresh process, next to this file
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = os.environ.get("SAGAWAY_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 CONSUMERS = 4
@@ -430,17 +432,7 @@ async def _procrastinate_produce(conninfo: str, n: int, rate: float | None) -> N
 
 # --- the parent ----------------------------------------------------------------------------
 def run_child(*args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"benchmark child {args} failed:\n{out.stdout}\n{out.stderr}")
-    return json.loads(lines[-1])
+    return _child.run_child(__file__, *args)
 
 
 CHILDREN: dict[str, Callable[[list[str]], dict]] = {
