@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="sagaway",
-        description="Durable sagas, resilience and SLO monitoring for Python services.",
+        description="Durable sagas, messaging, resilience and SLO monitoring for Python services, "
+        "with an HTTP API and dashboard.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
