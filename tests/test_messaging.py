@@ -488,3 +488,31 @@ def test_a_message_published_by_a_host_whose_clock_runs_ahead_is_not_held_back(m
         wait_for(lambda: seen, timeout=10, what="the message published ahead")
         time.sleep(0.3)
     assert [m.id for m in seen] == ["m-ahead"]
+
+
+def test_a_step_publishing_without_a_delay_publishes_a_message_without_a_delay(make_app):
+    # A checkpoint re-stamps a step's messages with the store's clock: a message without a
+    # delay must keep a delay of exactly 0 (else it would wait for its group until then).
+    from sagaway import _clock
+
+    app = make_app()
+
+    @app.step
+    def place():
+        current_step().publish("orders", {"n": 1})
+
+    @app.saga()
+    def checkout(ctx):
+        place()
+
+    real = _clock.wall
+    _clock.wall = lambda: real() + 3529.581  # readings whose sums round differently
+    try:
+        with app:
+            app.start(checkout).result(timeout=20)
+    finally:
+        _clock.wall = real
+    rows = app.store._read(
+        lambda cur: cur.all("SELECT published_at, available_at FROM sagaway_messages")
+    )
+    assert [row[0] == row[1] for row in rows] == [True]

@@ -64,7 +64,11 @@ class RunWriter:
         now = self.store.now()
         self._messages.extend(
             dataclasses.replace(
-                m, published_at=now, available_at=now + m.available_at - m.published_at
+                # The delay in brackets: (now + available) - published is off by a rounding
+                # error, and would turn a message without a delay into one delayed.
+                m,
+                published_at=now,
+                available_at=now + (m.available_at - m.published_at),
             )
             for m in messages
         )
