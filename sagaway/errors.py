@@ -19,6 +19,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidInput",
     "InvalidRunState",
+    "InvariantViolated",
     "LeaseLost",
     "MapFailed",
     "MissingExtra",
@@ -29,6 +30,7 @@ __all__ = [
     "RemoteError",
     "ResilienceError",
     "RunNotFound",
+    "RunStuck",
     "SagaCancelled",
     "SagaCompensated",
     "SagaFailed",
@@ -231,6 +233,22 @@ def _rebuild(
     error.args = args
     error.__dict__.update(state)
     return error
+
+
+class RunStuck(SagawayError, TimeoutError):
+    """Under `sagaway.testing.virtual_time`, a run awaited with `result()` cannot end: it
+    waits for a signal (or another run) and no timer is due. The message names what it waits
+    for; send the signal before awaiting the result."""
+
+
+class InvariantViolated(SagawayError, AssertionError):
+    """`sagaway.testing.explore` found a crash point after which the invariant does not hold.
+    `point` is that crash point and `exploration` every point explored."""
+
+    def __init__(self, message: str, point: Any, exploration: Any) -> None:
+        super().__init__(message)
+        self.point = point
+        self.exploration = exploration
 
 
 class ResilienceError(SagawayError):

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sagaway.engine import _crashpoints as crashpoints
 from sagaway.engine import _serde as serde
 from sagaway.engine._branches import position_label
 from sagaway.engine._checkpoint import RunWriter
@@ -123,6 +124,8 @@ class Attempts:
                         name,
                         type(exc).__name__,
                     )
+                if crashpoints.probe is not None:
+                    crashpoints.probe.after_try(self.run.saga, name, tries, compensating, False)
                 if permit is not None:
                     permit.record_failure(exc, time.monotonic() - started)
                 if guards is not None and isinstance(exc, Rejected) and exc.retry_after:
@@ -151,6 +154,8 @@ class Attempts:
             finally:
                 if guarded and guards is not None and guards.bulkhead is not None:
                     guards.bulkhead.release()
+            if crashpoints.probe is not None:
+                crashpoints.probe.after_try(self.run.saga, name, tries, compensating, True)
             if permit is not None:
                 permit.record_success(time.monotonic() - started)
             body.retry.record_success()

@@ -15,6 +15,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sagaway import _clock
 from sagaway.engine import _serde as serde
 from sagaway.engine._attempts import Attempts
 from sagaway.engine._checkpoint import RunWriter
@@ -336,5 +337,5 @@ class RunExecution:
             self.writer.flush(RunUpdate(clear_cancel=True))
 
     def _pause(self, seconds: float) -> None:
-        if self.stopping.wait(seconds):
+        if _clock.pause(self.stopping, seconds):
             raise Abandon(True)

@@ -123,6 +123,8 @@ class App(MessagingSurface):
         )
         self._invoker = StepInvoker(self.metrics)
         self._completions = Completions()
+        # Set by sagaway.testing.virtual_time: `Run.result` drives the runs on virtual time.
+        self._drive_result: Callable[[Run, float | None], Any] | None = None
         self._messaging = Messaging(
             lambda: self.store, self._invoker, self.metrics, lease, poll_interval
         )
@@ -425,21 +427,29 @@ class App(MessagingSurface):
         return [Run(self, child.run) for child in found]
 
     # --- workers -------------------------------------------------------------------------------
+    def runtime(self) -> Runtime:
+        """What the executions of this App's runs need (its worker's, or a test driver's)."""
+        return Runtime(
+            store=self.store,  # open before threads start
+            sagas=MappingProxyType(self.sagas),
+            steps=MappingProxyType(self.steps),
+            metrics=self.metrics,
+            invoker=self._invoker,
+            completions=self._completions,
+            wake=lambda: self.worker.wake() if self.worker is not None else None,
+        )
+
     def launch(self, concurrency: int | None = None) -> Worker:
         """Start an in-process worker: runs of this store are executed by this process's
         threads, and runs of dead workers are taken over. Idempotent."""
-        if self.worker is None:
-            runtime = Runtime(
-                store=self.store,  # open before threads start
-                sagas=MappingProxyType(self.sagas),
-                steps=MappingProxyType(self.steps),
-                metrics=self.metrics,
-                invoker=self._invoker,
-                completions=self._completions,
-                wake=lambda: self.worker.wake() if self.worker is not None else None,
+        if self._drive_result is not None:
+            raise ConfigurationError(
+                "app.launch() inside sagaway.testing.virtual_time(app): the virtual clock "
+                "executes the runs itself; leave out `with app:` / app.launch() there"
             )
+        if self.worker is None:
             worker = Worker(
-                runtime,
+                self.runtime(),
                 concurrency=concurrency or self.concurrency,
                 lease=self.lease,
                 poll_interval=self.poll_interval,
