@@ -227,7 +227,7 @@ class StepFanout:
         self.cancelled = False
         self.unwritten = False
         self.position = -1
-        self.started_at = self.execution._clock()
+        self.started_at = 0.0  # by the store's clock, once the fan-out runs (not dry)
         self.finishing = False  # only the branches a crash interrupted run (see _replay)
         self.failed = 0  # failures seen by the branch threads (under `state`)
 
@@ -243,8 +243,8 @@ class StepFanout:
         if dry(self.execution):
             raise Suspend(None, None)
         self.shared = _SharedWriter(self.execution.writer, self.lock)
+        self.started_at = self.execution._clock()
         if marker is None:
-            self.started_at = self.execution._clock()
             self._mark(EntryStatus.RUNNING, digest=digest)
         self.execution._before_effect()  # the marker and all before it durable; cancel stops
         self._loop()
