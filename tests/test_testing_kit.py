@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 
@@ -415,3 +416,47 @@ def test_the_crash_probe_is_idle_outside_explore_and_the_clock_real():
     assert _clock.wall is time.time and _clock.pause is ORIGINAL_PAUSE
     stop = threading.Event()
     assert _clock.pause(stop, 0.0) is False
+
+
+def test_explore_crashes_child_runs_and_fan_outs_too(tmp_path):
+    app = App(f"sqlite:///{tmp_path}/user.db")
+    synced: dict[str, int] = {}
+
+    @app.step()
+    def sync(tenant: int) -> int:
+        synced.setdefault(current_step().idempotency_key, tenant)
+        return tenant
+
+    @app.saga()
+    def tenant_sync(ctx, tenant: int) -> int:
+        return sync(tenant)
+
+    @app.saga()
+    def nightly(ctx) -> int:
+        inline = ctx.map(sync, [1, 2])
+        children = ctx.map(tenant_sync, [3, 4])
+        return sum(inline) + sum(children)
+
+    def setup() -> dict[str, int]:
+        synced.clear()
+        return synced
+
+    def each_synced_once(run, synced: dict[str, int]) -> None:
+        assert run.result() == 10
+        assert sorted(synced.values()) == [1, 2, 3, 4]
+
+    exploration = explore(nightly, (), each_synced_once, app=app, setup=setup)
+    described = [p.description for p in exploration.points]
+    # The map writes its branches' completions in batches, as they come back.
+    assert any(
+        re.fullmatch(
+            r"crash after the write that recorded step 'sync' done( x2)? and map 'sync' under way",
+            told,
+        )
+        for told in described
+    )
+    assert (
+        "crash after step 'sync' ran but before its completion was recorded (attempt 1) "
+        "in a run of saga 'tenant_sync'" in described
+    )
+    assert "crash after the write that recorded the run waiting for its child runs" in described

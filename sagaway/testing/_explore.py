@@ -24,12 +24,23 @@ from typing import Any
 
 from sagaway.engine import _crashpoints as crashpoints
 from sagaway.engine._control import Abandon
+from sagaway.engine._parking import parked_step
 from sagaway.engine.app import App
 from sagaway.engine.definitions import SagaDefinition
 from sagaway.engine.run import Run
 from sagaway.errors import ConfigurationError, InvariantViolated, RunStuck, SagaOutcome
 from sagaway.store import open_store
-from sagaway.store.base import COMPENSATION, TERMINAL, Checkpoint, EntryStatus, RunStatus
+from sagaway.store.base import (
+    COMPENSATION,
+    TERMINAL,
+    Checkpoint,
+    EntryStatus,
+    JournalEntry,
+    RunStatus,
+    RunUpdate,
+    Wait,
+)
+from sagaway.store.fanout import CHILD_WAIT
 from sagaway.testing._virtual import virtual_time
 
 __all__ = ["CrashPoint", "Exploration", "explore"]
@@ -271,23 +282,51 @@ class _Probe:
 
 
 def _written(checkpoint: Checkpoint) -> str:
-    """What a committed checkpoint recorded, in words."""
-    parts = []
+    """What a committed checkpoint recorded, in words ("step 'charge' done and the run
+    succeeded"); a fan-out's branches written together are counted ("step 'sync' done x3")."""
+    counts: dict[str, int] = {}
     for entry in checkpoint.entries:
-        if entry.phase == COMPENSATION:
-            done = "done" if entry.status == EntryStatus.OK else "failed"
-            parts.append(f"the compensation of step {entry.name!r} {done}")
-        elif entry.kind == "step":
-            done = "done" if entry.status == EntryStatus.OK else "failed"
-            parts.append(f"step {entry.name!r} {done}")
-        elif entry.kind == "wait":
-            taken = "taken" if entry.status == EntryStatus.OK else "timed out"
-            parts.append(f"signal {entry.name!r} {taken}")
-        else:
-            parts.append(f"{entry.kind} {entry.name!r} {entry.status}")
+        words = _entry_words(entry)
+        counts[words] = counts.get(words, 0) + 1
+    parts = [words if n == 1 else f"{words} x{n}" for words, n in counts.items()]
     update = checkpoint.update
     if update is not None and isinstance(update.status, RunStatus):
-        parts.append(f"the run {update.status}")
+        parts.append(_status_words(update))
     if not parts:
         parts.append("events" if checkpoint.events else "a lease renewal")
     return " and ".join(parts)
+
+
+def _entry_words(entry: JournalEntry) -> str:
+    status = {EntryStatus.OK: "done", EntryStatus.RUNNING: "under way"}.get(
+        entry.status, str(entry.status)
+    )
+    if entry.phase == COMPENSATION:
+        return f"the compensation of step {entry.name!r} {status}"
+    if entry.kind == "wait":
+        if entry.status == EntryStatus.OK:
+            return f"signal {entry.name!r} taken"
+        return f"the wait for signal {entry.name!r} timed out"
+    if entry.kind == "sleep":
+        return "a timer"
+    if entry.kind == "now":
+        return "a clock reading"
+    if entry.kind == "publish":
+        return f"a message to {entry.name!r}"
+    if entry.kind == "child":
+        return f"a child run of saga {entry.name!r} {status}"
+    return f"{entry.kind} {entry.name!r} {status}"  # a step, map, gather, children, patch
+
+
+def _status_words(update: RunUpdate) -> str:
+    wait = update.wait
+    if update.status != RunStatus.WAITING:
+        return f"the run {update.status}"
+    if not isinstance(wait, Wait):
+        return "the run sleeping"
+    if wait.name.startswith(CHILD_WAIT):
+        return "the run waiting for its child runs"
+    step = parked_step(wait.name)
+    if step is not None:
+        return f"the run parked at step {step!r}"
+    return f"the run waiting for signal {wait.name!r}"
