@@ -70,6 +70,8 @@ def test_a_signal_sent_after_ten_virtual_minutes_is_taken_before_the_timeout(tmp
     app, undone = checkout_app(f"sqlite:///{tmp_path}/kit.db")
     with virtual_time(app) as clock:
         run = app.start("checkout", "cart-2")
+        clock.run_until(lambda: run.status == "waiting")
+        assert clock.elapsed == 0  # the stock was reserved at once
         clock.advance(600)
         assert run.status == "waiting"
         assert run.record.wait_deadline == pytest.approx(clock() + 1200, abs=0.5)
@@ -208,7 +210,9 @@ def test_awaiting_a_run_that_waits_for_a_signal_forever_says_so(tmp_path):
 
 def test_virtual_time_refuses_a_running_worker_and_a_launch_inside(tmp_path):
     app = App(f"sqlite:///{tmp_path}/kit.db", lease=3.0)
-    with virtual_time(app):
+    with virtual_time(app) as clock:
+        with pytest.raises(ConfigurationError, match="virtual time only moves forward"):
+            clock.advance(-1)
         with pytest.raises(ConfigurationError, match="leave out `with app:`"):
             app.launch()
         with pytest.raises(ConfigurationError, match="one virtual clock at a time"):

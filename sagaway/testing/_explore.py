@@ -187,7 +187,7 @@ class _PointRunner:
                     first.signal(run.id, signal, payload)
                 crashpoints.probe = probe
                 try:
-                    clock.drive(lambda: probe.crashed is not None or _ended(first, run.id))
+                    clock.run_until(lambda: probe.crashed is not None or _ended(first, run.id))
                 except RunStuck:
                     pass  # it passed every crash point it can: judged as the baseline below
                 finally:

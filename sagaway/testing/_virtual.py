@@ -30,7 +30,7 @@ from sagaway.store.base import TERMINAL, RunRecord, RunStatus
 
 __all__ = ["VirtualClock", "virtual_time"]
 
-# Executions in one call with no time passing: beyond this, runs keep making each other
+# Executions at one virtual instant: beyond this, runs keep making themselves or each other
 # due at once (a loop that would never let time move on).
 MAX_EXECUTIONS = 10_000
 
@@ -49,6 +49,7 @@ class VirtualClock:
         self._owner = f"virtual-clock:{secrets.token_hex(4)}"
         self._stopping = threading.Event()  # never set: nothing stops a virtual execution
         self._runtime: Runtime | None = None
+        self._at_this_instant = 0  # executions since time last moved
         self.executions = 0
         """Executions of runs this clock made (a run's start, each wake-up, each recovery)."""
 
@@ -89,21 +90,26 @@ class VirtualClock:
     def _result(self, run: Run, timeout: float | None) -> Any:
         """`run.result()`: execute due runs, skipping time whenever nothing is due now, until
         the run ends. `timeout` bounds the real seconds this takes."""
-        self.drive(lambda: run.refresh().status in TERMINAL, timeout, run)
+        self.run_until(lambda: run.refresh().status in TERMINAL, timeout, run=run)
         record = run.record
         return run._outcome(record.status, record.result, record.error)
 
     # --- driving -------------------------------------------------------------------------------
-    def drive(
-        self, done: Callable[[], bool], timeout: float | None = None, run: Run | None = None
+    def run_until(
+        self,
+        condition: Callable[[], bool],
+        timeout: float | None = None,
+        *,
+        run: Run | None = None,
     ) -> None:
-        """Execute due runs, skipping time whenever nothing is due now, until `done()`.
-        Raises RunStuck when nothing is due any more (naming what `run` waits for), or
-        TimeoutError after `timeout` real seconds."""
+        """Execute due runs, skipping time whenever nothing is due now, until `condition()`
+        is true (e.g. `lambda: run.status == "waiting"`). Raises RunStuck when nothing is due
+        any more (naming what `run`, if given, waits for), or TimeoutError after `timeout`
+        real seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         store = self._app.store
         idle = 0
-        while not done():
+        while not condition():
             if self._execute_one():
                 idle = 0
             else:
@@ -120,14 +126,8 @@ class VirtualClock:
                 )
 
     def _execute_due(self) -> None:
-        count = 0
         while self._execute_one():
-            count += 1
-            if count > MAX_EXECUTIONS:
-                raise RunStuck(
-                    f"runs became due again {MAX_EXECUTIONS} times without virtual time "
-                    "passing: a run keeps being handed back (see the log for why)"
-                )
+            pass
 
     def _execute_one(self) -> bool:
         """Claim one run due now and execute it in this thread; False if none is due."""
@@ -143,6 +143,12 @@ class VirtualClock:
         claims = app.store.claim(self._owner, 1, now, now + app.lease, True)
         if not claims:
             return False
+        self._at_this_instant += 1
+        if self._at_this_instant > MAX_EXECUTIONS:
+            raise RunStuck(
+                f"{MAX_EXECUTIONS} executions at one virtual instant: a run keeps being handed "
+                "back due at once (see the log for why)"
+            )
         completion = self._runtime.completions.executing(claims[0])
         completion.take()
         execution = RunExecution(self._runtime, claims[0], app.lease, self._stopping)
@@ -152,7 +158,9 @@ class VirtualClock:
 
     def _move_to(self, moment: float) -> None:
         with self._lock:
-            self._now = max(self._now, moment)
+            if moment > self._now:
+                self._now = moment
+                self._at_this_instant = 0
 
 
 def _stuck(record: RunRecord | None) -> str:
