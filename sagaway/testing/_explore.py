@@ -203,6 +203,8 @@ class _PointRunner:
                 status = recovered.refresh().status
         finally:
             second.close()
+            for leftover in self.folder.glob(f"{path.name}*"):  # the file, its WAL and index
+                leftover.unlink()
         if probe.crashed is None:
             return CrashPoint(-1, NO_CRASH, status, violation)
         return CrashPoint(index, probe.crashed, status, violation)
