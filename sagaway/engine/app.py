@@ -427,7 +427,7 @@ class App(MessagingSurface):
         return [Run(self, child.run) for child in found]
 
     # --- workers -------------------------------------------------------------------------------
-    def runtime(self) -> Runtime:
+    def _runtime(self) -> Runtime:
         """What the executions of this App's runs need (its worker's, or a test driver's)."""
         return Runtime(
             store=self.store,  # open before threads start
@@ -449,7 +449,7 @@ class App(MessagingSurface):
             )
         if self.worker is None:
             worker = Worker(
-                self.runtime(),
+                self._runtime(),
                 concurrency=concurrency or self.concurrency,
                 lease=self.lease,
                 poll_interval=self.poll_interval,

@@ -138,7 +138,7 @@ class VirtualClock:
                 "runs itself; leave out `with app:` / app.launch() there"
             )
         if self._runtime is None:
-            self._runtime = app.runtime()
+            self._runtime = app._runtime()
         now = self._now
         claims = app.store.claim(self._owner, 1, now, now + app.lease, True)
         if not claims:
