@@ -10,6 +10,7 @@ from typing import Any
 
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._recovery import new_owner
+from sagaway.engine._tracing import NO_TRACING, Tracing
 from sagaway.engine.metrics import EngineMetrics, labels
 from sagaway.errors import ConfigurationError, StepTimeout
 from sagaway.messaging._consumers import Consumer, GroupWorker
@@ -44,6 +45,7 @@ class Messaging:
         self._workers: dict[tuple[str, str], GroupWorker] = {}
         self._owner: str | None = None
         self._unwatch: Callable[[], None] | None = None
+        self.tracing: Tracing = NO_TRACING
 
     # --- declarations ------------------------------------------------------------------
     def declare(
@@ -129,6 +131,7 @@ class Messaging:
             self._owner,
             self.lease,
             self.poll_interval if self._unwatch is None else 1.0,
+            self.tracing,
         )
         worker.start()
         self._workers[(consumer.group, consumer.topic)] = worker
@@ -170,10 +173,11 @@ class Messaging:
         message = new_message(
             topic, payload, key=key, delay=delay, dedup_id=dedup_id, now=store.now()
         )
+        messages = self.tracing.publish([message])
         if conn is None:
-            store.publish([message])
+            store.publish(messages)
         else:
-            store.publish_in(conn, [message])
+            store.publish_in(conn, messages)
         return message.id
 
     def dead_letters(self, group: str | None, limit: int) -> list[DeadLetter]:
