@@ -8,13 +8,19 @@ conventions' attributes for messages, and sagaway's own under `sagaway.*`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from sagaway import __version__
-from sagaway.engine._tracing import AttemptTrace, HandlingTrace, RunTrace, Tracing
+from sagaway.engine._tracing import (
+    AttemptTrace,
+    HandlingTrace,
+    RunTrace,
+    Tracing,
+    trace_headers,
+    trace_text,
+)
 from sagaway.errors import MissingExtra
 from sagaway.store.base import RunRecord, RunStatus
 from sagaway.store.messages import Claimed, NewMessage
@@ -40,21 +46,14 @@ def context_text(ctx: Context | None = None) -> str | None:
     when it holds no valid span."""
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, context=ctx)
-    return json.dumps(carrier, sort_keys=True, separators=(",", ":")) if carrier else None
+    return trace_text(carrier)
 
 
 def context_from_text(text: str | None) -> Context | None:
     """The context stored as `text`; None when there is none (or it cannot be read: a trace
     is worth less than the run, so a damaged value starts a new trace)."""
-    if not text:
-        return None
-    try:
-        carrier = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(carrier, dict):
-        return None
-    return _W3C.extract({str(k): str(v) for k, v in carrier.items()})
+    carrier = trace_headers(text)
+    return _W3C.extract(carrier) if carrier else None
 
 
 def _fail(span: Span, error: BaseException) -> None:
@@ -93,9 +92,11 @@ class _SpanScope(HandlingTrace):
 def _stamped(
     tracer: trace.Tracer, parent: Context | None, messages: Sequence[NewMessage]
 ) -> list[NewMessage]:
-    """Each message with the context of a `publish` span, a child of `parent`."""
+    """Each message with the context of a `publish` span, a child of `parent` (or of the
+    context the message carries already: one read from a broker continues its trace)."""
     stamped = []
     for message in messages:
+        carried = context_from_text(message.trace_context)
         attributes: dict[str, Any] = {
             "messaging.system": "sagaway",
             "messaging.operation.name": "publish",
@@ -106,7 +107,10 @@ def _stamped(
         if message.key is not None:
             attributes["sagaway.message.key"] = message.key
         span = tracer.start_span(
-            f"publish {message.topic}", parent, SpanKind.PRODUCER, attributes=attributes
+            f"publish {message.topic}",
+            carried or parent,
+            SpanKind.PRODUCER,
+            attributes=attributes,
         )
         text = context_text(trace.set_span_in_context(span))
         span.end()

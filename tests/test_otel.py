@@ -10,9 +10,6 @@ import textwrap
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from sagaway import Permanent, Retry, SagaCompensated, current_step
@@ -20,30 +17,9 @@ from sagaway.errors import ConfigurationError
 from sagaway.otel import instrument
 from tests.conftest import wait_for, wait_status
 from tests.processes import WorkerProcess
+from tests.tracing import Spans
 
 ONCE = Retry(attempts=1)
-
-
-class Spans:
-    """A tracer provider whose ended spans are kept in memory."""
-
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("test")
-
-    def named(self, name: str) -> list:
-        return [s for s in self.exporter.get_finished_spans() if s.name == name]
-
-    def one(self, name: str):
-        (span,) = self.named(name)
-        return span
-
-    def wait(self, name: str, count: int = 1) -> list:
-        return wait_for(
-            lambda: len(self.named(name)) >= count and self.named(name), what=f"span {name!r}"
-        )
 
 
 @pytest.fixture

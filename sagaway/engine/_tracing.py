@@ -9,14 +9,53 @@ returns a shared object: no clock reading, no allocation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sagaway.store.base import RunRecord
     from sagaway.store.messages import Claimed, NewMessage
 
-__all__ = ["NO_TRACING", "AttemptTrace", "HandlingTrace", "RunTrace", "Tracing"]
+__all__ = [
+    "NO_TRACING",
+    "TRACE_HEADERS",
+    "AttemptTrace",
+    "HandlingTrace",
+    "RunTrace",
+    "Tracing",
+    "trace_headers",
+    "trace_text",
+]
+
+# The W3C Trace Context headers a message's trace context is made of.
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def trace_headers(text: str | None) -> dict[str, str]:
+    """A stored trace context as its W3C headers; empty when there is none."""
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {name: str(doc[name]) for name in TRACE_HEADERS if doc.get(name)}
+
+
+def trace_text(headers: Mapping[str, Any] | None) -> str | None:
+    """The W3C headers among `headers` (names in any case, values text or bytes) as a
+    stored trace context; None without a `traceparent`."""
+    found: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if isinstance(name, str) and name.lower() in TRACE_HEADERS and value is not None:
+            raw = bytes(value) if isinstance(value, bytes | bytearray) else None
+            found[name.lower()] = raw.decode("utf-8", "replace") if raw is not None else str(value)
+    if "traceparent" not in found:
+        return None
+    return json.dumps(found, sort_keys=True, separators=(",", ":"))
 
 
 class AttemptTrace:

@@ -3,6 +3,7 @@ calls behind `app.publish`, `app.dead_letters` and `app.redrive_dead_letters`.""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable
@@ -167,12 +168,16 @@ class Messaging:
         delay: float | None,
         dedup_id: str | None,
         conn: Any,
+        trace_context: str | None = None,
     ) -> str:
-        """Publish one message, in its own transaction or in the caller's (`conn`)."""
+        """Publish one message, in its own transaction or in the caller's (`conn`); it
+        continues `trace_context` if given, else the caller's current trace (if traced)."""
         store = self._store()
         message = new_message(
             topic, payload, key=key, delay=delay, dedup_id=dedup_id, now=store.now()
         )
+        if trace_context is not None:
+            message = dataclasses.replace(message, trace_context=trace_context)
         messages = self.tracing.publish([message])
         if conn is None:
             store.publish(messages)
