@@ -223,7 +223,7 @@ def test_a_traceparent_header_carries_the_trace_to_the_broker_and_back(make_app)
     (message,) = seen
     assert message.trace_headers["traceparent"].split("-")[1] == "ab" * 16
     publish = spans.one("publish payments.received")
-    process = spans.one("process payments.received")
+    (process,) = spans.wait("process payments.received")
     assert publish.parent.span_id == int("cd" * 8, 16)
     assert process.parent.span_id == publish.context.span_id
     assert process.context.trace_id == int("ab" * 16, 16)
