@@ -137,7 +137,7 @@ class _RunSpan(RunTrace):
         self._token = otel_context.attach(self.current)
 
     def attempt(self, step: str, position: int, attempt: int, compensating: bool) -> AttemptTrace:
-        attributes = {
+        attributes: dict[str, Any] = {
             "sagaway.run.id": self.run.id,
             "sagaway.saga": self.run.saga,
             "sagaway.step.name": step,
