@@ -12,7 +12,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 
-from sagaway import Permanent, Retry, SagaCompensated, current_step
+from sagaway import Permanent, Retry, SagaCompensated, WaitTimeout, current_step
 from sagaway.errors import ConfigurationError
 from sagaway.otel import instrument
 from tests.conftest import wait_for, wait_status
@@ -182,6 +182,41 @@ def test_a_signal_links_the_wait_to_its_sender_and_the_run_stays_in_its_starters
     assert wait.attributes["sagaway.outcome"] == "signalled"
     # The wait began when the run reached it, before it rested, and ended when resumed.
     assert wait.start_time <= first.end_time and wait.end_time >= sender.end_time
+
+
+def test_a_timer_is_one_span_when_it_elapses_and_a_wait_that_times_out_is_an_error(
+    make_app, spans
+):
+    app = make_app()
+    instrument(app, spans.provider)
+
+    @app.saga()
+    def reminder(ctx, order: str) -> str:
+        ctx.sleep(1.2)  # longer than a worker waits in its thread: the run rests
+        try:
+            return ctx.wait("paid", timeout=0.3)
+        except WaitTimeout:
+            return "reminded"
+
+    with app:
+        run = app.start(reminder, "o-4")
+        assert run.result(timeout=30) == "reminded"
+
+    runs = sorted(spans.named("run reminder"), key=lambda s: s.start_time)
+    assert [s.attributes["sagaway.run.outcome"] for s in runs] == [
+        "suspended",
+        "suspended",
+        "succeeded",
+    ]
+    (sleep,) = spans.named("sleep")  # the last execution replays past it: no second span
+    assert sleep.parent.span_id == runs[1].context.span_id
+    assert sleep.attributes["sagaway.outcome"] == "elapsed"
+    assert sleep.end_time - sleep.start_time >= 1.2e9
+    wait = spans.one("wait paid")
+    assert wait.parent.span_id == runs[2].context.span_id
+    assert wait.status.status_code == StatusCode.ERROR
+    assert wait.attributes["sagaway.outcome"] == "timeout"
+    assert wait.end_time - wait.start_time >= 0.3e9
 
 
 def test_a_child_run_and_an_async_steps_body_join_the_parents_trace(make_app, spans):

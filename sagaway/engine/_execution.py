@@ -308,7 +308,8 @@ class RunExecution:
             self._mark(position, "sleep", "sleep", EntryStatus.OK, repr(wake_at))
         remaining = wake_at - self._clock()
         if remaining <= 0:
-            if self.journal.resumes_at(position):  # not a timer that ended long before
+            # Only when the run rested on this timer, not when replaying one long over.
+            if self.run.wait_name is None and self.journal.resumes_at(position):
                 self.trace.waited("sleep", "sleep", position, since, "elapsed")
             return
         if remaining <= INLINE_WAIT:
