@@ -184,9 +184,7 @@ def test_a_signal_links_the_wait_to_its_sender_and_the_run_stays_in_its_starters
     assert wait.start_time <= first.end_time and wait.end_time >= sender.end_time
 
 
-def test_a_timer_is_one_span_when_it_elapses_and_a_wait_that_times_out_is_an_error(
-    make_app, spans
-):
+def test_a_timer_is_one_span_when_it_elapses_and_a_wait_that_times_out_is_an_error(make_app, spans):
     app = make_app()
     instrument(app, spans.provider)
 
