@@ -22,7 +22,7 @@ from sagaway.engine._tracing import (
     trace_text,
 )
 from sagaway.errors import MissingExtra
-from sagaway.store.base import RunRecord, RunStatus
+from sagaway.store.base import ErrorRecord, RunRecord, RunStatus
 from sagaway.store.messages import Claimed, NewMessage
 
 try:
@@ -190,12 +190,13 @@ class _RunSpan(RunTrace):
     def failed(self, error: BaseException) -> None:
         _fail(self.span, error)
 
-    def end(self, outcome: str, error_type: str | None = None) -> None:
+    def end(self, outcome: str, error: str | None = None) -> None:
         otel_context.detach(self._token)
         self.span.set_attribute("sagaway.run.outcome", outcome)
         if outcome in _FAILED:
-            if error_type is not None:
-                self.span.set_attribute("error.type", error_type)
+            record = ErrorRecord.from_json(error)
+            if record is not None:
+                self.span.set_attribute("error.type", record.type)
             self.span.set_status(Status(StatusCode.ERROR, f"the run ended {outcome}"))
         self.span.end()
 

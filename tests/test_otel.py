@@ -77,6 +77,7 @@ def test_a_run_with_a_retry_and_a_compensation_is_one_span_tree_in_the_callers_t
     assert run_span.attributes["sagaway.run.key"] == "o-1"
     assert run_span.attributes["sagaway.run.outcome"] == "compensated"
     assert run_span.status.status_code == StatusCode.ERROR
+    assert run_span.attributes["error.type"] == "builtins.ValueError"
     assert [e.name for e in run_span.events] == ["exception"]
 
     first, second = sorted(spans.named("step charge"), key=lambda s: s.start_time)

@@ -112,8 +112,7 @@ class RunExecution:
             if outcome is None:
                 self.trace.end(rest)
             else:
-                failure = ErrorRecord.from_json(outcome[2])
-                self.trace.end(outcome[0], failure.type if failure is not None else None)
+                self.trace.end(outcome[0], outcome[2])  # the status, the error recorded
             self.runtime.completions.executed(completion, self.writer.outcome)
             if self.writer.outcome is not None and self.run.parent_id is not None:
                 child_ended(self.runtime, self.run.parent_id)

@@ -109,9 +109,9 @@ class RunTrace:
     def failed(self, error: BaseException) -> None:
         """The saga failed with `error` (it compensates or fails)."""
 
-    def end(self, outcome: str, error_type: str | None = None) -> None:
-        """The execution is over: the run ended (`outcome` is its status), rests
-        ("suspended") or was handed back ("released")."""
+    def end(self, outcome: str, error: str | None = None) -> None:
+        """The execution is over: the run ended (`outcome` is its status, `error` its
+        recorded error), rests ("suspended") or was handed back ("released")."""
 
 
 class Tracing:
