@@ -318,7 +318,8 @@ class App(MessagingSurface):
         text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         now = self.store.now()
-        new = NewRun(new_run_id(), name, key, text, digest, now, self._tracing.capture())
+        trace = self._tracing.capture()  # the caller's context: the run's executions join it
+        new = NewRun(new_run_id(), name, key, text, digest, now, trace_context=trace)
         worker = self.worker
         reserved = worker is not None and worker.reserve()
         try:
