@@ -17,6 +17,7 @@ from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Refused, is_interrupt, unwrap_permanent
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._parking import Parking
+from sagaway.engine._tracing import RunTrace
 from sagaway.engine.context import StepInfo
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.errors import Rejected, SerializationError
@@ -67,9 +68,11 @@ class Attempts:
         invoker: StepInvoker,
         metrics: EngineMetrics,
         pause: Callable[[float], None],
+        trace: RunTrace,
     ) -> None:
         self.run, self.writer, self.parking = run, writer, parking
         self.invoker, self.metrics, self.pause = invoker, metrics, pause
+        self.trace = trace
 
     def call(
         self,
@@ -106,10 +109,12 @@ class Attempts:
             self.writer.hold_lease()
             started = time.monotonic()
             outbox: list[NewMessage] = []  # a failed try's messages are dropped with it
+            attempt = self.trace.attempt(name, position, tries, compensating)
             try:
-                value = self.invoker.invoke(
-                    body.fn, body.is_async, body.timeout, args, kwargs, info, outbox
-                )
+                with attempt:  # the try's span is current in the body
+                    value = self.invoker.invoke(
+                        body.fn, body.is_async, body.timeout, args, kwargs, info, outbox
+                    )
             except BaseException as exc:
                 if is_interrupt(exc):
                     raise
@@ -165,4 +170,4 @@ class Attempts:
                 return Outcome(False, tries, error=exc)
             if type(value) not in serde.SCALARS:  # JSON gives scalars back unchanged
                 value = serde.loads(text)
-            return Outcome(True, tries, text=text, value=value, published=tuple(outbox))
+            return Outcome(True, tries, text=text, value=value, published=attempt.stamp(outbox))

@@ -215,7 +215,9 @@ class ChildFanout:
         text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         key = self.key or f"{self.run.id}/{position_label(branch_position(self.position, index))}"
-        return NewRun(time_ordered_id(), self.saga.name, key, text, digest, now)
+        trace = self.execution.trace.context()  # a child joins its parent's trace
+        run_id = time_ordered_id()
+        return NewRun(run_id, self.saga.name, key, text, digest, now, trace_context=trace)
 
     def _redrive_failed(self) -> None:
         """The parent was redriven past this map: children that ended `failed` are redriven

@@ -491,7 +491,7 @@ class StepFanout:
         parking = Parking(run, writer, execution.runtime.metrics, execution._pause)
         attempts = Attempts(
             run, writer, parking, cast(StepInvoker, tries), execution.runtime.metrics,
-            execution._pause,
+            execution._pause, execution.trace,
         )  # fmt: skip
         return _Branch(index, attempts, tries, step=call.step.name)
 

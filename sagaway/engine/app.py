@@ -17,6 +17,7 @@ from sagaway.engine._fork import create_fork
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
 from sagaway.engine._schedules import Schedule, ScheduleRunner
+from sagaway.engine._tracing import NO_TRACING, Tracing
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.engine.metrics import (
     EngineMetrics,
@@ -128,6 +129,22 @@ class App(MessagingSurface):
         self._messaging = Messaging(
             lambda: self.store, self._invoker, self.metrics, lease, poll_interval
         )
+        self._tracing: Tracing = NO_TRACING
+
+    @property
+    def tracing(self) -> Tracing:
+        """The tracer of this App's runs and messages (`sagaway.otel.instrument` sets one);
+        by default one that traces nothing."""
+        return self._tracing
+
+    @tracing.setter
+    def tracing(self, tracing: Tracing) -> None:
+        if self.worker is not None:
+            raise ConfigurationError(
+                "tracing is set before the App's workers start: call "
+                "sagaway.otel.instrument(app) before app.launch() or `with app:`"
+            )
+        self._tracing = self._messaging.tracing = tracing
 
     # --- declarations ------------------------------------------------------------------------
     @overload
@@ -292,7 +309,9 @@ class App(MessagingSurface):
 
         With `key`, starting is idempotent: the same key and the same input return the
         existing run; the same key with a different input raises IdempotencyConflict.
-        Raises SerializationError if the input is not JSON data.
+        Raises SerializationError if the input is not JSON data. With tracing on
+        (`sagaway.otel.instrument`), the run keeps the caller's trace context, and every
+        execution of it, in whatever process, joins that trace.
         """
         name = self._saga_name(saga)
         definition = self.sagas[name]
@@ -301,7 +320,8 @@ class App(MessagingSurface):
         text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         now = self.store.now()
-        new = NewRun(new_run_id(), name, key, text, digest, now)
+        trace = self._tracing.capture()  # the caller's context: the run's executions join it
+        new = NewRun(new_run_id(), name, key, text, digest, now, trace_context=trace)
         worker = self.worker
         reserved = worker is not None and worker.reserve()
         try:
@@ -353,10 +373,11 @@ class App(MessagingSurface):
         """Send a signal to a run; it is kept until the run's `ctx.wait(name)` takes it.
 
         Raises RunNotFound, InvalidRunState for a run that has ended, SerializationError for
-        a payload that is not JSON data.
+        a payload that is not JSON data. With tracing on, the signal carries the caller's
+        trace context: the wait that takes it links to it.
         """
         text = serde.dumps(payload, f"the payload of signal {name!r}")
-        self.store.send_signal(run_id, name, text, self.store.now())
+        self.store.send_signal(run_id, name, text, self.store.now(), self._tracing.capture())
         if self.worker is not None:
             self.worker.wake()
 
@@ -437,6 +458,7 @@ class App(MessagingSurface):
             invoker=self._invoker,
             completions=self._completions,
             wake=lambda: self.worker.wake() if self.worker is not None else None,
+            tracing=self._tracing,
         )
 
     def launch(self, concurrency: int | None = None) -> Worker:

@@ -75,7 +75,7 @@ Row = tuple[Any, ...]
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
     "epoch, wait_name, wait_position, wait_deadline, pivot_passed, cancel_requested, result, "
-    "error, recoveries, parent_id"
+    "error, recoveries, parent_id, trace_context"
 )
 JOURNAL_COLUMNS = (
     "position, phase, kind, name, status, args, result, error, attempts, started_at, "
