@@ -60,6 +60,12 @@ class LimitPermit:
         """Release without a sample: the call says nothing about load (a client error)."""
         self._limit._report(self, "ignore")
 
+    def finish(self, error: BaseException | None = None) -> None:
+        """Report by how the call ended, as the guard forms do: None is a success, an error
+        of the limit's `dropped_on` a drop, another `Exception` a success (the dependency
+        answered), any other `BaseException` (a cancellation) ignored."""
+        self._limit._finish(self, error)
+
     def __repr__(self) -> str:
         state = "reported" if self._reported else "held"
         return f"<LimitPermit of {self._limit.name!r} #{self._seq} {state}>"
