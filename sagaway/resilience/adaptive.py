@@ -11,6 +11,7 @@ so the event loop is never blocked.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import math
 import threading
 import time
@@ -127,13 +128,14 @@ class AdaptiveLimit(Guard):
             isinstance(c, type) and issubclass(c, BaseException) for c in dropped_on
         ):
             raise TypeError(f"{where}: dropped_on={dropped_on!r} must be a tuple of exceptions")
-        try:
-            self._algorithm: Algorithm = kind(where, initial, min_limit, max_limit, **params)
-        except TypeError as error:
+        unknown = sorted(set(params) - set(_parameters(kind)))
+        if unknown:
             raise TypeError(
-                f"{where}: {error}; the {algorithm!r} algorithm takes "
-                f"{sorted(_parameters(kind))} (see docs/resilience.md)"
-            ) from None
+                f"{where}: the {algorithm!r} algorithm has no parameter "
+                f"{', '.join(map(repr, unknown))}; it takes {sorted(_parameters(kind))} "
+                "(see docs/resilience.md)"
+            )
+        self._algorithm: Algorithm = kind(where, initial, min_limit, max_limit, **params)
         self.name = name
         self.algorithm = algorithm
         self.min_limit, self.max_limit = min_limit, max_limit
@@ -299,6 +301,6 @@ class AdaptiveLimit(Guard):
 
 
 def _parameters(kind: type[Algorithm]) -> list[str]:
-    code = kind.__init__.__code__
-    names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
-    return [n for n in names if n not in ("where", "initial", "min_limit", "max_limit", "rng")]
+    """The keyword parameters an algorithm takes (what `**params` may hold)."""
+    found = inspect.signature(kind.__init__).parameters.values()
+    return [p.name for p in found if p.kind is inspect.Parameter.KEYWORD_ONLY]
