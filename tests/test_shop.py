@@ -140,6 +140,30 @@ def test_a_key_still_in_flight_elsewhere_gets_409_then_its_response(shop):
     assert shop.http.get(f"/checkouts/{checkout}").json()["status"] == "open"
 
 
+def test_an_error_answer_frees_the_key_so_the_retry_runs_anew(shop):
+    checkout = shop.checkout()
+    early = shop.purchase(checkout, key="buy-early")
+    assert early.status_code == 409 and "confirm first" in early.json()["detail"]
+    shop.through_confirm(checkout)
+    retried = shop.purchase(checkout, key="buy-early")
+    assert retried.status_code == 202 and "idempotency-replayed" not in retried.headers
+
+
+def test_keys_expire_after_a_day_and_are_pruned(shop):
+    db = shop.asgi.state.db
+    keys = IdempotencyKeys(db)
+    assert keys.claim("old-key", "f1", "/x").owned
+    keys.complete("old-key", 201, [], b"{}")
+    assert not keys.claim("old-key", "f1", "/x").owned  # a replay while it is fresh
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
+    assert keys.claim("old-key", "f2", "/x").owned  # expired: a new request, not a 422
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
+    assert keys.prune() == 1
+    assert db.one("SELECT COUNT(*) FROM shop_idempotency")[0] == 0
+
+
 def test_a_customer_who_never_comes_back_gets_the_stock_released(tmp_path, providers):
     shop = ShopServer(f"sqlite:///{tmp_path}/shop.db", providers.config(customer_timeout=1.0))
     try:
