@@ -7,6 +7,7 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -59,6 +60,11 @@ def test_the_screens_in_order_place_one_order_with_one_charge_and_one_mail(shop,
     assert [tuple(r) for r in rows] == [("tee", 2)]
     second = shop.purchase(checkout, key=str(uuid.uuid4()))
     assert second.status_code == 409 and "is placed" in second.json()["detail"]
+    # The nightly settlement of the day after: this order, the amount captured for it.
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    settled = shop.app.start("settlement", tick=tomorrow).result(timeout=30)
+    assert (settled["orders"], settled["amount"]) == (1, 2 * 25_00)
+    assert shop.asgi.state.db.one("SELECT settled_at FROM shop_orders WHERE id = ?", (order,))[0]
 
 
 def test_bad_input_is_refused_naming_the_problem_and_stores_nothing(shop):
