@@ -83,6 +83,10 @@ def test_bad_input_is_refused_naming_the_problem_and_stores_nothing(shop):
     assert bad.status_code == 422 and "email" in bad.json()["detail"]
     assert shop.http.get(f"/checkouts/{checkout}").json()["status"] == "open"
     assert shop.http.get("/checkouts/co_missing").status_code == 404
+    for path in ("/orders/ord_x?wait=lots", "/no-such-route"):
+        answer = shop.http.get(path)
+        assert answer.status_code in (404, 422)
+        assert answer.headers["content-type"] == "application/problem+json", path
 
 
 def test_a_hundred_identical_purchases_with_one_key_make_one_order_and_one_charge(shop, providers):
@@ -245,5 +249,24 @@ def test_orders_placed_during_a_payment_outage_park_and_complete_after_it(tmp_pa
         charged = providers.stats("payment")["charged_per_order"]
         assert [charged[o] for o in orders] == [1] * len(orders)
         assert shop.app.runs(status="failed") == []
+    finally:
+        shop.close()
+
+
+def test_a_payment_quota_parks_purchases_until_retry_after_and_each_is_charged_once(
+    tmp_path, providers
+):
+    shop = ShopServer(f"sqlite:///{tmp_path}/shop.db", providers.config())
+    try:
+        checkouts = [shop.checkout() for _ in range(4)]
+        for checkout in checkouts:
+            shop.through_confirm(checkout)
+        providers.faults("payment", mode="quota", quota_per_s=2)
+        orders = [shop.purchase(c, key=f"quota-{c}").json()["order"] for c in checkouts]
+        assert [shop.order_status(o, wait=25) for o in orders] == ["placed"] * 4
+        charged = providers.stats("payment")["charged_per_order"]
+        assert [charged[o] for o in orders] == [1] * 4
+        runs = [shop.app.get(_run(shop, c)) for c in checkouts]
+        assert any(e.kind == "parked" for run in runs for e in run.events)  # a 429 parked one
     finally:
         shop.close()
