@@ -270,3 +270,24 @@ def test_a_payment_quota_parks_purchases_until_retry_after_and_each_is_charged_o
         assert any(e.kind == "parked" for run in runs for e in run.events)  # a 429 parked one
     finally:
         shop.close()
+
+
+def test_a_declined_card_compensates_the_order_and_releases_the_stock(tmp_path, providers):
+    shop = ShopServer(f"sqlite:///{tmp_path}/shop.db", providers.config())
+    try:
+        before = providers.stats("inventory")
+        checkout = shop.checkout([{"sku": "tee", "qty": 3}])
+        shop.through_confirm(checkout)
+        order = shop.purchase(checkout, key="declined-1", card="tok_declined").json()["order"]
+        assert shop.order_status(order, wait=20) == "compensated"
+        wait_for(
+            lambda: shop.http.get(f"/checkouts/{checkout}").json()["status"] == "compensated",
+            what="the run to end compensated",
+        )
+        after = providers.stats("inventory")
+        assert after["available"]["tee"] == before["available"]["tee"]
+        assert after["reserved"]["tee"] == before["reserved"]["tee"]
+        assert order not in providers.stats("payment")["charged_per_order"]
+        assert order not in providers.stats("mail")["sent_per_order"]
+    finally:
+        shop.close()
