@@ -126,6 +126,12 @@ def test_a_hundred_identical_purchases_with_one_key_make_one_order_and_one_charg
     assert replay.headers["idempotency-replayed"] == "true"
     other = shop.purchase(checkout, key=key, card="tok_other")
     assert other.status_code == 422 and "another request" in other.json()["detail"]
+    huge = shop.http.post(
+        f"/checkouts/{checkout}/purchase",
+        content=b'{"card": "' + b"x" * 70_000 + b'"}',
+        headers={"Idempotency-Key": "huge"},
+    )
+    assert huge.status_code == 413 and "KiB" in huge.json()["detail"]
     missing = shop.http.post(f"/checkouts/{checkout}/purchase", json={"card": "tok_visa"})
     assert missing.status_code == 400 and "Idempotency-Key" in missing.json()["detail"]
 
@@ -172,6 +178,12 @@ def test_keys_expire_after_a_day_and_are_pruned(shop):
         tx.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
     assert keys.prune() == 1
     assert db.one("SELECT COUNT(*) FROM shop_idempotency")[0] == 0
+    # A key whose first request has been in flight for over a minute: its process died.
+    assert keys.claim("orphan", "f3", "/x").owned
+    assert keys.claim("orphan", "f3", "/x").status == 409
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_idempotency SET created_at = created_at - 61")
+    assert keys.claim("orphan", "f3", "/x").owned
 
 
 def test_a_customer_who_never_comes_back_gets_the_stock_released(tmp_path, providers):
