@@ -314,6 +314,7 @@ def create_shop(app: App, settings: ShopSettings | None = None) -> FastAPI:
     the edge (shedding, access log) and the idempotency middleware. `.state.edge` holds
     the edge's counts, `.state.db` the shop's tables."""
     settings = settings or ShopSettings()
+    _ = app.store  # the store first: it creates (or refuses) the database the shop's tables join
     db = ShopDb(app.url, pool_size=settings.pool_size())
     checkouts = Checkouts(app, db)
     catalog = CatalogView(settings.inventory_url)
