@@ -50,13 +50,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     for kind in PROVIDERS:
         serve.add_argument(f"--{kind}-url", metavar="URL", help=f"a running {kind} provider")
     bound = whole_number(1, 100_000)
-    serve.add_argument(
+    shedding = serve.add_mutually_exclusive_group()
+    shedding.add_argument(
         "--max-in-flight",
         type=bound,
         metavar="N",
         help=f"a fixed in-flight limit ({bound.span}; default: adaptive)",
     )
-    serve.add_argument("--no-shedding", action="store_true", help="never shed requests")
+    shedding.add_argument("--no-shedding", action="store_true", help="never shed requests")
     serve.set_defaults(handler=serve_shop)
 
 
