@@ -24,9 +24,10 @@ from typing import Any
 
 from sagaway import App, Permanent, Retry, current_step
 from sagaway.resilience import CircuitBreaker
+from sagaway.shop.catalog import PRICES as PRICES  # the driver prices its carts with it
+from sagaway.shop.catalog import STOCK
 
-CATALOG = {"mug": 130, "tee": 300, "cap": 300}  # sku -> units in stock at the start
-PRICES = {"mug": 12_00, "tee": 25_00, "cap": 18_00}
+CATALOG = STOCK  # sku -> units in stock at the start
 
 _local = threading.local()
 
