@@ -204,32 +204,42 @@ def test_a_shared_breaker_opens_for_every_app_on_the_store(make_app):
 
 
 def test_a_shared_rate_limit_holds_across_processes(store_url, tmp_path):
+    # Each process opens its store and says so; the test then hands both the same end of a
+    # one-second window, so however long the imports took (seconds on a loaded machine), both
+    # take tokens during the same second.
     script = (
         "import sys, time\n"
         "from sagaway import App\n"
         "from sagaway.resilience import RateLimiter\n"
         "app = App(sys.argv[1])\n"
         "app.store\n"
-        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
         "limiter = RateLimiter('quota', rate=10, per=1.0, burst=5, "
         "state=app.shared_rate_limits)\n"
-        "stop = float(sys.argv[2]) + 1.0\n"
+        "print('ready', flush=True)\n"
+        "stop = float(sys.stdin.readline())\n"
         "taken = 0\n"
         "while time.time() < stop:\n"
         "    if limiter.try_acquire() == 0.0:\n"
         "        taken += 1\n"
         "print(taken)\n"
     )
-    start = str(time.time() + 3.0)  # both processes take tokens during the same second
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", script, store_url, start],
+            [sys.executable, "-c", script, store_url],
             cwd=ROOT,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for _ in range(2)
     ]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    stop = f"{time.time() + 1.0}\n"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write(stop)
+        p.stdin.flush()
     taken = [int(p.communicate(timeout=60)[0]) for p in procs]
     # One bucket for both: its burst plus a second of refill (5 + 10, and a token of
     # slack for timing), where two private buckets would allow about twice as much.
