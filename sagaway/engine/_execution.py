@@ -104,6 +104,8 @@ class RunExecution:
             self.writer.release()  # Ctrl-C in the caller's thread: hand the run back, stop
             raise
         finally:
+            if self.run.flow is not None:
+                self.runtime.wake()  # a slot it gave back may have made a queued run due
             self.runtime.completions.executed(completion, self.writer.outcome)
             if self.writer.outcome is not None and self.run.parent_id is not None:
                 child_ended(self.runtime, self.run.parent_id)

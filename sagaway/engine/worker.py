@@ -251,6 +251,10 @@ class Worker:
                     last_beat = mono
                 if mono - last_recovery >= self.recovery_interval:
                     self.recover_dead_owners()
+                    # A key's slot given back while a claim queued runs on it (two
+                    # processes' transactions crossing) is found here.
+                    if store.flow_sweep(store.now()):
+                        self._wake.set()
                     last_recovery = mono
             except StoreUnavailable:
                 log.debug("sagaway heartbeat failed; retrying", exc_info=True)

@@ -20,6 +20,7 @@ from sagaway.store.access import AccessStore
 from sagaway.store.browse import RunBrowser
 from sagaway.store.clock import StoreClock
 from sagaway.store.fanout import FanoutStore
+from sagaway.store.flow import FlowControl, FlowStore
 from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
 from sagaway.store.metrics import MetricBucket, MetricStore
@@ -196,6 +197,7 @@ class RunRecord:
     error: str | None = None
     recoveries: int = 0
     parent_id: str | None = None  # the run whose ctx.map or ctx.child started this one
+    flow: FlowControl | None = None  # its saga's concurrency limit: key, priority, slot
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ class NewRun:
     input: str
     input_hash: str
     now: float
+    flow: FlowControl | None = None
 
 
 class JournalEntry(NamedTuple):
@@ -411,6 +414,7 @@ class Checkpoint:
     update: RunUpdate | None = None
     # Messages published by the steps recorded here: committed iff their completions are.
     messages: list[NewMessage] = field(default_factory=list)
+    release_slot: bool = False  # the run rests or ends: its flow-control slot is given back
 
 
 @dataclass(frozen=True)
@@ -430,6 +434,7 @@ class Store(
     ForkStore,
     RunBrowser,
     FanoutStore,
+    FlowStore,
     StoreClock,
 ):
     """Persistence of runs, journals, signals and events, plus the shared state, metric
