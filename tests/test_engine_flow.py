@@ -375,3 +375,55 @@ def test_the_sweep_wakes_a_queue_whose_wake_up_was_lost(make_app):
     assert runs[1].refresh().due_at == now
     with app:
         assert runs[1].result(timeout=10) == 1
+
+
+def test_run_lists_the_api_and_prometheus_show_keys_priorities_and_queues(make_app, capsys):
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from sagaway.api import create_app
+    from sagaway.api.access import cli_actor, issue_token
+    from sagaway.cli import main
+    from sagaway.observe.metrics import StoreCollector
+
+    app = make_app()
+    app.saga(
+        name="checkout",
+        concurrency=1,
+        concurrency_key=lambda order: order["shop"],
+        priority=lambda order: order["rank"],
+    )(lambda ctx, order: order)
+    runs = [app.start("checkout", {"shop": "shop-a", "rank": rank}) for rank in (0, 5, 2)]
+    now = app.store.now()
+    # One claim looks at all three: the highest priority takes shop-a's one slot.
+    [claim] = app.store.claim("elsewhere:1:1:x", 3, now, now + 30)
+    assert claim.run.id == runs[1].id
+
+    assert main(["runs", "list", "--db", app.url, "--json"]) == 0
+    listed = {r["id"]: r["flow"] for r in json.loads(capsys.readouterr().out)}
+    assert listed[runs[1].id] == {
+        "key": "shop-a", "limit": 1, "priority": 5, "holds_slot": True, "queued_at": None
+    }  # fmt: skip
+    assert listed[runs[0].id]["priority"] == 0 and not listed[runs[0].id]["holds_slot"]
+    assert listed[runs[0].id]["queued_at"] is not None
+    assert main(["runs", "list", "--db", app.url]) == 0
+    table = capsys.readouterr().out
+    assert "key shop-a, limit 1, priority 2: waits for a slot (1/1 held)" in table
+    assert "key shop-a, limit 1, priority 5 " in table  # holds the slot
+    assert main(["runs", "show", runs[2].id, "--db", app.url]) == 0
+    assert "flow   key shop-a, limit 1, priority 2: waits for a slot (1/1 held)" in (
+        capsys.readouterr().out
+    )
+
+    token = issue_token(app.store, "viewer", "viewer", cli_actor())[1]
+    client = TestClient(create_app(app))
+    answer = client.get(f"/api/v1/runs/{runs[2].id}", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    assert answer.json()["flow"]["key"] == "shop-a" and answer.json()["flow"]["priority"] == 2
+    listed = client.get("/api/v1/runs", headers={"Authorization": f"Bearer {token}"}).json()
+    assert {r["flow"]["priority"] for r in listed["items"]} == {0, 2, 5}
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(app.store))
+    text = generate_latest(registry).decode()
+    assert 'sagaway_flow_pending{key="shop-a",saga="checkout"} 2.0' in text

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["FlowControl", "FlowQueue", "FlowStore"]
 
@@ -28,6 +28,35 @@ class FlowControl:
     priority: int = 0
     held: bool = False
     queued_at: float | None = None  # when it joined its key's queue, None when not queued
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON form the command line and the HTTP API show."""
+        return {
+            "key": self.key,
+            "limit": self.limit,
+            "priority": self.priority,
+            "holds_slot": self.held,
+            "queued_at": self.queued_at,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> FlowControl:
+        """Back from `to_doc`'s form."""
+        return cls(doc["key"], doc["limit"], doc["priority"], doc["holds_slot"], doc["queued_at"])
+
+    def describe(self, held: int | None = None) -> str:
+        """One line for a run list: its key and priority, and whether it waits for a slot
+        (`held`: how many runs of its key hold one, when known)."""
+        text = f"key {self.key or '(all)'}, limit {self.limit}"
+        if self.priority:
+            text += f", priority {self.priority}"
+        if self.queued_at is not None:
+            text += (
+                f": waits for a slot ({held}/{self.limit} held)"
+                if held is not None
+                else ": waits for a slot"
+            )
+        return text
 
 
 class FlowQueue(NamedTuple):
