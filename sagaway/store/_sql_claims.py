@@ -44,6 +44,7 @@ class ClaimStatements(FlowStatements):
         self, owner: str, limit: int, now: float, lease_until: float, takeover: bool = True
     ) -> list[Claim]:
         unowned = "" if takeover else "AND owner IS NULL "
+        locked: set[tuple[str, str]] = set()  # the keys this claim's transaction holds
 
         def take(
             cur: Cursorish, wanted: int, scan: int
@@ -59,8 +60,9 @@ class ClaimStatements(FlowStatements):
             # Runs of sagas with a limit that hold no slot must take one (a cancelled run
             # unwinds at once); those that find their key full wait in its queue instead.
             gated = [r[:1] + r[2:5] for r in due if r[4] is not None and not (r[5] or r[6])]
-            refused = self._admit(cur, now, gated) if gated else set()
-            taken = [row for row in due if row[0] not in refused][:wanted]
+            refused, skipped = self._admit(cur, now, gated, locked) if gated else (set(), set())
+            taken = [row for row in due if row[0] not in refused and row[0] not in skipped]
+            taken = taken[:wanted]
             previous = {row[0]: row[1] for row in taken}
             if not previous:
                 return [], len(refused)
@@ -86,6 +88,7 @@ class ClaimStatements(FlowStatements):
             return [(run_record(row), previous[row[0]]) for row in rows], len(refused)
 
         def work(cur: Cursorish) -> list[tuple[RunRecord, str | None]]:
+            locked.clear()  # a batch run again after an error starts a new transaction
             claimed, queued = take(cur, limit, limit)
             # Runs that went to their key's queue left room: look further (a bounded number
             # of rounds, so that one transaction stays short), so that a backlog of one full

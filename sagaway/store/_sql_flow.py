@@ -51,23 +51,36 @@ def release_slot(cur: Cursorish, run_id: str, now: float) -> None:
 class FlowStatements(SqlCore):
     """Admission of due runs to their keys' slots, releases, the queues and the sweep."""
 
-    # Locks one (saga, key) until the transaction ends (PostgreSQL: an advisory lock);
-    # empty where write transactions exclude each other already (SQLite).
-    flow_lock_sql = ""
+    # Lock one (saga, key) until the transaction ends, waiting or trying (PostgreSQL: an
+    # advisory lock); None where write transactions exclude each other already (SQLite).
+    flow_locks: tuple[str, str] | None = None
 
-    def _admit(self, cur: Cursorish, now: float, gated: Sequence[Row]) -> set[str]:
+    def _admit(
+        self, cur: Cursorish, now: float, gated: Sequence[Row], locked: set[tuple[str, str]]
+    ) -> tuple[set[str], set[str]]:
         """Inside a claim: `gated` are due runs (id, saga, flow_key, flow_limit) that hold no
         slot. Each joins its key's queue; then the queue's first runs take the key's free
-        slots. Returns the ids among `gated` that did not get one (they stay queued, not
-        due). Queued runs that are not this claim's get their slot and are made due."""
+        slots. Queued runs that are not this claim's get their slot and are made due.
+
+        Returns the ids among `gated` that did not get a slot (they stay queued, not due),
+        and those left alone: the claim's later rounds only try the lock of a key not in
+        `locked` (keys are locked in order within a round, not across rounds: waiting could
+        deadlock), and a key another claim holds is left to it."""
         by_key: dict[tuple[str, str], list[Row]] = defaultdict(list)
         for row in gated:
             by_key[(row[1], row[2])].append(row)
         refused: set[str] = set()
+        skipped: set[str] = set()
+        wait = not locked
         for (saga, key), rows in sorted(by_key.items()):
             ids = [row[0] for row in rows]
-            if self.flow_lock_sql:
-                cur.execute(self.flow_lock_sql, (flow_lock_id(saga, key),))
+            if self.flow_locks and (saga, key) not in locked:
+                if wait:
+                    cur.execute(self.flow_locks[0], (flow_lock_id(saga, key),))
+                elif not cur.only(self.flow_locks[1], (flow_lock_id(saga, key),))[0]:
+                    skipped.update(ids)
+                    continue
+                locked.add((saga, key))
             cur.execute(
                 "UPDATE sagaway_runs SET flow_queued_at = COALESCE(flow_queued_at, due_at), "
                 f"due_at = NULL WHERE id IN ({marks(ids)})",
@@ -98,7 +111,7 @@ class FlowStatements(SqlCore):
                 if set(admitted) - set(ids):
                     cur.wake()
             refused.update(set(ids) - set(admitted))
-        return refused
+        return refused, skipped
 
     # --- the queues ----------------------------------------------------------------------
     def _queues(self, cur: Cursorish, saga: str | None) -> list[tuple[FlowQueue, int]]:

@@ -151,7 +151,7 @@ class PostgresStore(PostgresMessages, SqlStore):
     _fence_sql = SqlStore._fence_sql + " FOR SHARE"
     row_lock = "FOR UPDATE"
     _group_lock_sql = "LOCK TABLE sagaway_messages IN SHARE MODE"
-    flow_lock_sql = "SELECT pg_advisory_xact_lock(?)"
+    flow_locks = ("SELECT pg_advisory_xact_lock(?)", "SELECT pg_try_advisory_xact_lock(?)")
 
     def __init__(
         self,
