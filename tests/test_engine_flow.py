@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from sagaway import ConfigurationError, InvalidInput
+from sagaway import ConfigurationError, InvalidInput, Permanent, Retry, SagaCompensated
 from sagaway.store.base import Checkpoint, RunStatus, RunUpdate
 from tests.conftest import wait_for, wait_status
 from tests.processes import WorkerProcess
@@ -280,9 +280,7 @@ def test_a_bad_key_or_priority_is_invalid_input_and_stores_nothing(
     with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
         app.start("checkout", {"id": 1}, key="order-1")
     assert app.store.count_runs() == {}
-    # The same key is free: a start with a good input creates the run.
-    app.sagas["checkout"].flow = None
-    assert app.start("checkout", {"id": 1}, key="order-1").status == "pending"
+    assert app.store.flow_queues() == []
 
 
 @pytest.mark.parametrize(
@@ -427,3 +425,64 @@ def test_run_lists_the_api_and_prometheus_show_keys_priorities_and_queues(make_a
     registry.register(StoreCollector(app.store))
     text = generate_latest(registry).decode()
     assert 'sagaway_flow_pending{key="shop-a",saga="checkout"} 2.0' in text
+
+
+def test_a_fork_keeps_its_origins_key_limit_and_priority(make_app):
+    app = make_app()
+    app.saga(
+        name="checkout", concurrency=3, concurrency_key=lambda o: o["shop"], priority=lambda o: 4
+    )(lambda ctx, o: o["shop"])
+    with app:
+        origin = app.start("checkout", {"shop": "s1"})
+        assert origin.result(timeout=10) == "s1"
+        fork = app.fork(origin.id, from_step=0)
+        assert fork.result(timeout=10) == "s1"
+    record = fork.refresh()
+    assert (record.flow.key, record.flow.limit, record.flow.priority) == ("s1", 3, 4)
+    assert not record.flow.held
+
+
+def test_a_parent_resting_while_its_children_are_undone_gives_its_slot_back(make_app):
+    app = make_app(concurrency=8)
+    undo = threading.Event()
+
+    @app.step
+    def book(name: str) -> str:
+        return name
+
+    @book.compensation
+    def unbook(name: str, result=None) -> None:
+        if name == "a":
+            assert undo.wait(20)
+
+    @app.step(retry=Retry(attempts=1))
+    def check(name: str) -> str:
+        if name == "bad":
+            raise Permanent("no such tenant")
+        return name
+
+    @app.saga()
+    def tenant(ctx, name: str) -> str:
+        book(name)
+        return check(name)
+
+    @app.saga(concurrency=1)
+    def nightly(ctx, names: list) -> list:
+        return ctx.map(tenant, names, concurrency=1)
+
+    with app:
+        first = app.start(nightly, ["a", "bad"])
+
+        def resting() -> bool:
+            record = first.refresh()
+            return record.status == "compensating" and record.owner is None
+
+        # The map failed; child "a" is being undone as a run, its compensation held back,
+        # and the parent rests until it ends: without its slot.
+        wait_for(resting, what="the parent to rest while its child is undone")
+        assert not first.record.flow.held
+        second = app.start(nightly, ["z"])
+        assert second.result(timeout=20) == ["z"]
+        undo.set()
+        with pytest.raises(SagaCompensated):
+            first.result(timeout=20)
