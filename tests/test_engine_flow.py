@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from sagaway import ConfigurationError, InvalidInput, Permanent, Retry, SagaCompensated
+from sagaway import App, ConfigurationError, InvalidInput, Permanent, Retry, SagaCompensated
 from sagaway.store.base import Checkpoint, RunStatus, RunUpdate
 from tests.conftest import wait_for, wait_status
 from tests.processes import WorkerProcess
@@ -295,11 +295,12 @@ def test_a_bad_key_or_priority_is_invalid_input_and_stores_nothing(
         ({"concurrency": 3, "priority": 5}, "priority must be a function"),
     ],
 )
-def test_bad_flow_arguments_are_refused_when_the_saga_is_declared(make_app, options, message):
-    app = make_app()
+def test_bad_flow_arguments_are_refused_when_the_saga_is_declared(tmp_path, options, message):
+    app = App(f"sqlite:///{tmp_path}/never-opened.db")  # declaring opens no store
     with pytest.raises(ConfigurationError, match=message):
         app.saga(name="checkout", **options)(lambda ctx, order: order)
     assert "checkout" not in app.sagas
+    assert not (tmp_path / "never-opened.db").exists()
 
 
 def test_sagas_without_a_limit_are_untouched(make_app):
