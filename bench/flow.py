@@ -9,6 +9,8 @@ after every run was created, so that each run goes through a claim):
   counts its slots, and every end gives a slot back);
 - limit 4 x 50 keys: `concurrency=4` per key over 50 keys (runs queue and are woken).
 
+Claims: `store.claim` alone, 32 due runs at a time, with and without a limit.
+
 Hot key: 10,000 runs of one key under `concurrency=4`, then 100 runs over 10 other keys
 started after them; how long until the 100 finished, against how long the hot key's
 backlog takes.
@@ -71,6 +73,28 @@ def child_backlog(case: str, runs: int) -> dict:
     return {"runs_per_s": runs / elapsed}
 
 
+def child_claims(case: str, runs: int) -> dict:
+    """`store.claim` alone: `runs` due runs taken 32 at a time by one owner."""
+    app = _app()
+    options = {"plain": {}, "unreached": {"concurrency": 100_000}}[case]
+
+    @app.saga(**options)  # type: ignore[attr-defined]
+    def one(ctx: object, shop: str, n: int) -> int:
+        return n
+
+    _start_all(app, one, [("shop", i) for i in range(runs)])
+    store = app.store  # type: ignore[attr-defined]
+    took, claimed = [], 0
+    while claimed < runs:
+        now = store.now()
+        began = time.perf_counter()
+        claimed += len(store.claim("bench:1:1:x", 32, now, now + 600))
+        took.append(time.perf_counter() - began)
+    app.close()  # type: ignore[attr-defined]
+    took.sort()
+    return {"claim_p50_us": took[len(took) // 2] * 1e6, "claims": len(took)}
+
+
 def child_hot(hot: int, cold: int) -> dict:
     app = _app()
 
@@ -102,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3000, help="runs in each backlog")
     parser.add_argument("--hot", type=int, default=10_000, help="runs of the hot key")
-    parser.add_argument("--only", default="backlog,hot")
+    parser.add_argument("--only", default="backlog,claims,hot")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -111,6 +135,8 @@ def main() -> None:
         kind, *rest = args.child
         if kind == "backlog":
             print(json.dumps(child_backlog(rest[0], int(rest[1]))))
+        elif kind == "claims":
+            print(json.dumps(child_claims(rest[0], int(rest[1]))))
         else:
             print(json.dumps(child_hot(int(rest[0]), int(rest[1]))))
         return
@@ -128,6 +154,13 @@ def main() -> None:
         for case in ("plain", "unreached", "keys"):
             result = _child.run_child(script, "backlog", case, str(args.runs))
             print(f"| {labels[case]} | {result['runs_per_s']:,.0f} |")
+        print()
+    if "claims" in only:
+        print("| `store.claim` of 32 due runs (one-step, no worker) | µs per claim, p50 |")
+        print("|---|---:|")
+        for case, label in (("plain", "no limit"), ("unreached", "limit never reached")):
+            result = _child.run_child(script, "claims", case, str(args.runs))
+            print(f"| {label} | {result['claim_p50_us']:,.0f} |")
         print()
     if "hot" in only:
         result = _child.run_child(script, "hot", str(args.hot), "100")

@@ -67,10 +67,16 @@ class ClaimStatements(FlowStatements):
             if not previous:
                 return [], len(refused)
             ids = list(previous)
+            limited = [row[0] for row in taken if row[4] is not None]
+            if limited:  # each holds its key's slot from now on (a takeover holds it already)
+                cur.execute(
+                    "UPDATE sagaway_runs SET flow_held = 1, flow_queued_at = NULL "
+                    f"WHERE id IN ({marks(limited)})",
+                    limited,
+                )
             rows = cur.all(
                 "UPDATE sagaway_runs SET owner = ?, epoch = epoch + 1, due_at = ?, "
-                "wake_pending = 0, updated_at = ?, flow_queued_at = NULL, "
-                "flow_held = CASE WHEN flow_limit IS NULL THEN 0 ELSE 1 END, "
+                "wake_pending = 0, updated_at = ?, "
                 "status = CASE WHEN status IN ('pending', 'waiting') "
                 "THEN 'running' ELSE status END, recoveries = recoveries + "
                 "CASE WHEN owner IS NULL THEN 0 ELSE 1 END "
