@@ -67,8 +67,10 @@ class ClaimStatements(FlowStatements):
             if not previous:
                 return [], len(refused)
             ids = list(previous)
-            limited = [row[0] for row in taken if row[4] is not None]
-            if limited:  # each holds its key's slot from now on (a takeover holds it already)
+            # A cancelled run takes a slot without waiting for one (admitted runs have theirs,
+            # a takeover holds its own already).
+            limited = [row[0] for row in taken if row[4] is not None and row[6] and not row[5]]
+            if limited:
                 cur.execute(
                     "UPDATE sagaway_runs SET flow_held = 1, flow_queued_at = NULL "
                     f"WHERE id IN ({marks(limited)})",
