@@ -2,15 +2,16 @@
 queue of each (saga, key), and giving a slot back (the `FlowStore` contract).
 
 Only runs of sagas declared with a limit (`flow_limit` set) ever reach this code: a claim
-whose due runs have none pays nothing more than three columns read.
+whose due runs have none runs the statements it ran before, reading a few more columns.
 
-Atomicity: a claim decides for a key under a lock of that key held until its commit (SQLite:
-the database's write lock, which every write transaction takes; PostgreSQL: a
-transaction-scoped advisory lock per (saga, key), taken in key order so claimers never
-deadlock), and counts the key's slots with a statement that sees every claim committed
-before it. Giving a slot back takes no key lock: it makes the queue's first run due, and the
-claim that takes it decides again. A release that commits while a claim is queueing a run
-may find no queued run to wake; `flow_sweep` (each worker, every second) finds such keys.
+Atomicity: a claim decides for a key under a lock of that key held until its commit
+(SQLite: the database's write lock, which every write transaction takes; PostgreSQL: a
+transaction-scoped advisory lock per (saga, key), waited for in key order in a claim's
+first round and only tried in its later ones, so claimers never deadlock), and counts the
+key's slots with a statement that sees every claim committed before it. Giving a slot back
+takes no key lock: it makes the queue's first run due, and the claim that takes it decides
+again. A release that commits while a claim is queueing a run may find no queued run to
+wake; `flow_sweep` (each worker, every second) finds such keys.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ __all__ = ["FlowStatements", "flow_lock_id", "release_slot"]
 
 # The first queued run of a key: highest priority, then longest queued (the queue's index).
 _QUEUE_ORDER = "ORDER BY q.priority DESC, q.flow_queued_at, q.id"
-# Make the first not-yet-woken queued run of the key of run ? due at ?.
+# How many runs of a (saga, key) hold a slot.
 _HELD = "SELECT COUNT(*) FROM sagaway_runs WHERE saga = ? AND flow_key = ? AND flow_held = 1"
+# Make the first not-yet-woken queued run of the key of run ? due at ?.
 _NUDGE = (
     "UPDATE sagaway_runs SET due_at = ? WHERE id = (SELECT q.id FROM sagaway_runs q "
     "JOIN sagaway_runs r ON q.saga = r.saga AND q.flow_key = r.flow_key WHERE r.id = ? "
