@@ -12,7 +12,8 @@ result, back to back). Every measurement runs in a fresh child process.
   (rollback journal, synchronous=FULL) and once given the same WAL + synchronous settings.
 
 Also measured: the per-step engine overhead (a 40-step saga on NORMAL: time between
-consecutive step bodies, p50/p99), and recovery (1,000 runs in flight in a worker process
+consecutive step bodies, p50/p99), with tracing off and on (`sagaway.otel`, the SDK's batch
+processor, spans dropped by the exporter), and recovery (1,000 runs in flight in a worker process
 that is SIGKILLed: time until a new worker process has finished them all).
 
 PostgreSQL (`postgres` in --only): the same five-step saga with sagaway on PostgreSQL, DBOS
@@ -31,6 +32,7 @@ postgresql://postgres@127.0.0.1:5432/test; skipped with a note when unreachable)
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import itertools
 import json
 import os
@@ -90,12 +92,28 @@ def child_sagaway(sync: str, seconds: float, threads: int) -> dict:
     return {"workflows_per_s": rate, "writes_per_commit": writes / max(1, batches)}
 
 
-def child_overhead(seconds: float) -> dict:
+def child_overhead(seconds: float, traced: bool) -> dict:
     sys.path.insert(0, str(ROOT))
     from sagaway import App
 
     path = Path(tempfile.mkdtemp()) / "overhead.db"
     app = App(f"sqlite:///{path}?synchronous=NORMAL")
+    if traced:
+        # The OpenTelemetry SDK as deployed (a batch processor), its exporter dropping spans:
+        # what is measured is making them.
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+        from opentelemetry.sdk.trace.export import SpanExportResult as Result
+
+        from sagaway.otel import instrument
+
+        class Dropped(SpanExporter):
+            def export(self, spans: object) -> Result:
+                return Result.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        instrument(app, provider)
     stamps: list[float] = []
 
     @app.step
@@ -256,7 +274,7 @@ def main() -> None:
             "floor": lambda: child_floor(rest[0], float(rest[1])),
             "sagaway": lambda: child_sagaway(rest[0], float(rest[1]), int(rest[2])),
             "dbos": lambda: child_dbos(rest[0], rest[1], float(rest[2]), int(rest[3])),
-            "overhead": lambda: child_overhead(float(rest[0])),
+            "overhead": lambda: child_overhead(float(rest[0]), rest[1] == "traced"),
             "recovery": lambda: child_recovery(int(rest[0])),
             "pg_floor": lambda: pg.child_floor(float(rest[0]), int(rest[1])),
             "pg_sagaway": lambda: pg.child_sagaway(float(rest[0]), int(rest[1])),
@@ -331,12 +349,19 @@ def main() -> None:
             # start, steps 1-4 before steps 2-5 run, step 5 together with the end: 6 commits
             print(f"| {sync} | 6 | {seq * 6:,.0f} | {floors[sync]:,.0f} |")
     if "overhead" in only:
-        o = run_child("overhead", s)
         print()
-        print(
-            f"per-step engine overhead, NORMAL (a commit included): p50 {o['step_p50_us']:.0f} "
-            f"µs, p99 {o['step_p99_us']:.0f} µs over {o['steps']:,} steps"
-        )
+        print("| per-step engine overhead, NORMAL (a commit included) | p50 | p99 | steps |")
+        print("|---|---:|---:|---:|")
+        for tracing in ("off", "traced"):
+            if tracing == "traced" and importlib.util.find_spec("opentelemetry.sdk") is None:
+                print("| tracing on: not measured, the `otel` extra is not installed | | | |")
+                continue
+            o = run_child("overhead", s, tracing)
+            label = "tracing off" if tracing == "off" else "tracing on (OpenTelemetry SDK)"
+            print(
+                f"| {label} | {o['step_p50_us']:.0f} µs | {o['step_p99_us']:.0f} µs | "
+                f"{o['steps']:,} |"
+            )
     if "recovery" in only:
         r = run_child("recovery", "1000")
         print(

@@ -19,7 +19,9 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidInput",
     "InvalidRunState",
+    "InvariantViolated",
     "LeaseLost",
+    "LimitExceeded",
     "MapFailed",
     "MissingExtra",
     "NonDeterminismError",
@@ -29,6 +31,7 @@ __all__ = [
     "RemoteError",
     "ResilienceError",
     "RunNotFound",
+    "RunStuck",
     "SagaCancelled",
     "SagaCompensated",
     "SagaFailed",
@@ -233,6 +236,22 @@ def _rebuild(
     return error
 
 
+class RunStuck(SagawayError, TimeoutError):
+    """Under `sagaway.testing.virtual_time`, a run awaited with `result()` cannot end: it
+    waits for a signal (or another run) and no timer is due. The message names what it waits
+    for; send the signal before awaiting the result."""
+
+
+class InvariantViolated(SagawayError, AssertionError):
+    """`sagaway.testing.explore` found a crash point after which the invariant does not hold.
+    `point` is that crash point and `exploration` every point explored."""
+
+    def __init__(self, message: str, point: Any, exploration: Any) -> None:
+        super().__init__(message)
+        self.point = point
+        self.exploration = exploration
+
+
 class ResilienceError(SagawayError):
     """Base of every error a resilience primitive raises; `name` is the primitive's name.
 
@@ -301,6 +320,27 @@ class BulkheadFull(Rejected):
         )
         self.max_concurrent = max_concurrent
         self.waited = waited
+
+
+class LimitExceeded(Rejected):
+    """An `AdaptiveLimit` had no permit to give: `limit` calls (scaled by the caller's `share`)
+    were already in flight. `retry_after` is about how long a call takes now, the time a
+    permit usually frees in."""
+
+    def __init__(
+        self, *, name: str, limit: int, in_flight: int, share: float, retry_after: float
+    ) -> None:
+        scaled = f" x share {share:g}" if share != 1.0 else ""
+        super().__init__(
+            f"adaptive limit {name!r} is full: {in_flight} calls in flight, limit {limit}"
+            f"{scaled}; try again in about {retry_after:.3f}s (the limit follows the measured "
+            "latency, so it may have moved by then)",
+            name=name,
+            retry_after=retry_after,
+        )
+        self.limit = limit
+        self.in_flight = in_flight
+        self.share = share
 
 
 class RateLimited(Rejected):

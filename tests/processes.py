@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -50,30 +49,27 @@ class WorkerProcess:
         )  # fmt: skip
 
         self.output = ""
-        self._ready()
-        # Read on from now: a worker logging more than a pipe holds must not block on it.
+        self._started = threading.Event()
+        # Read from the start on a thread: a worker logging more than a pipe holds must not
+        # block on it, and lines that arrive together (a takeover logged before the start)
+        # are all seen, which select() on the pipe would not tell of once one is buffered.
         self._drain = threading.Thread(target=self._read_on, daemon=True)
         self._drain.start()
+        self._ready()
 
     def _read_on(self) -> None:
         assert self.process.stdout is not None
         for line in iter(self.process.stdout.readline, b""):
             self.output += line.decode()
+            if b" started: " in line:
+                self._started.set()
 
     def _ready(self, timeout: float = 60.0) -> None:
         """Wait until the worker says it started (it logs one line, then little else)."""
         deadline = time.monotonic() + timeout
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            readable, _, _ = select.select([self.process.stdout], [], [], 0.1)
-            if readable:
-                line = self.process.stdout.readline().decode()
-                self.output += line
-                if " started: " in line:
-                    return
-                if not line and self.process.poll() is not None:
-                    break
-        raise RuntimeError(f"worker did not start: {self.output}")
+        while not self._started.wait(0.05):
+            if time.monotonic() > deadline or not self._drain.is_alive():
+                raise RuntimeError(f"worker did not start: {self.output}")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no handing back of leases."""

@@ -12,6 +12,7 @@ import pytest
 
 from sagaway.errors import MissingExtra
 from sagaway.messaging.bridges import JetStreamRelay, JetStreamSource, consume_from, relay_to
+from sagaway.otel import instrument
 from tests.brokers import (
     NATS_URL,
     PATIENT,
@@ -25,6 +26,7 @@ from tests.brokers import (
     relay_targets_closed,  # noqa: F401 - an autouse fixture: every test closes its targets
 )
 from tests.conftest import FAST, wait_for
+from tests.tracing import Spans
 
 pytestmark = pytest.mark.xdist_group("nats")
 
@@ -158,3 +160,34 @@ def test_a_server_restart_mid_relay_loses_nothing_and_delivers_each_message_once
     assert sorted(m.payload["n"] for m in seen) == list(range(total))  # none lost, none twice
     ids = [m.headers["Nats-Msg-Id"] for m in stored]
     assert len(ids) == len(set(ids)) == total  # re-sends dropped by Nats-Msg-Id
+
+
+def test_a_traceparent_header_carries_the_trace_to_the_stream_and_back(make_app):
+    spans = Spans()
+    app = make_app()
+    instrument(app, spans.provider)
+    seen = collect(app, "payments.received")
+    with jetstream_stream() as (stream, prefix):
+        target = JetStreamRelay(NATS_URL, subject=f"{prefix}.orders", stream=stream)
+        group = relay_to(app, "orders.placed", target)
+        remote = f"00-{'ab' * 16}-{'cd' * 8}-01"  # a producer elsewhere, traced
+        jetstream_publish(prefix, [("pay", b'{"amount": 1}', {"traceparent": remote})])
+        source = JetStreamSource(NATS_URL, stream=stream, durable="shop", subject=f"{prefix}.pay")
+        with app, consume_from(app, source, "payments.received"):
+            with spans.tracer.start_as_current_span("POST /checkout") as caller:
+                app.publish("orders.placed", {"n": 1})
+            wait_for(lambda: handled(app, group) == 1 and seen, what="both ways")
+        target.close()
+        (sent,) = [m for m in jetstream_messages(stream) if m.subject.endswith(".orders")]
+    relay = spans.one("process orders.placed")
+    assert relay.context.trace_id == caller.get_span_context().trace_id
+    version, trace_id, parent_id, _ = sent.headers["traceparent"].split("-")
+    assert (version, trace_id) == ("00", f"{relay.context.trace_id:032x}")
+    assert parent_id == f"{relay.context.span_id:016x}"
+    (message,) = seen
+    assert message.trace_headers["traceparent"].split("-")[1] == "ab" * 16
+    publish = spans.one("publish payments.received")
+    (process,) = spans.wait("process payments.received")
+    assert publish.parent.span_id == int("cd" * 8, 16)
+    assert process.parent.span_id == publish.context.span_id
+    assert process.context.trace_id == int("ab" * 16, 16)

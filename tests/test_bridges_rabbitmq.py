@@ -12,6 +12,7 @@ import pytest
 from sagaway import Retry
 from sagaway.errors import MissingExtra
 from sagaway.messaging.bridges import RabbitMQRelay, RabbitMQSource, consume_from, relay_to
+from sagaway.otel import instrument
 from tests.brokers import (
     PATIENT,
     RABBITMQ_URL,
@@ -27,6 +28,7 @@ from tests.brokers import (
     unique,
 )
 from tests.conftest import FAST, wait_for
+from tests.tracing import Spans
 
 # One worker runs them all: the restart test stops the broker every other test uses.
 pytestmark = pytest.mark.xdist_group("rabbitmq")
@@ -194,3 +196,34 @@ def test_a_broker_restart_mid_relay_loses_nothing_and_delivers_each_message_once
     assert inbound.last_error is not None  # the restart did cut the bridge's connection
     numbers = sorted(m.payload["n"] for m in seen)
     assert numbers == list(range(total))  # none lost, none twice
+
+
+def test_a_traceparent_header_carries_the_trace_to_the_broker_and_back(make_app):
+    spans = Spans()
+    app = make_app()
+    instrument(app, spans.provider)
+    seen = collect(app, "payments.received")
+    with rabbit_queue() as out_queue, rabbit_queue() as in_queue:
+        group = relay_to(app, "orders.placed", RabbitMQRelay(RABBITMQ_URL, routing_key=out_queue))
+        remote = f"00-{'ab' * 16}-{'cd' * 8}-01"  # a producer elsewhere, traced
+        rabbit_send(in_queue, [("pay-1", b'{"amount": 1}', {"traceparent": remote})])
+        source = RabbitMQSource(RABBITMQ_URL, queue=in_queue)
+        with app, consume_from(app, source, "payments.received"):
+            with spans.tracer.start_as_current_span("POST /checkout") as caller:
+                app.publish("orders.placed", {"n": 1})
+            wait_for(lambda: handled(app, group) == 1 and seen, what="both ways")
+        (sent,) = rabbit_drain(out_queue)
+    # Out: the broker message continues the relay's span, in the caller's trace.
+    relay = spans.one("process orders.placed")
+    assert relay.context.trace_id == caller.get_span_context().trace_id
+    version, trace_id, parent_id, _ = sent.headers["traceparent"].split("-")
+    assert (version, trace_id) == ("00", f"{relay.context.trace_id:032x}")
+    assert parent_id == f"{relay.context.span_id:016x}"
+    # In: the local publish is a child of the remote producer, the handler a child of that.
+    (message,) = seen
+    assert message.trace_headers["traceparent"].split("-")[1] == "ab" * 16
+    publish = spans.one("publish payments.received")
+    (process,) = spans.wait("process payments.received")
+    assert publish.parent.span_id == int("cd" * 8, 16)
+    assert process.parent.span_id == publish.context.span_id
+    assert process.context.trace_id == int("ab" * 16, 16)

@@ -3,9 +3,10 @@ letters): thin calls into `sagaway.messaging`, kept apart so that app.py stays r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sagaway.engine._tracing import trace_text
 from sagaway.messaging._hub import Messaging
 from sagaway.messaging._message import DeadLetter
 from sagaway.resilience.breaker import CircuitBreaker
@@ -44,6 +45,7 @@ class MessagingSurface:
         delay: float | None = None,
         dedup_id: str | None = None,
         conn: Any = None,
+        trace_headers: Mapping[str, Any] | None = None,
     ) -> str:
         """Publish a message to `topic` outside a saga; return its id.
 
@@ -54,9 +56,13 @@ class MessagingSurface:
         seconds; `dedup_id` keeps at most one message per (topic, dedup_id) while it is
         retained. Raises ConfigurationError or SerializationError for bad input, storing
         nothing. Inside a step, use `current_step().publish(...)` instead: the message then
-        commits with the step's completion.
+        commits with the step's completion. `trace_headers` (W3C `traceparent`, `tracestate`,
+        e.g. a broker message's headers) is the trace the message continues; by default,
+        with tracing on, the caller's current one.
         """
-        return self._messaging.publish(topic, payload, key, delay, dedup_id, conn)
+        return self._messaging.publish(
+            topic, payload, key, delay, dedup_id, conn, trace_text(trace_headers)
+        )
 
     def consumer(
         self,

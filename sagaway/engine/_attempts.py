@@ -10,15 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sagaway.engine import _crashpoints as crashpoints
 from sagaway.engine import _serde as serde
 from sagaway.engine._branches import position_label
 from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Refused, is_interrupt, unwrap_permanent
 from sagaway.engine._invoke import StepInvoker
-from sagaway.engine._parking import Parking
+from sagaway.engine._parking import Parking, Slot, release_slot
+from sagaway.engine._tracing import RunTrace
 from sagaway.engine.context import StepInfo
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.errors import Rejected, SerializationError
+from sagaway.resilience.breaker import BreakerPermit
 from sagaway.resilience.retry import Retry
 from sagaway.resilience.timeout import Timeout
 from sagaway.store.base import RunRecord
@@ -66,9 +69,11 @@ class Attempts:
         invoker: StepInvoker,
         metrics: EngineMetrics,
         pause: Callable[[float], None],
+        trace: RunTrace,
     ) -> None:
         self.run, self.writer, self.parking = run, writer, parking
         self.invoker, self.metrics, self.pause = invoker, metrics, pause
+        self.trace = trace
 
     def call(
         self,
@@ -86,10 +91,11 @@ class Attempts:
         suffix = "/undo" if compensating else ""
         guarded = guards is not None and guards.guarded
         while True:
-            permit = None
+            permit: BreakerPermit | None = None
+            slot: Slot = False
             if guarded and guards is not None:
                 try:
-                    permit = self.parking.admit(guards, position)
+                    permit, slot = self.parking.admit(guards, position)
                 except Refused as refused:
                     return Outcome(False, tries, error=refused.error)
             tries += 1
@@ -105,11 +111,17 @@ class Attempts:
             self.writer.hold_lease()
             started = time.monotonic()
             outbox: list[NewMessage] = []  # a failed try's messages are dropped with it
+            attempt = self.trace.attempt(name, position, tries, compensating)
             try:
-                value = self.invoker.invoke(
-                    body.fn, body.is_async, body.timeout, args, kwargs, info, outbox
-                )
+                with attempt:  # the try's span is current in the body
+                    value = self.invoker.invoke(
+                        body.fn, body.is_async, body.timeout, args, kwargs, info, outbox
+                    )
             except BaseException as exc:
+                if slot is not False and guards is not None:
+                    # Given back now: a retry's backoff or a park must not hold the slot.
+                    release_slot(guards, slot, exc)
+                    slot = False
                 if is_interrupt(exc):
                     raise
                 if not isinstance(exc, Exception):
@@ -123,6 +135,8 @@ class Attempts:
                         name,
                         type(exc).__name__,
                     )
+                if crashpoints.probe is not None:
+                    crashpoints.probe.after_try(self.run.saga, name, tries, compensating, False)
                 if permit is not None:
                     permit.record_failure(exc, time.monotonic() - started)
                 if guards is not None and isinstance(exc, Rejected) and exc.retry_after:
@@ -149,8 +163,10 @@ class Attempts:
                 self.pause(delay)
                 continue
             finally:
-                if guarded and guards is not None and guards.bulkhead is not None:
-                    guards.bulkhead.release()
+                if slot is not False and guards is not None:
+                    release_slot(guards, slot, None)
+            if crashpoints.probe is not None:
+                crashpoints.probe.after_try(self.run.saga, name, tries, compensating, True)
             if permit is not None:
                 permit.record_success(time.monotonic() - started)
             body.retry.record_success()
@@ -160,4 +176,4 @@ class Attempts:
                 return Outcome(False, tries, error=exc)
             if type(value) not in serde.SCALARS:  # JSON gives scalars back unchanged
                 value = serde.loads(text)
-            return Outcome(True, tries, text=text, value=value, published=tuple(outbox))
+            return Outcome(True, tries, text=text, value=value, published=attempt.stamp(outbox))

@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sagaway.engine import _crashpoints as crashpoints
 from sagaway.engine._control import Abandon, Suspend
 from sagaway.engine._lease import Lease
 from sagaway.engine.metrics import EngineMetrics
@@ -130,6 +131,8 @@ class RunWriter:
             raise Abandon(False, why="another worker took it over (lease lost)") from None
         except Exception as exc:
             raise self.store_failed(exc) from exc
+        if crashpoints.probe is not None:
+            crashpoints.probe.after_write(self.run.saga, checkpoint)
         self._entries, self._consumed, self._events, self._messages = [], [], [], []
         self._pivot_reached = False
         if update is not None and update.due_at is KEEP and checkpoint.lease_until is not None:

@@ -215,8 +215,12 @@ class ChildFanout:
         text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         key = self.key or f"{self.run.id}/{position_label(branch_position(self.position, index))}"
+        trace = self.execution.trace.context()  # a child joins its parent's trace
+        run_id = time_ordered_id()
         flow = self.saga.flow_control(text)
-        return NewRun(time_ordered_id(), self.saga.name, key, text, digest, now, flow)
+        return NewRun(
+            run_id, self.saga.name, key, text, digest, now, trace_context=trace, flow=flow
+        )
 
     def _redrive_failed(self) -> None:
         """The parent was redriven past this map: children that ended `failed` are redriven

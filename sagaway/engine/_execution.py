@@ -15,6 +15,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from sagaway import _clock
 from sagaway.engine import _serde as serde
 from sagaway.engine._attempts import Attempts
 from sagaway.engine._checkpoint import RunWriter
@@ -72,8 +73,9 @@ class RunExecution:
         granted = Lease(run.due_at or 0.0, lease, self._clock())
         self.writer = RunWriter(runtime.store, run, granted, metrics)
         self.parking = Parking(run, self.writer, metrics, self._pause)
+        self.trace = runtime.tracing.run(run)  # current in this thread until execute() ends
         self.attempts = Attempts(
-            run, self.writer, self.parking, runtime.invoker, metrics, self._pause
+            run, self.writer, self.parking, runtime.invoker, metrics, self._pause, self.trace
         )
         self.unwinding = Unwinding(
             self.journal, self.writer, self.attempts, runtime.steps, metrics, stopping,
@@ -87,6 +89,7 @@ class RunExecution:
     # --- entry point -----------------------------------------------------------------------
     def execute(self, completion: Completion) -> None:
         """Run until the run ends, rests or is lost to this worker; then set `completion`."""
+        rest = "suspended"
         try:
             if self.run.status == RunStatus.COMPENSATING:
                 self.unwinding.resume(self.run.error, self.writer.cancel_requested)
@@ -95,17 +98,24 @@ class RunExecution:
             else:
                 self._forward()
         except Abandon as stop:
+            rest = "released"
             if stop.why:
                 level = logging.DEBUG if stop.quiet else logging.WARNING
                 log.log(level, "run %s: stopped executing it: %s", self.run.id, stop.why)
             if stop.release:
                 self.writer.release(stop.retry_in)
         except KeyboardInterrupt:
+            rest = "released"
             self.writer.release()  # Ctrl-C in the caller's thread: hand the run back, stop
             raise
         finally:
             if self.run.flow is not None:
                 self.runtime.wake()  # a slot it gave back may have made a queued run due
+            outcome = self.writer.outcome
+            if outcome is None:
+                self.trace.end(rest)
+            else:
+                self.trace.end(outcome[0], outcome[2])  # the status, the error recorded
             self.runtime.completions.executed(completion, self.writer.outcome)
             if self.writer.outcome is not None and self.run.parent_id is not None:
                 child_ended(self.runtime, self.run.parent_id)
@@ -158,6 +168,7 @@ class RunExecution:
         if record is None:  # not a step's failure as recorded: describe it now
             position, step = self._last_failed
             record = serde.error_record(exc, phase="forward", position=position, step=step)
+        self.trace.failed(exc)
         if isinstance(exc, NonDeterminismError) or self.pivot_passed:
             reason = "non-determinism" if isinstance(exc, NonDeterminismError) else "after pivot"
             self.writer.escalate(record.step, reason=reason)
@@ -242,6 +253,8 @@ class RunExecution:
         if found is not None:
             self.writer.consume(found.id, position)
             self._mark(position, "wait", signal, EntryStatus.OK, found.payload)
+            since = self._reached(position)
+            self.trace.waited("wait", signal, position, since, "signalled", found.trace_context)
             return serde.loads(found.payload)
         run = self.run
         if run.wait_position == position and run.wait_name == signal:
@@ -250,6 +263,7 @@ class RunExecution:
             deadline = None if timeout is None else now + timeout
         if deadline is not None and now >= deadline:
             self._mark(position, "wait", signal, EntryStatus.TIMEOUT)
+            self.trace.waited("wait", signal, position, self._reached(position), "timeout")
             raise WaitTimeout(signal, timeout)
         raise Suspend(deadline, Wait(signal, position, deadline))
 
@@ -275,7 +289,7 @@ class RunExecution:
             now=self._clock(),
         )
         self._mark(position, "publish", topic, EntryStatus.OK, serde.dumps(message.id, "id"))
-        self.writer.publish([message])
+        self.writer.publish(self.trace.stamp([message]))
         return message.id
 
     def patched(self, name: str, deprecated: bool = False) -> bool:
@@ -289,15 +303,20 @@ class RunExecution:
         """ctx.sleep: a durable timer."""
         position, entry = self.journal.next("sleep", "sleep")
         if entry is not None:
-            wake_at = float(serde.loads(entry.result or "0"))
+            wake_at, since = float(serde.loads(entry.result or "0")), entry.finished_at
         else:
-            wake_at = self._clock() + max(0.0, float(seconds))
+            since = self._clock()
+            wake_at = since + max(0.0, float(seconds))
             self._mark(position, "sleep", "sleep", EntryStatus.OK, repr(wake_at))
         remaining = wake_at - self._clock()
         if remaining <= 0:
+            # Only when the run rested on this timer, not when replaying one long over.
+            if self.run.wait_name is None and self.journal.resumes_at(position):
+                self.trace.waited("sleep", "sleep", position, since, "elapsed")
             return
         if remaining <= INLINE_WAIT:
             self._pause(remaining)
+            self.trace.waited("sleep", "sleep", position, since, "elapsed")
             return
         raise Suspend(wake_at, None)
 
@@ -312,6 +331,12 @@ class RunExecution:
         return datetime.fromtimestamp(value, UTC)
 
     # --- helpers -------------------------------------------------------------------------------
+    def _reached(self, position: int) -> float:
+        """When the saga reached the action at `position`: as the action before it was
+        recorded (code between actions takes no time to speak of), or the run's creation."""
+        before = self.journal.forward.get(position - 1)
+        return before.finished_at if before is not None and position > 0 else self.run.created_at
+
     def _record(self, entry: JournalEntry) -> None:
         self.journal.add(entry)
         if entry.phase == FORWARD and entry.status != EntryStatus.OK:
@@ -338,5 +363,5 @@ class RunExecution:
             self.writer.flush(RunUpdate(clear_cancel=True))
 
     def _pause(self, seconds: float) -> None:
-        if self.stopping.wait(seconds):
+        if _clock.pause(self.stopping, seconds):
             raise Abandon(True)

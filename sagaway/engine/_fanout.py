@@ -21,7 +21,6 @@ import heapq
 import json
 import queue
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -228,7 +227,7 @@ class StepFanout:
         self.cancelled = False
         self.unwritten = False
         self.position = -1
-        self.started_at = time.time()
+        self.started_at = 0.0  # by the store's clock, once the fan-out runs (not dry)
         self.finishing = False  # only the branches a crash interrupted run (see _replay)
         self.failed = 0  # failures seen by the branch threads (under `state`)
 
@@ -244,8 +243,8 @@ class StepFanout:
         if dry(self.execution):
             raise Suspend(None, None)
         self.shared = _SharedWriter(self.execution.writer, self.lock)
+        self.started_at = self.execution._clock()
         if marker is None:
-            self.started_at = time.time()
             self._mark(EntryStatus.RUNNING, digest=digest)
         self.execution._before_effect()  # the marker and all before it durable; cancel stops
         self._loop()
@@ -299,7 +298,7 @@ class StepFanout:
                 if self.stop or not (self.parked or self.ready or self.todo):
                     return
                 if not (self.ready or self.todo):  # only parked branches are left
-                    wait = self.parked[0][0] - time.time()
+                    wait = self.parked[0][0] - self.execution._clock()
                     if wait > INLINE_WAIT:
                         self._rest()
                     self.execution._pause(max(0.0, wait))
@@ -319,7 +318,7 @@ class StepFanout:
         if block:
             timeout = None
             if self.parked:
-                timeout = max(0.0, self.parked[0][0] - time.time())
+                timeout = max(0.0, self.parked[0][0] - self.execution._clock())
             try:
                 items.append(self.outcomes.get(timeout=timeout))
             except queue.Empty:
@@ -358,7 +357,7 @@ class StepFanout:
         self.unwritten = True
 
     def _readmit(self) -> None:
-        now = time.time()
+        now = self.execution._clock()
         with self.state:
             while self.parked and self.parked[0][0] <= now and not self.stop:
                 self.ready.append(heapq.heappop(self.parked)[2])
@@ -409,7 +408,7 @@ class StepFanout:
                 f"branch {branch.index} of {self.what} was parked by step {call.step.name!r}'s "
                 "breaker, rate limit or bulkhead when the map stopped"
             )
-            self._apply(self._failed(branch, call, error, time.time(), 1))
+            self._apply(self._failed(branch, call, error, self.execution._clock(), 1))
 
     def _end(self, marker: JournalEntry | None, digest: str | None = None) -> list[Any]:
         progress = self.progress
@@ -437,7 +436,7 @@ class StepFanout:
         recorded = self.execution.journal.forward.get(self.position)
         if digest is None and recorded is not None:
             digest = recorded.digest
-        now = time.time()
+        now = self.execution._clock()
         self.progress.running = self.alive
         self.progress.parked = len(self.parked)
         text = None
@@ -492,7 +491,7 @@ class StepFanout:
         parking = Parking(run, writer, execution.runtime.metrics, execution._pause)
         attempts = Attempts(
             run, writer, parking, cast(StepInvoker, tries), execution.runtime.metrics,
-            execution._pause,
+            execution._pause, execution.trace,
         )  # fmt: skip
         return _Branch(index, attempts, tries, step=call.step.name)
 
@@ -500,7 +499,7 @@ class StepFanout:
         call = self.calls(branch.index)
         step = call.step
         position = branch_position(self.position, branch.index)
-        started = time.time()
+        started = self.execution._clock()
         try:
             args_text = None
             if step.undo is not None:
@@ -513,7 +512,7 @@ class StepFanout:
                 step.name, position, step.body, call.args, call.kwargs, guards=step
             )
         except Suspend as rest:  # refused for a while: park, and free this thread
-            branch.until = rest.wake_at if rest.wake_at is not None else time.time()
+            branch.until = rest.wake_at if rest.wake_at is not None else self.execution._clock()
             branch.deadline = rest.wait.deadline if rest.wait is not None else None
             return _Outcome(branch)
         except BaseException as exc:  # Abandon: the worker stops or the lease was lost
@@ -523,7 +522,7 @@ class StepFanout:
             return self._failed(branch, call, outcome.error, started, outcome.tries, args_text)
         entry = JournalEntry.step(
             position, step.name, args=args_text, result=outcome.text, attempts=outcome.tries,
-            started_at=started, finished_at=time.time(),
+            started_at=started, finished_at=self.execution._clock(),
             digest=serde.arguments_digest(call.args, call.kwargs),
         )  # fmt: skip
         return _Outcome(branch, entry, outcome.value, published=outcome.published)
@@ -546,7 +545,7 @@ class StepFanout:
                 args_text = None
         entry = JournalEntry.step(
             position, call.step.name, args=args_text, error=record.to_json(), attempts=tries,
-            started_at=started, finished_at=time.time(),
+            started_at=started, finished_at=self.execution._clock(),
             digest=serde.arguments_digest(call.args, call.kwargs),
         )  # fmt: skip
         # The saga sees the error as a replay will: rebuilt from what was recorded.

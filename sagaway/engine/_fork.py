@@ -92,7 +92,7 @@ def create_fork(
     # The origin's flow control as it was stored: its key and priority, not held, not queued.
     flow = origin.flow and FlowControl(origin.flow.key, origin.flow.limit, origin.flow.priority)
     new = NewRun(
-        time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, store.now(), flow
+        time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, store.now(), flow=flow
     )
     pivot = passes_pivot(entries, steps)
     record, created = store.create_fork(new, origin.id, from_step, entries, pivot)

@@ -6,6 +6,7 @@ run on an event loop thread of their own, shared by the App's steps."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -81,8 +82,16 @@ class StepInvoker:
         outbox: list[NewMessage] | None,
     ) -> Any:
         if is_async:
+            caller = contextvars.copy_context()
 
             async def body() -> Any:
+                # The task runs in a context of the loop's thread: give it the caller's values
+                # (a trace's current span, the user's own variables), as a plain body's
+                # timeout thread has them; not the execution, though: a step called in a
+                # step's body is a plain call.
+                for var, value in caller.items():
+                    var.set(value)
+                EXECUTION.set(None)
                 STEP.set(info)
                 OUTBOX.set(outbox)
                 try:

@@ -82,6 +82,10 @@ class JournalCursor:
                 (entry.position, f"step {entry.name}", f"step {entry.name} (other arguments)"),
             )
 
+    def resumes_at(self, position: int) -> bool:
+        """Whether no forward action is recorded past `position`: the run rested there."""
+        return all(p <= position for p in self.forward)
+
     def check_complete(self) -> None:
         """The saga returned: every recorded forward action must have been reached."""
         later = sorted(p for p in self.forward if p >= self.position)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sagaway.engine._completions import Completions
 from sagaway.engine._invoke import StepInvoker
+from sagaway.engine._tracing import NO_TRACING, Tracing
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.store.base import Store
 
@@ -21,8 +22,8 @@ __all__ = ["Runtime"]
 @dataclass(frozen=True)
 class Runtime:
     """The store, the App's declarations (read-only views: declaring more is seen), the
-    metrics observer, the step invoker, the completions of runs executing here, and how to
-    wake this process's worker."""
+    metrics observer, the step invoker, the completions of runs executing here, how to
+    wake this process's worker, and the tracer."""
 
     store: Store
     sagas: Mapping[str, SagaDefinition]
@@ -32,3 +33,4 @@ class Runtime:
     completions: Completions
     # Tells this process's worker to look for due runs now (a child started or ended).
     wake: Callable[[], None] = lambda: None
+    tracing: Tracing = NO_TRACING  # `sagaway.otel.instrument` makes runs traced

@@ -18,6 +18,7 @@ from sagaway.engine._fork import create_fork
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
 from sagaway.engine._schedules import Schedule, ScheduleRunner
+from sagaway.engine._tracing import NO_TRACING, Tracing
 from sagaway.engine.definitions import SagaDefinition, StepDefinition
 from sagaway.engine.metrics import (
     EngineMetrics,
@@ -37,6 +38,7 @@ from sagaway.errors import (
     UnknownSaga,
 )
 from sagaway.messaging._hub import Messaging
+from sagaway.resilience.adaptive import AdaptiveLimit
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
@@ -125,9 +127,27 @@ class App(MessagingSurface):
         )
         self._invoker = StepInvoker(self.metrics)
         self._completions = Completions()
+        # Set by sagaway.testing.virtual_time: `Run.result` drives the runs on virtual time.
+        self._drive_result: Callable[[Run, float | None], Any] | None = None
         self._messaging = Messaging(
             lambda: self.store, self._invoker, self.metrics, lease, poll_interval
         )
+        self._tracing: Tracing = NO_TRACING
+
+    @property
+    def tracing(self) -> Tracing:
+        """The tracer of this App's runs and messages (`sagaway.otel.instrument` sets one);
+        by default one that traces nothing."""
+        return self._tracing
+
+    @tracing.setter
+    def tracing(self, tracing: Tracing) -> None:
+        if self.worker is not None:
+            raise ConfigurationError(
+                "tracing is set before the App's workers start: call "
+                "sagaway.otel.instrument(app) before app.launch() or `with app:`"
+            )
+        self._tracing = self._messaging.tracing = tracing
 
     # --- declarations ------------------------------------------------------------------------
     @overload
@@ -142,7 +162,7 @@ class App(MessagingSurface):
         timeout: float | None = None,
         pivot: bool = False,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveLimit | None = None,
         rate_limit: RateLimiter | None = None,
         deadline: float | None = None,
     ) -> Callable[[F], F]: ...
@@ -156,7 +176,7 @@ class App(MessagingSurface):
         timeout: float | None = None,
         pivot: bool = False,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveLimit | None = None,
         rate_limit: RateLimiter | None = None,
         deadline: float | None = None,
     ) -> Any:
@@ -174,7 +194,9 @@ class App(MessagingSurface):
         `Rejected` refusal raised inside the body (a breaker the step uses itself) parks the
         same way. `deadline` bounds the parking in seconds; past it the step fails with the
         refusal, and the saga compensates as for any failure. Without a deadline a run parks
-        for as long as the refusal lasts.
+        for as long as the refusal lasts. `bulkhead` may be an `AdaptiveLimit`: each try then
+        reports its outcome to it (a timed-out try is a drop), so the limit follows the
+        dependency's latency.
         """
 
         def declare(fn: Callable[..., Any]) -> StepDefinition:
@@ -310,6 +332,8 @@ class App(MessagingSurface):
         existing run; the same key with a different input raises IdempotencyConflict.
         Raises SerializationError if the input is not JSON data, InvalidInput if it does not
         fit the saga's signature or its concurrency_key or priority function fails on it.
+        With tracing on (`sagaway.otel.instrument`), the run keeps the caller's trace
+        context, and every execution of it, in whatever process, joins that trace.
         """
         name = self._saga_name(saga)
         definition = self.sagas[name]
@@ -319,7 +343,8 @@ class App(MessagingSurface):
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
         flow = definition.flow_control(text)
         now = self.store.now()
-        new = NewRun(new_run_id(), name, key, text, digest, now, flow)
+        trace = self._tracing.capture()  # the caller's context: the run's executions join it
+        new = NewRun(new_run_id(), name, key, text, digest, now, trace_context=trace, flow=flow)
         worker = self.worker
         # A run under a limit is not leased to this worker at once: a claim takes its slot.
         reserved = worker is not None and flow is None and worker.reserve()
@@ -372,10 +397,11 @@ class App(MessagingSurface):
         """Send a signal to a run; it is kept until the run's `ctx.wait(name)` takes it.
 
         Raises RunNotFound, InvalidRunState for a run that has ended, SerializationError for
-        a payload that is not JSON data.
+        a payload that is not JSON data. With tracing on, the signal carries the caller's
+        trace context: the wait that takes it links to it.
         """
         text = serde.dumps(payload, f"the payload of signal {name!r}")
-        self.store.send_signal(run_id, name, text, self.store.now())
+        self.store.send_signal(run_id, name, text, self.store.now(), self._tracing.capture())
         if self.worker is not None:
             self.worker.wake()
 
@@ -446,21 +472,30 @@ class App(MessagingSurface):
         return [Run(self, child.run) for child in found]
 
     # --- workers -------------------------------------------------------------------------------
+    def _runtime(self) -> Runtime:
+        """What the executions of this App's runs need (its worker's, or a test driver's)."""
+        return Runtime(
+            store=self.store,  # open before threads start
+            sagas=MappingProxyType(self.sagas),
+            steps=MappingProxyType(self.steps),
+            metrics=self.metrics,
+            invoker=self._invoker,
+            completions=self._completions,
+            wake=lambda: self.worker.wake() if self.worker is not None else None,
+            tracing=self._tracing,
+        )
+
     def launch(self, concurrency: int | None = None) -> Worker:
         """Start an in-process worker: runs of this store are executed by this process's
         threads, and runs of dead workers are taken over. Idempotent."""
-        if self.worker is None:
-            runtime = Runtime(
-                store=self.store,  # open before threads start
-                sagas=MappingProxyType(self.sagas),
-                steps=MappingProxyType(self.steps),
-                metrics=self.metrics,
-                invoker=self._invoker,
-                completions=self._completions,
-                wake=lambda: self.worker.wake() if self.worker is not None else None,
+        if self._drive_result is not None:
+            raise ConfigurationError(
+                "app.launch() inside sagaway.testing.virtual_time(app): the virtual clock "
+                "executes the runs itself; leave out `with app:` / app.launch() there"
             )
+        if self.worker is None:
             worker = Worker(
-                runtime,
+                self._runtime(),
                 concurrency=concurrency or self.concurrency,
                 lease=self.lease,
                 poll_interval=self.poll_interval,

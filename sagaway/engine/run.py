@@ -166,6 +166,9 @@ class Run:
         Raises SagaCompensated, SagaFailed or SagaCancelled (each carrying the error as
         `.error`), or TimeoutError if the run has not ended within `timeout` seconds.
         """
+        drive = self._app._drive_result
+        if drive is not None:  # under sagaway.testing.virtual_time: its clock runs the run
+            return drive(self, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         poll = 0.01  # runs executed elsewhere are seen by polling, backing off to 0.2 s
         while True:

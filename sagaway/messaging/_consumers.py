@@ -16,6 +16,7 @@ from typing import Any
 
 from sagaway.engine import _serde as serde
 from sagaway.engine._invoke import StepInvoker
+from sagaway.engine._tracing import NO_TRACING, Tracing
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.errors import RateLimited, Rejected, SerializationError, StoreUnavailable
 from sagaway.messaging._message import Message
@@ -65,9 +66,11 @@ class GroupWorker:
         owner: str,
         lease: float,
         poll_interval: float,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         self.consumer, self.store, self.invoker, self.metrics = consumer, store, invoker, metrics
         self.owner, self.lease, self.poll_interval = owner, lease, poll_interval
+        self.tracing = tracing
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._lock = threading.Lock()
@@ -228,7 +231,8 @@ class GroupWorker:
             return
         started = time.monotonic()
         try:
-            self.invoker.call(c.fn, c.is_async, c.timeout, (message,), {})
+            with self.tracing.handling(claimed):  # the handler's span is current in it
+                self.invoker.call(c.fn, c.is_async, c.timeout, (message,), {})
         except BaseException as exc:
             seconds = time.monotonic() - started
             if permit is not None:

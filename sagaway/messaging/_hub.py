@@ -3,6 +3,7 @@ calls behind `app.publish`, `app.dead_letters` and `app.redrive_dead_letters`.""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._recovery import new_owner
+from sagaway.engine._tracing import NO_TRACING, Tracing
 from sagaway.engine.metrics import EngineMetrics, labels
 from sagaway.errors import ConfigurationError, StepTimeout
 from sagaway.messaging._consumers import Consumer, GroupWorker
@@ -44,6 +46,7 @@ class Messaging:
         self._workers: dict[tuple[str, str], GroupWorker] = {}
         self._owner: str | None = None
         self._unwatch: Callable[[], None] | None = None
+        self.tracing: Tracing = NO_TRACING
 
     # --- declarations ------------------------------------------------------------------
     def declare(
@@ -129,6 +132,7 @@ class Messaging:
             self._owner,
             self.lease,
             self.poll_interval if self._unwatch is None else 1.0,
+            self.tracing,
         )
         worker.start()
         self._workers[(consumer.group, consumer.topic)] = worker
@@ -164,16 +168,21 @@ class Messaging:
         delay: float | None,
         dedup_id: str | None,
         conn: Any,
+        trace_context: str | None = None,
     ) -> str:
-        """Publish one message, in its own transaction or in the caller's (`conn`)."""
+        """Publish one message, in its own transaction or in the caller's (`conn`); it
+        continues `trace_context` if given, else the caller's current trace (if traced)."""
         store = self._store()
         message = new_message(
             topic, payload, key=key, delay=delay, dedup_id=dedup_id, now=store.now()
         )
+        if trace_context is not None:
+            message = dataclasses.replace(message, trace_context=trace_context)
+        messages = self.tracing.publish([message])
         if conn is None:
-            store.publish([message])
+            store.publish(messages)
         else:
-            store.publish_in(conn, [message])
+            store.publish_in(conn, messages)
         return message.id
 
     def dead_letters(self, group: str | None, limit: int) -> list[DeadLetter]:

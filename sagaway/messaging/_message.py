@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from sagaway.engine._tracing import trace_headers
 from sagaway.store.base import ErrorRecord
 from sagaway.store.messages import MessageRecord
 
@@ -19,7 +21,9 @@ class Message:
 
     `attempt` starts at 1 and counts this group's tries of this message. `idempotency_key`
     is stable per (group, message): pass it to the services the handler calls so that
-    their effects happen once even when the message is handed over again.
+    their effects happen once even when the message is handed over again. `trace_headers`
+    holds the publisher's W3C trace context (`traceparent`, `tracestate`) when it was
+    traced, else nothing.
     """
 
     id: str
@@ -29,6 +33,7 @@ class Message:
     attempt: int
     published_at: float
     group: str
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:
@@ -46,6 +51,7 @@ class Message:
             attempt=attempt,
             published_at=record.published_at,
             group=group,
+            trace_headers=trace_headers(record.trace_context),
         )
 
 

@@ -14,7 +14,9 @@ from sagaway.store.messages import Claimed, MessageRecord, NewMessage
 
 __all__ = ["PostgresMessages", "publish_clauses"]
 
-_MESSAGE_ROW = "(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::float8, ?::float8)"
+_MESSAGE_ROW = (
+    "(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::float8, ?::float8, ?::text)"
+)
 
 
 def publish_clauses(messages: Sequence[NewMessage], guard: str = "") -> tuple[str, list[Any]]:
@@ -23,10 +25,10 @@ def publish_clauses(messages: Sequence[NewMessage], guard: str = "") -> tuple[st
     rows = ", ".join([_MESSAGE_ROW] * len(messages))
     sql = (
         "published AS (INSERT INTO sagaway_messages "
-        "(id, topic, key, payload, dedup_id, published_at, available_at) "
-        "SELECT v.id, v.topic, v.key, v.payload, v.dedup_id, v.published_at, v.available_at "
-        f"FROM (VALUES {rows}) AS v(n, id, topic, key, payload, dedup_id, published_at, "
-        f"available_at) {guard} ORDER BY v.n "
+        "(id, topic, key, payload, dedup_id, published_at, available_at, trace_context) "
+        "SELECT v.id, v.topic, v.key, v.payload, v.dedup_id, v.published_at, v.available_at, "
+        f"v.trace_context FROM (VALUES {rows}) AS v(n, id, topic, key, payload, dedup_id, "
+        f"published_at, available_at, trace_context) {guard} ORDER BY v.n "
         "ON CONFLICT DO NOTHING RETURNING id, seq, topic, key, published_at, available_at), "
         "delivered AS (INSERT INTO sagaway_deliveries "
         "(grp, message_id, seq, topic, key, status, due_at, updated_at) "
@@ -38,6 +40,7 @@ def publish_clauses(messages: Sequence[NewMessage], guard: str = "") -> tuple[st
     params: list[Any] = []
     for n, m in enumerate(messages):
         params += [n, m.id, m.topic, m.key, m.payload, m.dedup_id, m.published_at, m.available_at]
+        params.append(m.trace_context)
     return sql, params
 
 
@@ -88,18 +91,20 @@ class PostgresMessages(SqlCore):
             "WHERE l.grp = ? AND l.message_id = due.message_id "
             "RETURNING l.message_id, l.epoch, l.attempts) "
             "SELECT COALESCE(json_agg(json_build_array(m.id, m.seq, m.topic, m.key, m.payload, "
-            "m.dedup_id, m.published_at, m.available_at, leased.epoch, leased.attempts) "
+            "m.dedup_id, m.published_at, m.available_at, leased.epoch, leased.attempts, "
+            "m.trace_context) "
             "ORDER BY m.seq), '[]') FROM leased JOIN sagaway_messages m ON m.id = leased.message_id"
         )
         params = (group, now, limit, owner, lease_until, now, group)
 
         def finish(row: Any, cur: Cursorish) -> list[Claimed]:
             claimed = []
-            for id_, seq, topic, key, payload, dedup, published, available, epoch, attempt in (
-                row[0] if row is not None else []
-            ):
+            for (
+                id_, seq, topic, key, payload, dedup, published, available, epoch, attempt,
+                trace,
+            ) in row[0] if row is not None else []:  # fmt: skip
                 record = MessageRecord(
-                    id_, seq, topic, key, payload, dedup, float(published), float(available)
+                    id_, seq, topic, key, payload, dedup, float(published), float(available), trace
                 )
                 claimed.append(Claimed(group, record, epoch, attempt))
             return claimed

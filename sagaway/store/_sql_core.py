@@ -79,7 +79,8 @@ Row = tuple[Any, ...]
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
     "epoch, wait_name, wait_position, wait_deadline, pivot_passed, cancel_requested, result, "
-    "error, recoveries, parent_id, flow_key, flow_limit, priority, flow_held, flow_queued_at"
+    "error, recoveries, parent_id, trace_context, flow_key, flow_limit, priority, flow_held, "
+    "flow_queued_at"
 )
 # What `start` stores of a run's flow control: a new run under a limit joins its key's queue
 # at once (and is due: the claim that looks at it admits the queue's first runs).
@@ -110,12 +111,12 @@ SHARED_TABLES = {
 
 def run_record(row: Sequence[Any]) -> RunRecord:
     """A `sagaway_runs` row (RUN_COLUMNS) as a record."""
-    values: list[Any] = list(row[:20])
+    values: list[Any] = list(row[:21])
     values[5] = RunStatus(values[5])
     values[14] = bool(values[14])
     values[15] = bool(values[15])
-    key, limit, priority, held, queued_at = row[20:25]
-    # `flow` follows `parent_id`
+    key, limit, priority, held, queued_at = row[21:26]
+    # `flow` follows `trace_context`
     values.append(
         None if limit is None else FlowControl(key, limit, priority, bool(held), queued_at)
     )

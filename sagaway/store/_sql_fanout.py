@@ -26,8 +26,8 @@ _ENDED = sorted(TERMINAL)
 _ENDED_SQL = f"({', '.join(repr(str(status)) for status in _ENDED)})"
 _CHILD_INSERT = (
     "INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, created_at, "
-    f"updated_at, due_at, epoch, parent_id, parent_position, parent_index, {FLOW_COLUMNS}) "
-    "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) "
+    "updated_at, due_at, epoch, parent_id, parent_position, parent_index, trace_context, "
+    f"{FLOW_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING"
 )
 
@@ -37,7 +37,7 @@ def _child_row(new: NewRun, parent_id: str, position: int, index: int) -> tuple[
     created = due = new.now
     return (
         new.id, new.saga, new.key, new.input, new.input_hash, created, created, due,
-        parent_id, position, index, *flow_values(new),
+        parent_id, position, index, new.trace_context, *flow_values(new),
     )  # fmt: skip
 
 

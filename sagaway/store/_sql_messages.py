@@ -19,11 +19,13 @@ from sagaway.store.messages import (
 
 __all__ = ["FIRST_DUE_SQL", "MessageStatements", "first_due", "insert_messages"]
 
-MESSAGE_COLUMNS = "id, seq, topic, key, payload, dedup_id, published_at, available_at"
+MESSAGE_COLUMNS = (
+    "id, seq, topic, key, payload, dedup_id, published_at, available_at, trace_context"
+)
 _INSERT_MESSAGE = (
     "INSERT INTO sagaway_messages "
-    "(id, topic, key, payload, dedup_id, published_at, available_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq"
+    "(id, topic, key, payload, dedup_id, published_at, available_at, trace_context) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq"
 )
 # One delivery for every group of the message's topic: the group's queue entry and inbox.
 _DELIVER = (
@@ -54,10 +56,8 @@ def insert_messages(cur: Cursorish, messages: Sequence[NewMessage]) -> list[bool
     topic's groups; for each, whether it was new (not a duplicate id or dedup id)."""
     stored = []
     for m in messages:
-        row = cur.one(
-            _INSERT_MESSAGE,
-            (m.id, m.topic, m.key, m.payload, m.dedup_id, m.published_at, m.available_at),
-        )
+        values = (m.id, m.topic, m.key, m.payload, m.dedup_id, m.published_at, m.available_at)
+        row = cur.one(_INSERT_MESSAGE, (*values, m.trace_context))
         if row is not None:
             cur.execute(_DELIVER, (m.id, row[0], m.key, first_due(m), m.published_at, m.topic))
         stored.append(row is not None)
@@ -69,7 +69,7 @@ def insert_messages(cur: Cursorish, messages: Sequence[NewMessage]) -> list[bool
 def message_record(row: Sequence[Any]) -> MessageRecord:
     """A `sagaway_messages` row (MESSAGE_COLUMNS) as a record."""
     return MessageRecord(
-        row[0], int(row[1]), row[2], row[3], row[4], row[5], float(row[6]), float(row[7])
+        row[0], int(row[1]), row[2], row[3], row[4], row[5], float(row[6]), float(row[7]), row[8]
     )
 
 

@@ -61,8 +61,8 @@ class RunStatements(SqlCore):
 
         insert = (
             f"INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
-            f"created_at, updated_at, due_at, owner, epoch, {FLOW_COLUMNS}) "
-            f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"created_at, updated_at, due_at, owner, epoch, trace_context, {FLOW_COLUMNS}) "
+            f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             f"ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
             f"RETURNING {RUN_COLUMNS}"
         )
@@ -78,6 +78,7 @@ class RunStatements(SqlCore):
             lease_until if claimed else new.now,
             owner,
             1 if claimed else 0,
+            new.trace_context,
             *flow_values(new),
         ]
         return self._write(Statement(insert, params, finish))
@@ -174,7 +175,7 @@ class RunStatements(SqlCore):
         exclude = f"AND id NOT IN ({marks(skip)})" if skip else ""
         row = self._read(
             lambda cur: cur.one(
-                "SELECT id, run_id, name, payload, sent_at FROM sagaway_signals "
+                "SELECT id, run_id, name, payload, sent_at, trace_context FROM sagaway_signals "
                 f"WHERE run_id = ? AND name = ? AND consumed_at IS NULL {exclude} "
                 "ORDER BY id LIMIT 1",
                 (run_id, name, *skip),
@@ -185,7 +186,7 @@ class RunStatements(SqlCore):
     def pending_signals(self, run_id: str) -> list[SignalRecord]:
         rows = self._read(
             lambda cur: cur.all(
-                "SELECT id, run_id, name, payload, sent_at FROM sagaway_signals "
+                "SELECT id, run_id, name, payload, sent_at, trace_context FROM sagaway_signals "
                 "WHERE run_id = ? AND consumed_at IS NULL ORDER BY id",
                 (run_id,),
             )
@@ -203,7 +204,9 @@ class RunStatements(SqlCore):
             raise RunNotFound(run_id)
         return run_record(row)
 
-    def send_signal(self, run_id: str, name: str, payload: str, now: float) -> SignalRecord:
+    def send_signal(
+        self, run_id: str, name: str, payload: str, now: float, trace_context: str | None = None
+    ) -> SignalRecord:
         def work(cur: Cursorish) -> SignalRecord:
             run = self._existing(cur, run_id)
             if run.status in SETTLED:
@@ -212,9 +215,9 @@ class RunStatements(SqlCore):
                     "that can still wait for them"
                 )
             row = cur.only(
-                "INSERT INTO sagaway_signals (run_id, name, payload, sent_at) "
-                "VALUES (?, ?, ?, ?) RETURNING id",
-                (run_id, name, payload, now),
+                "INSERT INTO sagaway_signals (run_id, name, payload, sent_at, trace_context) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (run_id, name, payload, now, trace_context),
             )
             cur.execute(
                 "UPDATE sagaway_runs SET wake_pending = 1, due_at = CASE "
@@ -223,7 +226,7 @@ class RunStatements(SqlCore):
             )
             if run.status == RunStatus.WAITING and run.wait_name == name:
                 cur.wake()
-            return SignalRecord(row[0], run_id, name, payload, now)
+            return SignalRecord(row[0], run_id, name, payload, now, trace_context)
 
         return self._write(work)
 

@@ -197,6 +197,8 @@ class RunRecord:
     error: str | None = None
     recoveries: int = 0
     parent_id: str | None = None  # the run whose ctx.map or ctx.child started this one
+    # The W3C trace context (JSON: traceparent, tracestate) its starter had; None untraced.
+    trace_context: str | None = None
     flow: FlowControl | None = None  # its saga's concurrency limit: key, priority, slot
 
 
@@ -210,6 +212,7 @@ class NewRun:
     input: str
     input_hash: str
     now: float
+    trace_context: str | None = None  # the starter's W3C trace context (JSON), if traced
     flow: FlowControl | None = None
 
 
@@ -354,6 +357,7 @@ class SignalRecord:
     name: str
     payload: str
     sent_at: float
+    trace_context: str | None = None  # the sender's W3C trace context (JSON), if traced
 
 
 class Keep(Enum):
@@ -559,8 +563,11 @@ class Store(
 
     # --- control ---------------------------------------------------------------------------
     @abstractmethod
-    def send_signal(self, run_id: str, name: str, payload: str, now: float) -> SignalRecord:
-        """Keep a signal for the run and wake it if it waits. Raises RunNotFound."""
+    def send_signal(
+        self, run_id: str, name: str, payload: str, now: float, trace_context: str | None = None
+    ) -> SignalRecord:
+        """Keep a signal (with its sender's trace context) for the run and wake it if it
+        waits. Raises RunNotFound."""
 
     @abstractmethod
     def request_cancel(self, run_id: str, now: float) -> RunRecord:

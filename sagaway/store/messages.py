@@ -40,6 +40,7 @@ class NewMessage:
     dedup_id: str | None
     published_at: float
     available_at: float
+    trace_context: str | None = None  # the publisher's W3C trace context (JSON), if traced
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class MessageRecord:
     dedup_id: str | None
     published_at: float
     available_at: float
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True)

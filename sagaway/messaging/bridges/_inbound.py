@@ -1,10 +1,10 @@
 """Inbound: a broker's queue or durable consumer read into a local topic.
 
 Each broker message is published locally with `app.publish(topic, payload, key=...,
-dedup_id=<broker message id>)` and acknowledged to the broker only after that commit.
-The broker redelivers what was not acknowledged (a crash, a lost connection), and the
-`dedup_id` makes the local topic keep one copy, so the topic's groups get each message once
-through their inbox."""
+dedup_id=<broker message id>, trace_headers=<its headers>)` and acknowledged to the broker
+only after that commit. The broker redelivers what was not acknowledged (a crash, a lost
+connection), and the `dedup_id` makes the local topic keep one copy, so the topic's groups
+get each message once through their inbox; a `traceparent` header carries its trace on."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,7 @@ class Delivery:
     key: str | None
     ack: Callable[[], Awaitable[Any]]
     reject: Callable[[], Awaitable[Any]]
+    trace_headers: Mapping[str, Any] | None = None  # the broker message's headers
 
 
 class Source(ABC):
@@ -203,7 +204,11 @@ class Inbound:
                 await loop.run_in_executor(
                     None,
                     lambda: self.app.publish(
-                        self.topic, payload, key=delivery.key, dedup_id=delivery.message_id
+                        self.topic,
+                        payload,
+                        key=delivery.key,
+                        dedup_id=delivery.message_id,
+                        trace_headers=delivery.trace_headers,
                     ),
                 )
                 return

@@ -66,7 +66,7 @@ class JetStreamRelay(RelayTarget):
 
     async def send(self, message: Message) -> None:
         js = await self._open()
-        headers = {MSG_ID_HEADER: message.id, TOPIC_HEADER: message.topic}
+        headers = {MSG_ID_HEADER: message.id, TOPIC_HEADER: message.topic, **message.trace_headers}
         if message.key is not None:
             headers[KEY_HEADER] = message.key
         try:
@@ -160,6 +160,7 @@ class JetStreamSource(Source):
                     message_id=header_text(headers.get(MSG_ID_HEADER))
                     or f"{self.stream}:{msg.metadata.sequence.stream}",
                     key=header_text(headers.get(KEY_HEADER)),
+                    trace_headers=headers,
                     ack=msg.ack_sync,
                     reject=msg.term,
                 )

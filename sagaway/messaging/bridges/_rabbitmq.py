@@ -61,7 +61,7 @@ class RabbitMQRelay(RelayTarget):
     async def send(self, message: Message) -> None:
         aio_pika = _aio_pika()
         exchange = await self._open()
-        headers: dict[str, Any] = {TOPIC_HEADER: message.topic}
+        headers: dict[str, Any] = {TOPIC_HEADER: message.topic, **message.trace_headers}
         if message.key is not None:
             headers[KEY_HEADER] = message.key
         outgoing = aio_pika.Message(
@@ -150,6 +150,7 @@ class RabbitMQSource(Source):
                     body=incoming.body,
                     message_id=incoming.message_id,
                     key=header_text((incoming.headers or {}).get(KEY_HEADER)),
+                    trace_headers=incoming.headers,
                     ack=incoming.ack,
                     reject=functools.partial(incoming.reject, requeue=False),
                 )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import json
 import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from sagaway.engine._tracing import trace_headers
 from sagaway.errors import ConfigurationError, MissingExtra
 from sagaway.messaging._message import Message
 from sagaway.resilience.retry import Retry
@@ -130,7 +132,8 @@ def relay_to(
     return the relay's consumer group (default `relay:<kind>:<target name>`).
 
     Each message is sent at least once and marked handled only after the broker confirmed
-    it; the broker-side id is the sagaway message id, so a re-send after a lost confirmation
+    it, with the message's W3C trace context in `traceparent` / `tracestate` headers; the
+    broker-side id is the sagaway message id, so a re-send after a lost confirmation
     can be recognised (JetStream drops it in its dedup window; a sagaway inbound drops it by
     `dedup_id`). `ordered=True` keeps the topic's per-key order at the broker. `retry`
     (default `RELAY_RETRY`, about eight minutes) bounds the tries before a message goes to the
@@ -144,7 +147,9 @@ def relay_to(
     name = group or f"relay:{target.kind}:{target.name}"
 
     def relay(message: Message) -> None:
-        target.deliver(message)
+        # The broker message continues this relay's span when traced, else the publisher's.
+        traced = trace_headers(app.tracing.capture())
+        target.deliver(dataclasses.replace(message, trace_headers=traced) if traced else message)
 
     relay.__qualname__ = f"relay_to({topic!r}, {target!r})"
     app.consumer(
