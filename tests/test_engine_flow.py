@@ -487,3 +487,34 @@ def test_a_parent_resting_while_its_children_are_undone_gives_its_slot_back(make
         undo.set()
         with pytest.raises(SagaCompensated):
             first.result(timeout=20)
+
+
+@pytest.mark.slow
+def test_a_slot_held_by_a_worker_killed_mid_step_passes_to_the_run_taken_over(
+    store_url, make_app, tmp_path
+):
+    log = tmp_path / "flow.json"
+    env = {"SAGAWAY_TEST_FLOW_LIMIT": "1"}
+    client = make_app()
+    client.saga(concurrency=1, concurrency_key=lambda shop, n: shop, name="limited")(
+        lambda ctx, shop, n: n
+    )
+    first = client.start("limited", "shop-x", 1)
+    second = client.start("limited", "shop-x", 2)
+    slow = {**env, "SAGAWAY_TEST_STEP_SECONDS": "60"}
+    worker = WorkerProcess(store_url, log, env_extra=slow, target="tests.apps.flow:app")
+    try:
+        wait_for(
+            lambda: log.exists() and json.loads(log.read_text())["inside"].get("shop-x") == 1,
+            what="the first run to be inside its step",
+        )
+        assert first.refresh().flow.held and second.refresh().due_at is None
+        worker.kill()
+        worker = WorkerProcess(store_url, log, env_extra=env, target="tests.apps.flow:app")
+        assert first.result(timeout=30) == 1
+        assert second.result(timeout=30) == 2
+    finally:
+        worker.stop()
+    assert first.refresh().recoveries == 1
+    # The queued run got the slot only once the run taken over had ended.
+    assert second.steps[0].started_at >= first.steps[0].finished_at
