@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 
 from sagaway import App, ConfigurationError, InvalidInput, Permanent, Retry, SagaCompensated
+from sagaway.observe.metrics import parse_labels
 from sagaway.store.base import Checkpoint, RunStatus, RunUpdate
 from tests.conftest import wait_for, wait_status
 from tests.processes import WorkerProcess
@@ -332,13 +333,19 @@ def test_the_pending_gauge_counts_queued_runs_per_key(make_app):
 
     with app:
         runs = [app.start("limited", "a", i) for i in range(4)]
-        wait_for(lambda: sum(r.refresh().due_at is None for r in runs) == 3)
-        gauges = {
-            name: (label, value) for name, label, value in app._gauges() if name == "flow_pending"
-        }
-        assert gauges == {"flow_pending": ("key=a,saga=limited", 3.0)}
+        odd = [app.start("limited", "b,c=d", i) for i in range(2)]  # label separators
+        expected = [("key=a,saga=limited", 3.0), ("key=b_c_d,saga=limited", 1.0)]
+
+        def gauges() -> list:
+            return [
+                (label, value) for name, label, value in app._gauges() if name == "flow_pending"
+            ]
+
+        # Each key: one run holds the slot, the others wait in its queue.
+        wait_for(lambda: gauges() == expected, what=f"the gauges {expected} (are {gauges()})")
+        assert parse_labels(expected[1][0]) == {"key": "b_c_d", "saga": "limited"}
         gate.set()
-        for run in runs:
+        for run in runs + odd:
             run.result(timeout=10)
     assert not [g for g in app._gauges() if g[0] == "flow_pending"]
 

@@ -63,6 +63,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 new_run_id = time_ordered_id
 
 
+def _label(value: str) -> str:
+    return value.replace(",", "_").replace("=", "_")
+
+
 class App(MessagingSurface):
     """Declares sagas and steps, starts and controls runs, and runs workers.
 
@@ -530,7 +534,8 @@ class App(MessagingSurface):
             ("queue_age_seconds", "", 0.0 if oldest is None else max(0.0, now - oldest)),
             *self._messaging.gauges(now),
             *(
-                ("flow_pending", labels(key=q.key, saga=q.saga), float(q.queued))
+                # Stored labels are `k=v,k=v`: a key's own "," and "=" are read as "_".
+                ("flow_pending", labels(key=_label(q.key), saga=q.saga), float(q.queued))
                 for q in self.store.flow_queues()
             ),
         ]
