@@ -50,6 +50,8 @@ class RunSummary(BaseModel):
     due_at: float | None
     waiting: dict[str, Any] | None
     error: dict[str, Any] | None
+    # A saga with a concurrency limit: key, limit, priority, holds_slot, queued_at.
+    flow: dict[str, Any] | None = None
 
 
 class RunPage(BaseModel):

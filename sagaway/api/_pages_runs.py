@@ -14,6 +14,7 @@ from sagaway.api._views import find_page, run_detail, run_summary
 from sagaway.api.access import Role
 from sagaway.store.base import STATUSES, Store
 from sagaway.store.browse import RunQuery
+from sagaway.store.flow import FlowControl
 
 __all__ = ["bulk_done", "bulk_page", "confirm_page", "run_page", "runs_page"]
 
@@ -113,6 +114,8 @@ def _facts(run: dict[str, Any], base: str) -> str:
         items.append(("fork", f"{link} from position {fork['from_step']}"))
     if run["recoveries"]:
         items.append(("taken over", f"{run['recoveries']} time(s) from dead workers"))
+    if run["flow"]:
+        items.append(("flow control", esc(FlowControl.from_doc(run["flow"]).describe())))
     facts = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in items)
     return f'<div class="card"><dl class="facts">{facts}</dl></div>'
 

@@ -69,6 +69,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "due_at": run.due_at,
         "waiting": waiting_for(run),
         "error": _error(run.error),
+        "flow": run.flow.to_doc() if run.flow else None,
     }
 
 

@@ -189,16 +189,18 @@ def _steer(args: argparse.Namespace, action: Any, read_only: bool = False) -> An
 def list_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    def gather(app: Any) -> tuple[list[Any], int]:
+    def gather(app: Any) -> tuple[list[Any], int, dict[tuple[str, str], int]]:
+        # How many runs hold a slot of each key that has a queue: "3/3 held".
+        held = {(q.saga, q.key): q.held for q in app.store.flow_queues(saga=args.saga)}
         if args.parent is not None:
-            return _children(app, args)
+            return (*_children(app, args), held)
         records = app.store.list_runs(status=args.status, saga=args.saga, limit=args.limit)
         if len(records) < args.limit:
-            return records, len(records)
+            return records, len(records), held
         counts = app.store.count_runs(saga=args.saga)
-        return records, counts.get(args.status, 0) if args.status else sum(counts.values())
+        return records, counts.get(args.status, 0) if args.status else sum(counts.values()), held
 
-    records, total = _steer(args, gather, read_only=True)
+    records, total, held = _steer(args, gather, read_only=True)
     items = {r.id: item for r, item in records} if args.parent is not None else {}
     records = [r for r, _ in records] if args.parent is not None else records
     if args.json:
@@ -211,6 +213,7 @@ def list_runs(args: argparse.Namespace) -> int:
                     "status": r.status,
                     "created_at": r.created_at,
                     "updated_at": r.updated_at,
+                    "flow": r.flow.to_doc() if r.flow else None,
                     **({"parent_id": r.parent_id, "item": items[r.id]} if items else {}),
                 }
                 for r in records
@@ -226,11 +229,15 @@ def list_runs(args: argparse.Namespace) -> int:
         title = f"children of run {args.parent}: {title}"
     table = Table(title=title, show_lines=False)
     columns = ("id", "saga", "key", "status", "created (UTC)", "updated (UTC)")
-    for column in (("item",) if items else ()) + columns:
+    flows = any(r.flow for r in records)  # a column for sagas with a concurrency limit
+    for column in (("item",) if items else ()) + columns + (("flow control",) if flows else ()):
         table.add_column(column)
     for r in records:
         row = (r.id, r.saga, r.key or "-", r.status, _when(r.created_at), _when(r.updated_at))
-        table.add_row(*((items[r.id],) if items else ()), *row)
+        flow = (
+            (r.flow.describe(held.get((r.saga, r.flow.key))) if r.flow else "-",) if flows else ()
+        )
+        table.add_row(*((items[r.id],) if items else ()), *row, *flow)
     _console().print(table)
     return 0
 
@@ -259,12 +266,13 @@ def show_run(args: argparse.Namespace) -> int:
     from sagaway.engine import parked_step
     from sagaway.store.fanout import CHILD_WAIT
 
-    def gather(app: Any) -> tuple[Any, Any, Any, Any]:
+    def gather(app: Any) -> tuple[Any, Any, Any, Any, dict[str, int]]:
         run = app.get(args.run_id)
         record = run.refresh()
-        return record, run.steps, run.events, app.store.pending_signals(record.id)
+        held = {q.key: q.held for q in app.store.flow_queues(saga=record.saga)}
+        return record, run.steps, run.events, app.store.pending_signals(record.id), held
 
-    record, steps, events, signals = _steer(args, gather, read_only=True)
+    record, steps, events, signals, held = _steer(args, gather, read_only=True)
     steps = _in_order_run(steps)
     error = json.loads(record.error) if record.error else None
     if args.json:
@@ -274,6 +282,7 @@ def show_run(args: argparse.Namespace) -> int:
                 "saga": record.saga,
                 "key": record.key,
                 "status": record.status,
+                "flow": record.flow.to_doc() if record.flow else None,
                 "input": json.loads(record.input),
                 "result": json.loads(record.result) if record.result else None,
                 "error": error,
@@ -297,6 +306,8 @@ def show_run(args: argparse.Namespace) -> int:
         f"key {record.key or '-'}   created {_when(record.created_at)}   "
         f"updated {_when(record.updated_at)}   owner {record.owner or '-'}"
     )
+    if record.flow is not None:
+        console.print(f"flow   {record.flow.describe(held.get(record.flow.key))}")
     console.print(f"input  {_short(json.loads(record.input), 100)}")
     if record.result:
         console.print(f"result {_short(json.loads(record.result), 100)}")

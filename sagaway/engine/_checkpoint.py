@@ -105,9 +105,10 @@ class RunWriter:
         if self.lease.ending():
             self.flush(RunUpdate())
 
-    def flush(self, update: RunUpdate | None = None) -> None:
-        """Write what is held, and `update` of the run row, in one fenced transaction.
-        Raises Abandon when the lease was lost or the store failed."""
+    def flush(self, update: RunUpdate | None = None, release_slot: bool = False) -> None:
+        """Write what is held, and `update` of the run row, in one fenced transaction (with
+        `release_slot`, the run gives its flow-control slot back). Raises Abandon when the
+        lease was lost or the store failed."""
         now, sent = self.store.now(), time.monotonic()
         if self._pivot_reached:
             update = update or RunUpdate()
@@ -122,6 +123,7 @@ class RunWriter:
             events=self._events,
             update=update,
             messages=self._messages,
+            release_slot=release_slot,
         )
         try:
             self.cancel_requested = self.store.checkpoint(checkpoint)
@@ -144,7 +146,7 @@ class RunWriter:
         update = RunUpdate(
             status=status, due_at=None, owner=None, result=result, error=error, wait=None
         )
-        self.flush(update)
+        self.flush(update, release_slot=self.run.flow is not None)
         self.outcome = (status, result, error)
         self.metrics.finished(self.run.saga, status, self.store.now() - self.run.created_at)
 
@@ -153,7 +155,9 @@ class RunWriter:
         update = RunUpdate(
             status=RunStatus.WAITING, due_at=rest.wake_at, owner=None, wait=rest.wait, rest=True
         )
-        self.flush(update)
+        # Resting, it gives its slot back (a checkout waiting hours for a customer holds
+        # none); it takes one again when it resumes.
+        self.flush(update, release_slot=self.run.flow is not None)
         self.metrics.suspended(self.run.saga)
 
     def release(self, delay: float = 0.0) -> None:

@@ -217,7 +217,10 @@ class ChildFanout:
         key = self.key or f"{self.run.id}/{position_label(branch_position(self.position, index))}"
         trace = self.execution.trace.context()  # a child joins its parent's trace
         run_id = time_ordered_id()
-        return NewRun(run_id, self.saga.name, key, text, digest, now, trace_context=trace)
+        flow = self.saga.flow_control(text)
+        return NewRun(
+            run_id, self.saga.name, key, text, digest, now, trace_context=trace, flow=flow
+        )
 
     def _redrive_failed(self) -> None:
         """The parent was redriven past this map: children that ended `failed` are redriven

@@ -109,6 +109,8 @@ class RunExecution:
             self.writer.release()  # Ctrl-C in the caller's thread: hand the run back, stop
             raise
         finally:
+            if self.run.flow is not None:
+                self.runtime.wake()  # a slot it gave back may have made a queued run due
             outcome = self.writer.outcome
             if outcome is None:
                 self.trace.end(rest)

@@ -19,6 +19,7 @@ from sagaway.store.base import (
     RunRecord,
     Store,
 )
+from sagaway.store.flow import FlowControl
 
 __all__ = ["passes_pivot", "reused_entries"]
 
@@ -88,7 +89,11 @@ def create_fork(
     if origin is None:
         raise RunNotFound(run_id)
     entries = reused_entries(origin, store.journal(run_id), from_step)
-    new = NewRun(time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, store.now())
+    # The origin's flow control as it was stored: its key and priority, not held, not queued.
+    flow = origin.flow and FlowControl(origin.flow.key, origin.flow.limit, origin.flow.priority)
+    new = NewRun(
+        time_ordered_id(), origin.saga, key, origin.input, origin.input_hash, store.now(), flow=flow
+    )
     pivot = passes_pivot(entries, steps)
     record, created = store.create_fork(new, origin.id, from_step, entries, pivot)
     if not created:

@@ -13,6 +13,7 @@ from sagaway.engine import _serde as serde
 from sagaway.engine._app_messaging import MessagingSurface
 from sagaway.engine._check import Divergence, check_runs
 from sagaway.engine._completions import Completions
+from sagaway.engine._flow import FlowSpec
 from sagaway.engine._fork import create_fork
 from sagaway.engine._invoke import StepInvoker
 from sagaway.engine._runtime import Runtime
@@ -24,6 +25,7 @@ from sagaway.engine.metrics import (
     GuardedMetrics,
     MetricsFanout,
     MinuteRecorder,
+    labels,
 )
 from sagaway.engine.run import Run
 from sagaway.engine.shared import StoreBreakerStates, StoreRateLimits
@@ -59,6 +61,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 new_run_id = time_ordered_id
+
+
+def _label(value: str) -> str:
+    return value.replace(",", "_").replace("=", "_")
 
 
 class App(MessagingSurface):
@@ -234,12 +240,27 @@ class App(MessagingSurface):
 
         return declare(fn) if fn is not None else declare
 
-    def saga(self, fn: Callable[..., Any] | None = None, *, name: str | None = None) -> Any:
+    def saga(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        concurrency: int | None = None,
+        concurrency_key: Callable[..., str] | None = None,
+        priority: Callable[..., int] | None = None,
+    ) -> Any:
         """Declare a saga: a plain function `fn(ctx, *args, **kwargs)` calling steps.
 
         Code between steps must be deterministic (use `ctx.now()`, `ctx.uuid()`) and free of
         side effects: after a crash the function runs again from the top, and recorded steps
         return their recorded results.
+
+        `concurrency=N` lets at most N runs of the saga execute at once per key (per the str
+        `concurrency_key(*args, **kwargs)` returns; one limit for all without it); the others
+        wait `pending` (or `waiting`) in their key's queue, those with the highest
+        `priority(*args, **kwargs)` (an int, default 0) first. Both functions get the saga's
+        arguments without ctx and are called once, at `start`. See docs/engine.md, "Flow
+        control". Raises ConfigurationError for arguments that do not make a limit.
         """
 
         def declare(fn: Callable[..., Any]) -> SagaDefinition:
@@ -249,7 +270,8 @@ class App(MessagingSurface):
                     f"a saga named {saga_name!r} is already declared: "
                     "give one of them another name with @app.saga(name=...)"
                 )
-            definition = SagaDefinition(fn, saga_name)
+            flow = FlowSpec.declare(saga_name, concurrency, concurrency_key, priority)
+            definition = SagaDefinition(fn, saga_name, flow)
             self.sagas[saga_name] = definition
             return definition
 
@@ -312,9 +334,10 @@ class App(MessagingSurface):
 
         With `key`, starting is idempotent: the same key and the same input return the
         existing run; the same key with a different input raises IdempotencyConflict.
-        Raises SerializationError if the input is not JSON data. With tracing on
-        (`sagaway.otel.instrument`), the run keeps the caller's trace context, and every
-        execution of it, in whatever process, joins that trace.
+        Raises SerializationError if the input is not JSON data, InvalidInput if it does not
+        fit the saga's signature or its concurrency_key or priority function fails on it.
+        With tracing on (`sagaway.otel.instrument`), the run keeps the caller's trace
+        context, and every execution of it, in whatever process, joins that trace.
         """
         name = self._saga_name(saga)
         definition = self.sagas[name]
@@ -322,11 +345,13 @@ class App(MessagingSurface):
         what = f"the input of saga {name!r}"
         text = serde.dumps({"args": list(args), "kwargs": kwargs}, what, canonical=True)
         digest = serde.input_hash(serde.dumps(identity, what, canonical=True))
+        flow = definition.flow_control(text)
         now = self.store.now()
         trace = self._tracing.capture()  # the caller's context: the run's executions join it
-        new = NewRun(new_run_id(), name, key, text, digest, now, trace_context=trace)
+        new = NewRun(new_run_id(), name, key, text, digest, now, trace_context=trace, flow=flow)
         worker = self.worker
-        reserved = worker is not None and worker.reserve()
+        # A run under a limit is not leased to this worker at once: a claim takes its slot.
+        reserved = worker is not None and flow is None and worker.reserve()
         try:
             record, created = self.store.create_run(
                 new,
@@ -508,6 +533,11 @@ class App(MessagingSurface):
             ("queue_depth", "", float(depth)),
             ("queue_age_seconds", "", 0.0 if oldest is None else max(0.0, now - oldest)),
             *self._messaging.gauges(now),
+            *(
+                # Stored labels are `k=v,k=v`: a key's own "," and "=" are read as "_".
+                ("flow_pending", labels(key=_label(q.key), saga=q.saga), float(q.queued))
+                for q in self.store.flow_queues()
+            ),
         ]
 
     def prune_runs(

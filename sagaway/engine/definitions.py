@@ -11,6 +11,7 @@ from typing import Any
 
 from sagaway.engine._attempts import Body
 from sagaway.engine._branches import Call
+from sagaway.engine._flow import FlowSpec
 from sagaway.engine.context import EXECUTION
 from sagaway.errors import ConfigurationError, InvalidInput, StepTimeout
 from sagaway.resilience.adaptive import AdaptiveLimit
@@ -19,6 +20,7 @@ from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
 from sagaway.resilience.retry import Retry
 from sagaway.resilience.timeout import Timeout
+from sagaway.store.flow import FlowControl
 
 __all__ = ["Compensation", "SagaDefinition", "StepDefinition"]
 
@@ -145,7 +147,7 @@ class StepDefinition:
 class SagaDefinition:
     """A saga: a function `fn(ctx, *args, **kwargs)` whose steps sagaway journals."""
 
-    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+    def __init__(self, fn: Callable[..., Any], name: str, flow: FlowSpec | None = None) -> None:
         functools.update_wrapper(self, fn)
         if inspect.iscoroutinefunction(fn):
             raise ConfigurationError(
@@ -155,6 +157,12 @@ class SagaDefinition:
         self.fn = fn
         self.name = name
         self.signature = inspect.signature(fn)
+        self.flow = flow  # its concurrency limit per key, and priorities
+
+    def flow_control(self, input_text: str) -> FlowControl | None:
+        """A new run's key, limit and priority, from its stored input (None without a
+        limit). Raises InvalidInput when the key or priority function fails."""
+        return None if self.flow is None else self.flow.evaluate(self.name, input_text)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)

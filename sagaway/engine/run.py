@@ -105,6 +105,19 @@ class Run:
         return self._record.parent_id
 
     @property
+    def concurrency_key(self) -> str | None:
+        """The key of its saga's concurrency limit, computed when it started ("" for one
+        limit over the whole saga, None for a saga without a limit)."""
+        flow = self._record.flow
+        return None if flow is None else flow.key
+
+    @property
+    def priority(self) -> int:
+        """Its priority among the runs waiting for a slot of its key (default 0)."""
+        flow = self._record.flow
+        return 0 if flow is None else flow.priority
+
+    @property
     def record(self) -> RunRecord:
         """The row as last read."""
         return self._record

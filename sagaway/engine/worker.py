@@ -216,6 +216,13 @@ class Worker:
                     if claims:
                         failures = 0
                         continue  # there may be more due runs
+                    # A claim that only moved runs to their keys' queues took none, but the
+                    # due runs behind them are still waiting: look again at once, as long as
+                    # the earliest due run moves on.
+                    after = store.next_due()
+                    if after is not None and due < after <= now:
+                        failures = 0
+                        continue
                 elif due is not None:
                     timeout = min(timeout, due - now)
                 failures = 0
@@ -251,6 +258,10 @@ class Worker:
                     last_beat = mono
                 if mono - last_recovery >= self.recovery_interval:
                     self.recover_dead_owners()
+                    # A key's slot given back while a claim queued runs on it (two
+                    # processes' transactions crossing) is found here.
+                    if store.flow_sweep(store.now()):
+                        self._wake.set()
                     last_recovery = mono
             except StoreUnavailable:
                 log.debug("sagaway heartbeat failed; retrying", exc_info=True)

@@ -13,12 +13,12 @@ from sagaway.store._sql_core import (
     JOURNAL_UPSERT,
     RUN_COLUMNS,
     Cursorish,
-    SqlCore,
     lease_lost,
     makes_due,
     marks,
     run_record,
 )
+from sagaway.store._sql_flow import FlowStatements, release_slot
 from sagaway.store._sql_messages import insert_messages
 from sagaway.store.base import (
     KEEP,
@@ -30,8 +30,13 @@ from sagaway.store.base import (
 
 __all__ = ["ClaimStatements"]
 
+# A claim that queued runs of full keys looks again, at most this many times, examining at
+# least _QUEUE_BATCH due runs each time.
+_MORE_ROUNDS = 8
+_QUEUE_BATCH = 64
 
-class ClaimStatements(SqlCore):
+
+class ClaimStatements(FlowStatements):
     """Claims, checkpoints and leases."""
 
     # --- workers -------------------------------------------------------------------------
@@ -39,17 +44,38 @@ class ClaimStatements(SqlCore):
         self, owner: str, limit: int, now: float, lease_until: float, takeover: bool = True
     ) -> list[Claim]:
         unowned = "" if takeover else "AND owner IS NULL "
+        locked: set[tuple[str, str]] = set()  # the keys this claim's transaction holds
 
-        def work(cur: Cursorish) -> list[tuple[RunRecord, str | None]]:
+        def take(
+            cur: Cursorish, wanted: int, scan: int
+        ) -> tuple[list[tuple[RunRecord, str | None]], int]:
+            """One round over `scan` due runs: up to `wanted` claimed, and how many of them
+            went to their key's queue (one given a slot and not claimed stays due)."""
             due = cur.all(
-                f"SELECT id, owner FROM sagaway_runs WHERE due_at <= ? {unowned}"
+                "SELECT id, owner, saga, flow_key, flow_limit, flow_held, cancel_requested "
+                f"FROM sagaway_runs WHERE due_at <= ? {unowned}"
                 f"ORDER BY due_at LIMIT ? {self.lock_clause}",
-                (now, limit),
+                (now, scan),
             )
-            if not due:
-                return []
-            previous = {run_id: prior for run_id, prior in due}
+            # Runs of sagas with a limit that hold no slot must take one (a cancelled run
+            # unwinds at once); those that find their key full wait in its queue instead.
+            gated = [r[:1] + r[2:5] for r in due if r[4] is not None and not (r[5] or r[6])]
+            refused, skipped = self._admit(cur, now, gated, locked) if gated else (set(), set())
+            taken = [row for row in due if row[0] not in refused and row[0] not in skipped]
+            taken = taken[:wanted]
+            previous = {row[0]: row[1] for row in taken}
+            if not previous:
+                return [], len(refused)
             ids = list(previous)
+            # A cancelled run takes a slot without waiting for one (admitted runs have theirs,
+            # a takeover holds its own already).
+            limited = [row[0] for row in taken if row[4] is not None and row[6] and not row[5]]
+            if limited:
+                cur.execute(
+                    "UPDATE sagaway_runs SET flow_held = 1, flow_queued_at = NULL "
+                    f"WHERE id IN ({marks(limited)})",
+                    limited,
+                )
             rows = cur.all(
                 "UPDATE sagaway_runs SET owner = ?, epoch = epoch + 1, due_at = ?, "
                 "wake_pending = 0, updated_at = ?, "
@@ -67,7 +93,21 @@ class ClaimStatements(SqlCore):
                     if prior is not None
                 ],
             )
-            return [(run_record(row), previous[row[0]]) for row in rows]
+            return [(run_record(row), previous[row[0]]) for row in rows], len(refused)
+
+        def work(cur: Cursorish) -> list[tuple[RunRecord, str | None]]:
+            locked.clear()  # a batch run again after an error starts a new transaction
+            claimed, queued = take(cur, limit, limit)
+            # Runs that went to their key's queue left room: look further (a bounded number
+            # of rounds, so that one transaction stays short), so that a backlog of one full
+            # key never holds up the due runs behind it.
+            for _ in range(_MORE_ROUNDS):
+                if not queued or len(claimed) >= limit:
+                    break
+                wanted = limit - len(claimed)
+                more, queued = take(cur, wanted, max(wanted, _QUEUE_BATCH))
+                claimed += more
+            return claimed
 
         claimed = self._write(work)
         if not claimed:
@@ -91,6 +131,8 @@ class ClaimStatements(SqlCore):
             sets.append("pivot_passed = 1")
         if update.clear_cancel:
             sets.append("cancel_requested = 0")
+        if cp.release_slot:
+            sets.append("flow_held = 0")
         due = update.due_at
         if due is KEEP and cp.lease_until is not None:
             due = cp.lease_until
@@ -133,6 +175,8 @@ class ClaimStatements(SqlCore):
                 cur.execute(JOURNAL_UPSERT, entries[0])
             else:
                 cur.many(JOURNAL_UPSERT, entries)
+            if cp.release_slot:
+                release_slot(cur, run_id, cp.now)
             if cp.messages:
                 insert_messages(cur, cp.messages)
             if consumed:

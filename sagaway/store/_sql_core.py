@@ -37,16 +37,19 @@ from sagaway.store.base import (
     KEEP,
     EntryStatus,
     JournalEntry,
+    NewRun,
     Phase,
     RunRecord,
     RunStatus,
     RunUpdate,
     Store,
 )
+from sagaway.store.flow import FlowControl
 
 __all__ = [
     "ACTIVE_SQL",
     "EVENT_INSERT",
+    "FLOW_COLUMNS",
     "JOURNAL_COLUMNS",
     "JOURNAL_CONFLICT",
     "JOURNAL_INSERT",
@@ -61,6 +64,7 @@ __all__ = [
     "Row",
     "SqlCore",
     "Statement",
+    "flow_values",
     "journal_entry",
     "lease_lost",
     "makes_due",
@@ -75,8 +79,12 @@ Row = tuple[Any, ...]
 RUN_COLUMNS = (
     "id, saga, idem_key, input, input_hash, status, created_at, updated_at, due_at, owner, "
     "epoch, wait_name, wait_position, wait_deadline, pivot_passed, cancel_requested, result, "
-    "error, recoveries, parent_id, trace_context"
+    "error, recoveries, parent_id, trace_context, flow_key, flow_limit, priority, flow_held, "
+    "flow_queued_at"
 )
+# What `start` stores of a run's flow control: a new run under a limit joins its key's queue
+# at once (and is due: the claim that looks at it admits the queue's first runs).
+FLOW_COLUMNS = "flow_key, flow_limit, priority, flow_queued_at"
 JOURNAL_COLUMNS = (
     "position, phase, kind, name, status, args, result, error, attempts, started_at, "
     "finished_at, digest"
@@ -103,11 +111,22 @@ SHARED_TABLES = {
 
 def run_record(row: Sequence[Any]) -> RunRecord:
     """A `sagaway_runs` row (RUN_COLUMNS) as a record."""
-    values = list(row)
+    values: list[Any] = list(row[:21])
     values[5] = RunStatus(values[5])
     values[14] = bool(values[14])
     values[15] = bool(values[15])
+    key, limit, priority, held, queued_at = row[21:26]
+    # `flow` follows `trace_context`
+    values.append(
+        None if limit is None else FlowControl(key, limit, priority, bool(held), queued_at)
+    )
     return RunRecord(*values)
+
+
+def flow_values(new: NewRun) -> tuple[str | None, int | None, int, float | None]:
+    """The values of FLOW_COLUMNS for a new run."""
+    flow = new.flow
+    return (None, None, 0, None) if flow is None else (flow.key, flow.limit, flow.priority, new.now)
 
 
 def journal_entry(row: Sequence[Any]) -> JournalEntry:

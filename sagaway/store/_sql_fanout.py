@@ -8,12 +8,15 @@ from typing import Any
 
 from sagaway.store._sql_core import (
     EVENT_INSERT,
+    FLOW_COLUMNS,
     RUN_COLUMNS,
     Cursorish,
     SqlCore,
+    flow_values,
     lease_lost,
     run_record,
 )
+from sagaway.store._sql_flow import release_slot
 from sagaway.store.base import TERMINAL, NewRun, RunRecord, RunStatus, Wait
 from sagaway.store.fanout import CHILD_WAIT, ChildCounts, ChildRun, NewChild
 
@@ -23,8 +26,8 @@ _ENDED = sorted(TERMINAL)
 _ENDED_SQL = f"({', '.join(repr(str(status)) for status in _ENDED)})"
 _CHILD_INSERT = (
     "INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, created_at, "
-    "updated_at, due_at, epoch, parent_id, parent_position, parent_index, trace_context) "
-    "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?, ?, ?) "
+    "updated_at, due_at, epoch, parent_id, parent_position, parent_index, trace_context, "
+    f"{FLOW_COLUMNS}) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING"
 )
 
@@ -34,7 +37,7 @@ def _child_row(new: NewRun, parent_id: str, position: int, index: int) -> tuple[
     created = due = new.now
     return (
         new.id, new.saga, new.key, new.input, new.input_hash, created, created, due,
-        parent_id, position, index, new.trace_context,
+        parent_id, position, index, new.trace_context, *flow_values(new),
     )  # fmt: skip
 
 
@@ -165,13 +168,15 @@ class FanoutStatements(SqlCore):
             # A child that ended since the claim set wake_pending: then due at once.
             row = cur.one(
                 "UPDATE sagaway_runs SET owner = NULL, updated_at = ?, wait_name = ?, "
-                "wait_position = ?, wait_deadline = ?, "
+                "wait_position = ?, wait_deadline = ?, flow_held = 0, "
                 "due_at = CASE WHEN wake_pending = 1 THEN ? ELSE ? END "
-                "WHERE id = ? AND epoch = ? RETURNING due_at",
+                "WHERE id = ? AND epoch = ? RETURNING flow_limit",
                 (*params, run_id, epoch),
             )
             if row is None:
                 raise lease_lost(run_id, epoch)
+            if row[0] is not None:  # resting, it gives its slot back
+                release_slot(cur, run_id, now)
             cur.wake()
 
         self._write(work)

@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from sagaway.store._sql_core import (
     EVENT_INSERT,
+    FLOW_COLUMNS,
     JOURNAL_UPSERT,
     RUN_COLUMNS,
     Cursorish,
     SqlCore,
+    flow_values,
     run_record,
 )
 from sagaway.store.base import JournalEntry, NewRun, RunRecord, RunStatus
@@ -33,13 +35,13 @@ class ForkStatements(SqlCore):
         def work(cur: Cursorish) -> tuple[RunRecord, bool]:
             row = cur.one(
                 "INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
-                "created_at, updated_at, due_at, pivot_passed) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                f"created_at, updated_at, due_at, pivot_passed, {FLOW_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
                 f"RETURNING {RUN_COLUMNS}",
                 (
                     new.id, new.saga, new.key, new.input, new.input_hash, RunStatus.PENDING,
-                    new.now, new.now, new.now, int(pivot_passed),
+                    new.now, new.now, new.now, int(pivot_passed), *flow_values(new),
                 ),
             )  # fmt: skip
             if row is None:  # the key is taken: that run is the fork asked for before

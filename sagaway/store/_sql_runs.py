@@ -10,11 +10,13 @@ from typing import Any
 from sagaway.errors import ConfigurationError, InvalidRunState, RunNotFound
 from sagaway.store._sql_core import (
     EVENT_INSERT,
+    FLOW_COLUMNS,
     JOURNAL_COLUMNS,
     RUN_COLUMNS,
     Cursorish,
     SqlCore,
     Statement,
+    flow_values,
     journal_entry,
     marks,
     run_record,
@@ -59,8 +61,8 @@ class RunStatements(SqlCore):
 
         insert = (
             f"INSERT INTO sagaway_runs (id, saga, idem_key, input, input_hash, status, "
-            f"created_at, updated_at, due_at, owner, epoch, trace_context) "
-            f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+            f"created_at, updated_at, due_at, owner, epoch, trace_context, {FLOW_COLUMNS}) "
+            f"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
             f"ON CONFLICT (saga, idem_key) WHERE idem_key IS NOT NULL DO NOTHING "
             f"RETURNING {RUN_COLUMNS}"
         )
@@ -77,6 +79,7 @@ class RunStatements(SqlCore):
             owner,
             1 if claimed else 0,
             new.trace_context,
+            *flow_values(new),
         ]
         return self._write(Statement(insert, params, finish))
 

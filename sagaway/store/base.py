@@ -20,6 +20,7 @@ from sagaway.store.access import AccessStore
 from sagaway.store.browse import RunBrowser
 from sagaway.store.clock import StoreClock
 from sagaway.store.fanout import FanoutStore
+from sagaway.store.flow import FlowControl, FlowStore
 from sagaway.store.forks import ForkStore
 from sagaway.store.messages import MessageStore, NewMessage
 from sagaway.store.metrics import MetricBucket, MetricStore
@@ -198,6 +199,7 @@ class RunRecord:
     parent_id: str | None = None  # the run whose ctx.map or ctx.child started this one
     # The W3C trace context (JSON: traceparent, tracestate) its starter had; None untraced.
     trace_context: str | None = None
+    flow: FlowControl | None = None  # its saga's concurrency limit: key, priority, slot
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ class NewRun:
     input_hash: str
     now: float
     trace_context: str | None = None  # the starter's W3C trace context (JSON), if traced
+    flow: FlowControl | None = None
 
 
 class JournalEntry(NamedTuple):
@@ -415,6 +418,7 @@ class Checkpoint:
     update: RunUpdate | None = None
     # Messages published by the steps recorded here: committed iff their completions are.
     messages: list[NewMessage] = field(default_factory=list)
+    release_slot: bool = False  # the run rests or ends: its flow-control slot is given back
 
 
 @dataclass(frozen=True)
@@ -434,6 +438,7 @@ class Store(
     ForkStore,
     RunBrowser,
     FanoutStore,
+    FlowStore,
     StoreClock,
 ):
     """Persistence of runs, journals, signals and events, plus the shared state, metric

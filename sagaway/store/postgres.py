@@ -7,13 +7,12 @@ connection budget is `pool_size` pooled connections (default 4) plus one for LIS
 `listen=off`); a caller that finds the pool busy waits `pool_timeout` seconds (default 10),
 then gets `ConnectionBudgetExhausted`, never hangs.
 
-Workers claim due runs with `SELECT ... FOR UPDATE SKIP LOCKED`, so concurrent claims never
-wait on each other. A checkpoint reads its run's epoch `FOR SHARE` in its own statement (or
-updates the row `WHERE epoch = ...`): no claim, which bumps the epoch, can commit between
-that check and the checkpoint's commit, so a worker that lost its lease cannot write.
-Sessions end a transaction left idle for 10 s, so a paused or cut-off worker never holds
-row locks for long. Writes that make runs due send NOTIFY (`_postgres_notify`).
-"""
+Workers claim due runs with `SELECT ... FOR UPDATE SKIP LOCKED` (and a key's slots under an
+advisory lock, `_sql_flow`). A checkpoint reads its run's epoch `FOR SHARE` in its own
+statement (or updates the row `WHERE epoch = ...`): no claim, which bumps the epoch, can
+commit between that check and the checkpoint's commit, so a worker that lost its lease
+cannot write. Sessions end a transaction left idle for 10 s, so a paused or cut-off worker
+never holds row locks for long. Writes that make runs due send NOTIFY (`_postgres_notify`)."""
 
 from __future__ import annotations
 
@@ -152,6 +151,7 @@ class PostgresStore(PostgresMessages, SqlStore):
     _fence_sql = SqlStore._fence_sql + " FOR SHARE"
     row_lock = "FOR UPDATE"
     _group_lock_sql = "LOCK TABLE sagaway_messages IN SHARE MODE"
+    flow_locks = ("SELECT pg_advisory_xact_lock(?)", "SELECT pg_try_advisory_xact_lock(?)")
 
     def __init__(
         self,
@@ -501,7 +501,7 @@ class PostgresStore(PostgresMessages, SqlStore):
         statement: the fence (a row lock, or the fenced UPDATE) in a WITH clause and the
         journal line inserted only from its row. Each statement costs a round trip, and
         most checkpoints are this one."""
-        if len(cp.entries) != 1 or cp.consumed or cp.events:
+        if len(cp.entries) != 1 or cp.consumed or cp.events or cp.release_slot:
             return super().checkpoint(cp)
         params: list[Any]
         if cp.update is None:

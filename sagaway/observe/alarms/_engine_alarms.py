@@ -50,6 +50,7 @@ ENGINE_LABELS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "step_seconds": {"saga": None, "step": None, "outcome": ("ok", "error")},
     "queue_depth": {},
     "queue_age_seconds": {},
+    "flow_pending": {"saga": None, "key": None},
     "messages_handled": {"group": None, "outcome": ("ok", "error")},
     "messages_retried": {"group": None},
     "messages_dead": {"group": None},
@@ -57,7 +58,9 @@ ENGINE_LABELS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "group_lag_seconds": {"group": None, "topic": None},
 }
 # Sampled values rather than events: their count is the number of samples, rarely wanted.
-GAUGES = frozenset({"queue_depth", "queue_age_seconds", "group_depth", "group_lag_seconds"})
+GAUGES = frozenset(
+    {"queue_depth", "queue_age_seconds", "flow_pending", "group_depth", "group_lag_seconds"}
+)
 
 
 class EngineMetricReadError(ObserveError, RuntimeError):

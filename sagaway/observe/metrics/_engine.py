@@ -46,6 +46,11 @@ ENGINE_METRICS: dict[str, tuple[str, str, str]] = {
         "gauge",
         "How long the oldest due run has waited for a worker.",
     ),
+    "flow_pending": (
+        "sagaway_flow_pending",
+        "gauge",
+        "Runs waiting for a slot of their key's concurrency limit, per saga and key.",
+    ),
     "messages_handled": (
         "sagaway_messages_handled",
         "counter",
@@ -156,6 +161,11 @@ class StoreCollector:
         age = 0.0 if oldest is None else max(0.0, now - oldest)
         yield GaugeMetricFamily("sagaway_queue_age_seconds", text, value=age)
         yield from self._group_gauges(now, GaugeMetricFamily)
+        metric, _, text = ENGINE_METRICS["flow_pending"]
+        pending = GaugeMetricFamily(metric, text, labels=["saga", "key"])
+        for queue in self.store.flow_queues():
+            pending.add_metric([queue.saga, queue.key], queue.queued)
+        yield pending
 
     def _group_gauges(self, now: float, family: Any) -> Iterator[Any]:
         """Depth and lag of every consumer group, live from the store."""
