@@ -27,6 +27,7 @@ _GROUPS: tuple[str, ...] = (
     "sagaway.cli.slo",
     "sagaway.cli.tokens",
     "sagaway.cli.serve",
+    "sagaway.cli.shop",
 )
 
 
