@@ -63,12 +63,15 @@ class Child:
             if self.process.poll() is not None:
                 break
             time.sleep(0.05)
+        code = self.process.poll()
         self.stop()
-        tail = self.log.read_bytes()[offset:].decode(errors="replace")[-2000:]
-        raise ClusterError(
-            f"{self.name} did not start (no {self.ready_text!r} within {READY_TIMEOUT:.0f} s); "
-            f"its output, in {self.log}:\n{tail}"
+        why = (
+            f"it exited with status {code}"
+            if code is not None
+            else f"no {self.ready_text!r} within {READY_TIMEOUT:.0f} s"
         )
+        tail = self.log.read_bytes()[offset:].decode(errors="replace")[-2000:]
+        raise ClusterError(f"{self.name} did not start ({why}); its output, in {self.log}:\n{tail}")
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: nothing is handed back."""

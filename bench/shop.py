@@ -1,0 +1,113 @@
+"""The reference shop under a rising open-loop load, with load shedding and without it.
+
+For each side, a fresh shop (its providers, `sagaway shop serve`, workers; SQLite) takes a
+stepped load of customers walking the whole checkout (catalog, create, customer, confirm,
+purchase): each step offers `rate` customers a second for `--step` seconds whatever the shop's
+state. Per step the table shows the purchases accepted per second (goodput), the p99 latency
+of the answered requests and how many were shed (503) or got no answer within 10 s. The
+"sustained" line is the highest step whose p99 stayed under 500 ms. Without shedding the queue
+grows past the shop's capacity and every request waits in it; with shedding the excess is
+refused at once and what is admitted stays fast.
+
+    python bench/shop.py                          # steps 4 8 16 32 48 customers/s, 15 s each
+    python bench/shop.py --rates 5 10 20 --step 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sagaway.observe.metrics._series import percentile
+from sagaway.shop.sale import Phase, SaleOptions, SalePlan, sale_against
+from sagaway.shop.sale._cluster import PROVIDERS, Cluster
+
+P99_TARGET = 0.5  # seconds
+
+
+@dataclass
+class Step:
+    rate: float
+    goodput: float
+    p99: float | None
+    shed: int
+    lost: int
+    requests: int
+
+
+def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> list[Step]:
+    where = Path(tempfile.mkdtemp(prefix="sagaway-bench-shop-"))
+    try:
+        phases = tuple(
+            Phase(f"{rate:g}/s", step, rate, "", double_click_share=0.0) for rate in rates
+        )
+        plan = SalePlan("bench", phases, drain_seconds=30.0)
+        db = f"sqlite:///{where / 'shop.db'}"
+        options = SaleOptions(plan, db, where, workers=workers, shedding=shedding)
+        with Cluster(db, where, workers=workers, shedding=shedding) as cluster:
+            providers = {name: cluster.urls[name] for name in PROVIDERS}
+            run = asyncio.run(sale_against(cluster.shop_url, providers, options, cluster))
+        steps = []
+        for phase, began, ended, _ in run.phase_spans:
+            mine = [s for s in run.recorder.samples if s.phase == phase.name]
+            answered = [s.latency for s in mine if s.status]
+            bought = sum(1 for s in mine if s.route.endswith("/purchase") and 200 <= s.status < 300)
+            steps.append(
+                Step(
+                    rate=phase.rate,
+                    goodput=bought / max(ended - began, 1e-9),
+                    p99=percentile(answered, 99) if answered else None,
+                    shed=sum(1 for s in mine if s.status == 503),
+                    lost=sum(1 for s in mine if s.status == 0),
+                    requests=len(mine),
+                )
+            )
+        return steps
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def _cell(s: Step) -> str:
+    p99 = "-" if s.p99 is None else f"{s.p99 * 1000:,.0f} ms"
+    return f"{s.goodput:6.1f}/s {p99:>9} {s.shed:6,} {s.lost:5,}"
+
+
+def _sustained(steps: list[Step]) -> str:
+    good = [s for s in steps if s.p99 is not None and s.p99 < P99_TARGET]
+    if not good:
+        return "none"
+    best = max(good, key=lambda s: s.goodput)
+    return f"{best.goodput:.1f} purchases/s (offered {best.rate:g} customers/s)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", type=float, nargs="+", default=[4, 8, 16, 32, 48])
+    parser.add_argument("--step", type=float, default=15.0, help="seconds per step")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + f" at start; SQLite, {args.workers} worker(s), {args.step:g} s per step"
+    )
+    on = run_side(args.rates, args.step, shedding=True, workers=args.workers)
+    off = run_side(args.rates, args.step, shedding=False, workers=args.workers)
+    head = f"{'purchases':>9} {'p99':>9} {'503s':>6} {'lost':>5}"
+    print(f"{'offered':>12}  {'shedding on':^32}  {'shedding off':^32}")
+    print(f"{'customers/s':>12}  {head}  {head}")
+    for a, b in zip(on, off, strict=True):
+        print(f"{a.rate:>12g}  {_cell(a)}  {_cell(b)}")
+    print(f"sustained at p99 < {P99_TARGET * 1000:.0f} ms: shedding on {_sustained(on)}; ")
+    print(f"{'':>36}shedding off {_sustained(off)}")
+    print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + " at end")
+
+
+if __name__ == "__main__":
+    main()
