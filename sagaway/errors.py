@@ -20,6 +20,7 @@ __all__ = [
     "InvalidInput",
     "InvalidRunState",
     "LeaseLost",
+    "LimitExceeded",
     "MapFailed",
     "MissingExtra",
     "NonDeterminismError",
@@ -301,6 +302,27 @@ class BulkheadFull(Rejected):
         )
         self.max_concurrent = max_concurrent
         self.waited = waited
+
+
+class LimitExceeded(Rejected):
+    """An `AdaptiveLimit` had no permit to give: `limit` calls (scaled by the caller's `share`)
+    were already in flight. `retry_after` is about how long a call takes now, the time a
+    permit usually frees in."""
+
+    def __init__(
+        self, *, name: str, limit: int, in_flight: int, share: float, retry_after: float
+    ) -> None:
+        scaled = f" x share {share:g}" if share != 1.0 else ""
+        super().__init__(
+            f"adaptive limit {name!r} is full: {in_flight} calls in flight, limit {limit}"
+            f"{scaled}; try again in about {retry_after:.3f}s (the limit follows the measured "
+            "latency, so it may have moved by then)",
+            name=name,
+            retry_after=retry_after,
+        )
+        self.limit = limit
+        self.in_flight = in_flight
+        self.share = share
 
 
 class RateLimited(Rejected):

@@ -1,10 +1,12 @@
-"""Resilience primitives: retry (+ budget), timeout, circuit breaker, bulkhead, rate limiter.
+"""Resilience primitives: retry (+ budget), timeout, circuit breaker, bulkhead, rate limiter,
+adaptive concurrency limit.
 
 Each works alone, sync or async and thread-safe, as a decorator, through
 `.call(fn, *args, **kwargs)`, or (where it makes sense) as a context manager.
 See docs/resilience.md for the state machines, defaults and integration hooks.
 """
 
+from sagaway.resilience.adaptive import AdaptiveLimit, LimitPermit
 from sagaway.resilience.breaker import (
     BreakerMetrics,
     BreakerPermit,
@@ -18,6 +20,7 @@ from sagaway.resilience.clock import ManualClock
 from sagaway.resilience.errors import (
     BreakerOpen,
     BulkheadFull,
+    LimitExceeded,
     RateLimited,
     Rejected,
     ResilienceError,
@@ -38,6 +41,7 @@ from sagaway.resilience.timeout import Timeout
 from sagaway.resilience.window import CountWindow, TimeWindow, WindowCounts
 
 __all__ = [
+    "AdaptiveLimit",
     "BreakerMetrics",
     "BreakerOpen",
     "BreakerPermit",
@@ -52,6 +56,8 @@ __all__ = [
     "InMemoryBreakerStateStore",
     "InMemoryRateLimiterState",
     "Jitter",
+    "LimitExceeded",
+    "LimitPermit",
     "ManualClock",
     "Permanent",
     "RateLimited",

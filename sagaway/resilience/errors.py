@@ -10,6 +10,7 @@ instead of failing.
 from sagaway.errors import (
     BreakerOpen,
     BulkheadFull,
+    LimitExceeded,
     RateLimited,
     Rejected,
     ResilienceError,
@@ -19,6 +20,7 @@ from sagaway.errors import (
 __all__ = [
     "BreakerOpen",
     "BulkheadFull",
+    "LimitExceeded",
     "RateLimited",
     "Rejected",
     "ResilienceError",
