@@ -100,18 +100,19 @@ async def drain(
     return orders, time.monotonic() - began
 
 
-def store_figures(db_url: str) -> dict[str, Any]:
+def store_figures(db_url: str, since: float) -> dict[str, Any]:
     """Runs per saga and status, and the runs that parked (a breaker, quota or bulkhead made
-    them wait) with how they ended, read from the sagaway store."""
+    them wait) with how they ended, read from the sagaway store: those created at `since` or
+    later (a PostgreSQL database may hold earlier sales' runs)."""
     from sagaway import App
 
     app = App(db_url)
     try:
         store = app.store
-        runs = store.list_runs(limit=10**7)
+        runs = [r for r in store.list_runs(limit=10**7) if r.created_at >= since]
         by_status = Counter(f"{r.saga}:{r.status}" for r in runs)
-        parked_ids = {e.run_id for e in store.events(kind="parked", limit=10**7)}
         status = {r.id: r.status for r in runs}
+        parked_ids = {e.run_id for e in store.events(kind="parked", limit=10**7)} & set(status)
         parked = Counter(str(status.get(i, "unknown")) for i in parked_ids)
         return {
             "runs": sum(by_status.values()),

@@ -157,7 +157,7 @@ def run_sale(options: SaleOptions, console: Console | None = None) -> int:
         providers = {name: cluster.urls[name] for name in PROVIDERS}
         run = asyncio.run(sale_against(cluster.shop_url, providers, options, cluster, console))
     slo = evaluate_sale_slos(cluster.access_log, out)
-    store = store_figures(options.db_url)
+    store = store_figures(options.db_url, run.started_at - 1)
     report = build_report(run, slo, store, cluster.access_log)
     write_report(report, out)
     print_report(report, console)

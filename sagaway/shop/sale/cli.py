@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     from sagaway.cli import CliError
     from sagaway.shop.sale import SaleOptions, full_plan, quick_plan, run_sale
 
+    db = args.db
+    if db is not None and not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise CliError(f"--db {db}: give sqlite:///PATH or postgresql://USER@HOST/DB")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -66,14 +69,12 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise CliError(f"--out {args.out}: cannot write there: give a directory you can write to")
-    db = args.db
+    for stale in out.glob("*.db*"):
+        stale.unlink()  # the providers' files (and the default store): a sale starts from empty
+    for stale in (out / "logs").glob("*.log"):
+        stale.unlink()  # the access log is the SLOs' input: only this sale's requests
     if db is None:
-        db_file = out / "shop.db"
-        for stale in out.glob("*.db*"):
-            stale.unlink()  # a sale starts from empty stores: its invariants count from zero
-        db = f"sqlite:///{db_file.resolve()}"
-    elif not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise CliError(f"--db {db}: give sqlite:///PATH or postgresql://USER@HOST/DB")
+        db = f"sqlite:///{(out / 'shop.db').resolve()}"
     workers = args.workers or (1 if db.startswith("sqlite") else 2)
     options = SaleOptions(
         plan=quick_plan() if args.quick else full_plan(),
