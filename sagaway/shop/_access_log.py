@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
@@ -57,7 +56,9 @@ def alb_line(x: Exchange) -> str:
         times, target_status = f"{x.ended - x.started:.6f} -1 -1", "-"
     else:
         times, target_status = f"0.000000 {x.ended - x.started:.6f} 0.000000", str(x.status)
-    request = f"{x.method} http://{_clean(x.host)}{quote(x.path, safe=_SAFE_PATH)} HTTP/{x.http_version}"
+    request = (
+        f"{x.method} http://{_clean(x.host)}{quote(x.path, safe=_SAFE_PATH)} HTTP/{x.http_version}"
+    )
     trace = f"Root=1-{int(x.started):08x}-{secrets.token_hex(12)}"
     return (
         f"http {_stamp(x.ended)} app/sagaway-shop/local {x.client} "
@@ -90,8 +91,3 @@ class AccessLog:
         """Close the file."""
         with self._lock:
             self._file.close()
-
-
-def now() -> float:
-    """Epoch seconds (the log's clock)."""
-    return time.time()

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
+try:
+    import httpx
+except ImportError:  # pragma: no cover - the wheel test runs it without extras
+    raise ImportError(
+        "the shop calls its providers with httpx, which is not installed: "
+        "pip install 'sagaway[shop]'"
+    ) from None
 
 from sagaway import Permanent
 from sagaway.errors import Rejected

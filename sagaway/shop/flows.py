@@ -87,7 +87,7 @@ class ShopParts:
 
     @functools.cached_property
     def db(self) -> ShopDb:
-        self.app.store  # the store first: it creates the SQLite file or the schema
+        _ = self.app.store  # the store first: it creates the SQLite file or the schema
         return ShopDb(self.app.url, pool_size=self.config.pool_size)
 
     @functools.cached_property
@@ -141,7 +141,9 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
     def release_stock(checkout_id: str, items: list[dict], result: dict | None = None) -> None:
         """Release the hold; without a result (the call may have taken effect), every hold
         of the checkout still reserved."""
-        held = [result] if result else _found(shop.inventory, f"/reservations?checkout={checkout_id}")
+        held = (
+            [result] if result else _found(shop.inventory, f"/reservations?checkout={checkout_id}")
+        )
         for hold in held:
             if hold.get("status", "reserved") == "reserved":
                 shop.inventory.call("POST", f"/reservations/{hold['id']}/release")
@@ -256,7 +258,9 @@ def _declare_settlement(app: App, shop: ShopParts) -> None:
         charges = _found(shop.payment, f"/charges?order={order_id}")
         amount = sum(c["amount"] for c in charges if c["status"] == "captured")
         with shop.db.transaction() as tx:
-            tx.execute("UPDATE shop_orders SET settled_at = ? WHERE id = ?", (time.time(), order_id))
+            tx.execute(
+                "UPDATE shop_orders SET settled_at = ? WHERE id = ?", (time.time(), order_id)
+            )
         return int(amount)
 
     @app.step

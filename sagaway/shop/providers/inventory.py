@@ -48,6 +48,7 @@ class Inventory(Provider):
         return [
             route("POST", "/reservations", self.reserve),
             route("GET", "/reservations", self.find),
+            route("GET", "/stock", self.stock),
             route("POST", "/reservations/{id}/release", self.release),
             route("POST", "/reservations/{id}/commit", self.commit),
         ]
@@ -122,6 +123,11 @@ class Inventory(Provider):
 
     def commit(self, call: Call) -> tuple[int, Any]:
         return self._settle(call, "committed", "sold")
+
+    def stock(self, call: Call) -> tuple[int, Any]:
+        """Units available per sku (what the catalog shows as in stock)."""
+        rows = self.connection().execute("SELECT sku, available FROM stock")
+        return 200, {"available": dict(rows)}
 
     def stats(self) -> dict[str, Any]:
         rows = list(
