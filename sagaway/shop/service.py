@@ -17,6 +17,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+except ImportError:  # pragma: no cover - the wheel test runs it without extras
+    raise ImportError(
+        "the shop's HTTP service needs FastAPI, which is not installed: pip install 'sagaway[shop]'"
+    ) from None
+
 from sagaway.api._problems import Problem, problem_body
 from sagaway.engine.app import App
 from sagaway.resilience import AdaptiveLimit
@@ -66,6 +75,10 @@ class ShopSettings:
             min_limit=self.min_in_flight,
             max_limit=self.max_limit,
             name="shop-edge",
+            # While it measures the no-load latency the gradient admits this many: the
+            # floor of the shop, not a handful.
+            probe_concurrency=self.min_in_flight,
+            probe_samples=20,
         )
 
     def pool_size(self) -> int:
@@ -280,13 +293,10 @@ class CatalogView:
             return self._available  # the last known stock; the catalog still answers
 
 
-def create_shop(app: App, settings: ShopSettings | None = None) -> Any:
+def create_shop(app: App, settings: ShopSettings | None = None) -> FastAPI:
     """The shop's FastAPI application for `app` (an App declared by `build_app`), behind
     the edge (shedding, access log) and the idempotency middleware. `.state.edge` holds
     the edge's counts, `.state.db` the shop's tables."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, Response
-
     settings = settings or ShopSettings()
     db = ShopDb(app.url, pool_size=settings.pool_size())
     checkouts = Checkouts(app, db)
@@ -366,6 +376,4 @@ def create_shop(app: App, settings: ShopSettings | None = None) -> Any:
 
 
 async def _thread(fn: Any, *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
     return await run_in_threadpool(fn, *args)
