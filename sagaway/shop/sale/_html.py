@@ -89,7 +89,7 @@ def _invariants(report: dict[str, Any]) -> str:
                 mark,
                 f"<td>{_e(i['name'])}{detail}</td>",
                 _num(i["value"]),
-                _num(i["expected"]),
+                _num(i["must_be"]),
                 f'<td class="src">{_e(i["source"])}</td>',
             ]
         )
@@ -121,15 +121,23 @@ def _phases(report: dict[str, Any]) -> str:
                 _num(p["shed_503"]),
                 _num(p["p50_ms"]),
                 _num(p["p99_ms"]),
+                _num(p["generator_lag"]["p99_ms"]),
                 f"<td>{_e(faults)}</td>",
             ]
         )
     header = ["phase", "what happens", "when", "customers/s", "arrivals", "requests", "503 shed"]
-    return _table([*header, "p50 ms", "p99 ms", "faults"], rows)
+    return _table([*header, "p50 ms", "p99 ms", "generator lag p99 ms", "faults"], rows)
 
 
 def _pairs(data: dict[str, Any]) -> str:
     return _table(["", ""], [[f"<td>{_e(k)}</td>", _num(v)] for k, v in data.items()])
+
+
+_CHANGES = {
+    "fired": "fired",
+    "cleared": "cleared",
+    "quiet": "stopped: too few requests to judge",
+}
 
 
 def _alerts(report: dict[str, Any]) -> str:
@@ -141,7 +149,8 @@ def _alerts(report: dict[str, Any]) -> str:
             _num(f"{c['at'] - report['started_at']:.0f} s"),
             f"<td>{_e(c['slo'])}</td>",
             f"<td>{_e(c['severity'])}</td>",
-            f'<td class="{"bad" if c["change"] == "fired" else "ok"}">{_e(c["change"])}</td>',
+            f'<td class="{"bad" if c["change"] == "fired" else "ok"}">'
+            f"{_e(_CHANGES[c['change']])}</td>",
             _num(f"{c['long_burn_rate']} / {c['short_burn_rate']}"),
         ]
         for c in changes

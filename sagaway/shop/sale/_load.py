@@ -75,6 +75,9 @@ class Recorder:
     double_clicks: int = 0
     replayed: int = 0
     unexpected: dict[str, int] = field(default_factory=dict)
+    # (phase, seconds) the event loop woke up late: the generator's own delay, which the
+    # latencies it measures include
+    lags: list[tuple[str, float]] = field(default_factory=list)
 
     def now(self) -> float:
         """Seconds since the load started."""
@@ -94,6 +97,13 @@ class Recorder:
     def surprise(self, what: str) -> None:
         """Count a response no correct shop gives (reported, and an invariant)."""
         self.unexpected[what] = self.unexpected.get(what, 0) + 1
+
+    async def watch_lag(self, stop: asyncio.Event, every: float = 0.1) -> None:
+        """Measure how late the event loop wakes up, until `stop` is set."""
+        while not stop.is_set():
+            began = time.monotonic()
+            await asyncio.sleep(every)
+            self.lags.append((self.phase, time.monotonic() - began - every))
 
     def window(self, seconds: float) -> list[Sample]:
         """The responses of the last `seconds`."""
@@ -116,22 +126,28 @@ class Customers:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def run_phase(self, phase: Phase) -> None:
-        """Start customers at the phase's rate until it ends (not waiting for them)."""
-        end = time.monotonic() + phase.seconds
-        next_at = time.monotonic()
-        while True:
-            next_at += self.rng.expovariate(phase.rate)
-            if next_at >= end:
-                break
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            self.recorder.arrivals += 1
-            if len(self.tasks) >= MAX_CUSTOMERS:
-                self.recorder.turned_away += 1
-                continue
-            task = asyncio.create_task(self.walk(phase))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+        """Start customers at the phase's rate until it ends (not waiting for them). Arrivals
+        are due at fixed times from the phase's start: when the event loop falls behind, the
+        ones due meanwhile all start at once, and the phase still ends on time."""
+        start = time.monotonic()
+        end = start + phase.seconds
+        due = start + self.rng.expovariate(phase.rate)
+        while due < end:
+            now = time.monotonic()
+            while due <= now and due < end:
+                self._arrive(phase)
+                due += self.rng.expovariate(phase.rate)
+            await asyncio.sleep(max(0.0, min(due, end) - time.monotonic()))
         await asyncio.sleep(max(0.0, end - time.monotonic()))
+
+    def _arrive(self, phase: Phase) -> None:
+        self.recorder.arrivals += 1
+        if len(self.tasks) >= MAX_CUSTOMERS:
+            self.recorder.turned_away += 1
+            return
+        task = asyncio.create_task(self.walk(phase))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def finish(self, timeout: float) -> int:
         """Wait up to `timeout` seconds for the walking customers; cancel the rest and return

@@ -97,8 +97,8 @@ def _phases(base: float, unit: float) -> tuple[Phase, ...]:
 
 
 def quick_plan() -> SalePlan:
-    """About 80 seconds of load and at most 40 of draining: the run CI makes."""
-    return SalePlan("quick", _phases(base=4.0, unit=10.0), drain_seconds=40.0)
+    """About 65 seconds of load and at most 40 of draining: the run CI makes."""
+    return SalePlan("quick", _phases(base=3.0, unit=8.0), drain_seconds=40.0)
 
 
 def full_plan() -> SalePlan:

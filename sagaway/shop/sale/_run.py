@@ -106,6 +106,7 @@ async def sale_against(
         crashes: list[asyncio.Task[None]] = []
         with Progress(run, console) as progress:
             ticker = asyncio.create_task(progress.ticking(stop))
+            lag = asyncio.create_task(recorder.watch_lag(stop))
             for phase in options.plan.phases:
                 recorder.phase = phase.name
                 began = recorder.now()
@@ -136,6 +137,7 @@ async def sale_against(
             stop.set()
             await watcher
             await ticker
+            await lag
             run.audit = await audit(client, providers, recorder, orders)
             run.audit.drained_in = took
     return run

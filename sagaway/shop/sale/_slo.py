@@ -61,7 +61,9 @@ MINUTE = 60.0
 
 @dataclass(frozen=True)
 class AlertChange:
-    """An SLO alert that started (`fired`) or stopped (`cleared`) firing at minute `at`."""
+    """An SLO alert that started (`fired`) or stopped firing at minute `at`: `cleared` when
+    its windows held enough requests to say the burning stopped, `quiet` when they held too
+    few to judge (after the load, say)."""
 
     at: float
     slo: str
@@ -99,13 +101,14 @@ class SloOutcome:
         }
 
 
-def _firing(result: SloResult) -> dict[str, tuple[float, float]]:
-    """Severity -> burn rates of its first firing alert."""
+def _firing(result: SloResult) -> tuple[dict[str, tuple[float, float]], set[str]]:
+    """Severity -> burn rates of its first firing alert; and the severities with an alert
+    whose windows hold too few requests to judge."""
     out: dict[str, tuple[float, float]] = {}
     for alert in result.alerts:
         if alert.firing and alert.severity not in out:
             out[alert.severity] = (alert.long_burn_rate, alert.short_burn_rate)
-    return out
+    return out, {a.severity for a in result.alerts if a.low_traffic}
 
 
 def evaluate_sale_slos(access_log: Path, out: Path) -> SloOutcome:
@@ -128,10 +131,12 @@ def evaluate_sale_slos(access_log: Path, out: Path) -> SloOutcome:
         before: dict[str, dict[str, tuple[float, float]]] = {s.name: {} for s in spec.slos}
         for at in minutes:
             for slo in spec.slos:
-                now = _firing(evaluate_slo(slo, scan.series[slo.name], at, points=10))
+                now, quiet = _firing(evaluate_slo(slo, scan.series[slo.name], at, points=10))
                 for severity in sorted(set(now) | set(before[slo.name])):
                     if (severity in now) != (severity in before[slo.name]):
                         change = "fired" if severity in now else "cleared"
+                        if change == "cleared" and severity in quiet:
+                            change = "quiet"
                         rates = now.get(severity) or before[slo.name][severity]
                         changes.append(AlertChange(at, slo.name, severity, change, rates))
                 before[slo.name] = now
