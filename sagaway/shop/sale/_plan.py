@@ -97,8 +97,8 @@ def _phases(base: float, unit: float) -> tuple[Phase, ...]:
 
 
 def quick_plan() -> SalePlan:
-    """About 65 seconds of load and at most 40 of draining: the run CI makes."""
-    return SalePlan("quick", _phases(base=3.0, unit=8.0), drain_seconds=40.0)
+    """About 50 seconds of load and at most 40 of draining: the run CI makes."""
+    return SalePlan("quick", _phases(base=3.0, unit=6.0), drain_seconds=40.0)
 
 
 def full_plan() -> SalePlan:

@@ -74,7 +74,7 @@ async def _crash_worker(cluster: Cluster | None, run: SaleRun, phase: Phase) -> 
     if cluster is None or not cluster.worker_children:
         run.event("no worker of the sale's own to kill: skipped")
         return
-    child = cluster.kill_worker()
+    child = await asyncio.to_thread(cluster.kill_worker)
     run.event(f"{child.name} SIGKILLed")
     await asyncio.sleep(phase.restart_after)
     await asyncio.to_thread(child.start)
@@ -108,24 +108,25 @@ async def sale_against(
             ticker = asyncio.create_task(progress.ticking(stop))
             lag = asyncio.create_task(recorder.watch_lag(stop))
             for phase in options.plan.phases:
+                # The faults first, all providers at once: the phase starts when they hold.
+                await asyncio.gather(
+                    *(
+                        _set_faults(control, url, phase.faults.get(name, FAULT_OFF))
+                        for name, url in providers.items()
+                    )
+                )
                 recorder.phase = phase.name
-                began = recorder.now()
-                arrivals = recorder.arrivals
+                began, arrivals = recorder.now(), recorder.arrivals
                 run.event(f"phase {phase.name}: {phase.description}")
-                for name in PROVIDERS:
-                    if name in providers:
-                        await _set_faults(
-                            control, providers[name], phase.faults.get(name, FAULT_OFF)
-                        )
                 for name, body in phase.faults.items():
                     run.event(f"{name} faults: {body['mode']}")
                 if phase.kill_worker:
                     crashes.append(asyncio.create_task(_crash_worker(cluster, run, phase)))
                 await customers.run_phase(phase)
                 run.phase_spans.append((phase, began, recorder.now(), recorder.arrivals - arrivals))
-            for name in PROVIDERS:
-                if name in providers:
-                    await _set_faults(control, providers[name], FAULT_OFF)
+            await asyncio.gather(
+                *(_set_faults(control, url, FAULT_OFF) for url in providers.values())
+            )
             recorder.phase = "drain"
             run.event("load over: every provider healthy; draining")
             run.leftover_customers = await customers.finish(options.plan.drain_seconds / 2)
