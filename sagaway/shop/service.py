@@ -131,7 +131,12 @@ class Checkouts:
         return row
 
     def status(self, row: Any) -> str:
-        """The checkout's status: the run's outcome once it ended, else the last screen."""
+        """The checkout's status: "placed" once its order is, else the run's outcome once
+        it ended, else the last screen passed."""
+        if row[6]:
+            placed = self.db.one("SELECT status FROM shop_orders WHERE id = ?", (row[6],))
+            if placed is not None and placed[0] == "placed":
+                return "placed"
         run_status = self.app.get(row[3]).status
         if run_status in ENDED:
             return "placed" if run_status == "succeeded" else str(run_status)
@@ -160,13 +165,17 @@ class Checkouts:
             )
         return {"id": checkout_id, "status": "open", "amount": amount}
 
+    # The value of each screen's column before the screen was passed.
+    _UNSET = {"customer": None, "confirmed": 0}
+
     def _screen(self, row: Any, column: str, value: Any, signal: str, payload: Any) -> None:
         """Record a screen once (a conditional update), then signal the saga; a signal that
         fails undoes the record so that a retry can signal again."""
+        unset = self._UNSET[column]
+        where = f"{column} IS NULL" if unset is None else f"{column} = {unset}"
         with self.db.transaction() as tx:
             changed = tx.execute(
-                f"UPDATE shop_checkouts SET {column} = ? WHERE id = ? AND "
-                f"({column} IS NULL OR {column} = 0)",
+                f"UPDATE shop_checkouts SET {column} = ? WHERE id = ? AND {where}",
                 (value, row[0]),
             ).rowcount
         if not changed:
@@ -175,7 +184,7 @@ class Checkouts:
             self.app.signal(row[3], signal, payload)
         except BaseException:
             with self.db.transaction() as tx:
-                tx.execute(f"UPDATE shop_checkouts SET {column} = NULL WHERE id = ?", (row[0],))
+                tx.execute(f"UPDATE shop_checkouts SET {column} = ? WHERE id = ?", (unset, row[0]))
             raise
 
     def customer(self, checkout_id: str, body: dict[str, Any]) -> dict[str, Any]:

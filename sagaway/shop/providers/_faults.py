@@ -67,8 +67,6 @@ class FaultSettings:
             values["quota_per_s"] = _number(body["quota_per_s"], "quota_per_s", 0.1, 1e6)
         elif "quota_per_s" in body:
             values["quota_per_s"] = None
-        if mode == "quota" and values.get("quota_per_s") is None:
-            raise InvalidFaults("mode quota needs quota_per_s, calls a second (e.g. 10)")
         return cls(**values)
 
     def as_json(self) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class Inventory(Provider):
     def _items(self, call: Call) -> dict[str, int]:
         items = call.body.get("items") if isinstance(call.body, dict) else None
         wanted: dict[str, int] = {}
-        for item in items if isinstance(items, list) else [None]:
+        for item in items if isinstance(items, list) and items else [None]:
             if not isinstance(item, dict) or not isinstance(item.get("sku"), str):
                 raise Failure(422, 'items must be a list of {"sku": ..., "qty": ...}')
             qty = item.get("qty")

@@ -1,0 +1,155 @@
+"""The shop's edge over real HTTP: shedding beyond the in-flight limit (catalog first), the
+catalog's ETag, and access log lines that `sagaway slo report` reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import uuid
+
+import httpx
+import pytest
+
+from sagaway.observe.slo._alb import parse_line
+from sagaway.shop.service import ShopSettings
+from tests.shopkit import ROOT, Providers, ShopServer, wait_for
+
+
+@pytest.fixture(scope="module")
+def providers(tmp_path_factory):
+    running = Providers(tmp_path_factory.mktemp("providers"), stock="mug=100,tee=100,cap=0")
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def shop(tmp_path, providers):
+    """A shop with a fixed limit of 4 and no workers: a purchased order stays pending, so a
+    long poll on it is a slow request that holds its place in flight."""
+    settings = ShopSettings(
+        max_in_flight=4, log_dir=str(tmp_path / "logs"), inventory_url=providers.urls["inventory"]
+    )
+    server = ShopServer(f"sqlite:///{tmp_path}/shop.db", providers.config(), settings, False)
+    yield server
+    server.close()
+
+
+def pending_order(shop: ShopServer) -> str:
+    checkout = shop.checkout()
+    shop.through_confirm(checkout)
+    return str(shop.purchase(checkout, key=str(uuid.uuid4())).json()["order"])
+
+
+class SlowRequests:
+    """`n` long polls of `wait` seconds on a pending order, each on its own connection."""
+
+    def __init__(self, shop: ShopServer, order: str, n: int, wait: float = 2.0) -> None:
+        self.answers: list[httpx.Response] = []
+        self.threads = [
+            threading.Thread(target=self._poll, args=(shop.url, order, wait)) for _ in range(n)
+        ]
+        for thread in self.threads:
+            thread.start()
+        edge = shop.asgi.state.edge
+        wait_for(lambda: edge.stats()["in_flight"] == n, what=f"{n} requests in flight")
+
+    def _poll(self, url: str, order: str, wait: float) -> None:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            self.answers.append(client.get(f"/orders/{order}", params={"wait": wait}))
+
+    def join(self) -> list[httpx.Response]:
+        for thread in self.threads:
+            thread.join(30)
+        return self.answers
+
+
+def shed_lines(shop: ShopServer) -> list:
+    log = ROOT / shop.asgi.state.edge.log.path
+    return [e for e in map(parse_line, log.read_text().splitlines()) if e.target_status is None]
+
+
+def test_beyond_the_limit_requests_get_a_fast_503_while_admitted_ones_complete(shop):
+    order = pending_order(shop)
+    slow = SlowRequests(shop, order, n=4)
+    refused = [
+        shop.http.post("/checkouts", json={"items": [{"sku": "mug", "qty": 1}]}),
+        shop.http.get(f"/checkouts/{order}"),
+        shop.http.get("/catalog"),
+    ]
+    assert [r.status_code for r in refused] == [503, 503, 503]
+    for answer in refused:
+        assert answer.headers["retry-after"] == "1"
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert shop.http.get("/health").status_code == 200  # never shed
+    admitted = slow.join()
+    assert [a.status_code for a in admitted] == [200] * 4
+    assert {a.json()["status"] for a in admitted} == {"pending"}
+    # The shop's own measure of each refusal, from arrival to the answer sent.
+    lines = shed_lines(shop)
+    assert len(lines) == 3
+    assert all(e.request_processing_time < 0.05 for e in lines), lines
+    stats = shop.http.get("/_shop/stats").json()
+    assert stats["limit"] == 4 and stats["shed"] == 3
+    assert stats["routes"]["GET /orders/{id}"] == {"200": 4}
+    assert stats["shed_by_route"]["POST /checkouts"] == 1
+
+
+def test_catalog_reads_are_shed_before_checkout_routes(shop):
+    order = pending_order(shop)
+    slow = SlowRequests(shop, order, n=2)  # half the limit: the catalog's share is full
+    catalog = shop.http.get("/catalog")
+    checkout = shop.http.post("/checkouts", json={"items": [{"sku": "tee", "qty": 1}]})
+    assert catalog.status_code == 503
+    assert checkout.status_code == 201
+    slow.join()
+    assert shop.http.get("/catalog").status_code == 200  # admitted again once they ended
+
+
+def test_the_catalog_has_an_etag_and_answers_304_when_it_has_not_changed(shop):
+    first = shop.http.get("/catalog")
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "public, max-age=5"
+    etag = first.headers["etag"]
+    stock = {item["sku"]: item["in_stock"] for item in first.json()["items"]}
+    assert stock == {"mug": True, "tee": True, "cap": False}
+    again = shop.http.get("/catalog", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    assert again.headers["etag"] == etag
+    other = shop.http.get("/catalog", headers={"If-None-Match": '"something-else"'})
+    assert other.status_code == 200 and other.json() == first.json()
+
+
+def test_sagaway_slo_report_reads_the_shops_access_log(shop, tmp_path):
+    order = pending_order(shop)
+    slow = SlowRequests(shop, order, n=4, wait=1.0)
+    assert shop.http.get("/catalog").status_code == 503
+    slow.join()
+    shop.http.get("/checkouts/co_nothing")  # a 404: the client's error, not the shop's
+    log = tmp_path / "logs" / "access.log"
+    lines = log.read_text().splitlines()
+    entries = [parse_line(line) for line in lines]
+    assert {(e.method, e.path) for e in entries} >= {("GET", "/catalog"), ("POST", "/checkouts")}
+    spec = tmp_path / "slo.yaml"
+    spec.write_text(
+        "service: shop\n"
+        "slos:\n"
+        "  - name: availability\n"
+        "    objective: 99.9\n"
+        "    window: 1h\n"
+        "    min_requests: 0\n"
+        "    indicator: {type: availability}\n"
+    )
+    report = subprocess.run(
+        [sys.executable, "-m", "sagaway.cli", "slo", "report", "--config", str(spec),
+         "--alb", str(log.parent), "--json", "--quarantine", str(tmp_path / "q.jsonl")],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    result = json.loads(report.stdout)
+    assert result["source"]["malformed"] == 0
+    assert result["source"]["parsed"] == len(lines)
+    (slo,) = result["slos"]
+    assert slo["total"] == len(lines)
+    assert slo["bad"] == 1  # the shed catalog read; the 404 is the client's
