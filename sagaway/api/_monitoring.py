@@ -117,7 +117,7 @@ class AlarmViews:
         from sagaway.observe.alarms import EngineMetricReader, Monitor, load_config
 
         config = load_config(path)  # a broken file stops the server from starting: say so
-        reader = EngineMetricReader(store, cache=False) if config.engine else None
+        reader = EngineMetricReader(store, cache=False) if config.reads_engine else None
         monitor = Monitor(config, None, engine=reader)
         monitor.start_at(time.time())
         self.monitor = monitor

@@ -55,7 +55,7 @@ def require_logs(config: Any, logs: list[str] | None) -> None:
 
 def open_engine(config: Any, db: str | None, *, cache: bool) -> tuple[Any, Any]:
     """(store, EngineMetricReader) for the config's engine-metric alarms, or (None, None)."""
-    if not config.engine:
+    if not config.reads_engine:
         return None, None
     from sagaway.errors import ConfigurationError, SagawayError
     from sagaway.observe.alarms import EngineMetricReader
@@ -69,7 +69,7 @@ def open_engine(config: Any, db: str | None, *, cache: bool) -> tuple[Any, Any]:
         store = open_store(url, read_only=True)
     except SagawayError as exc:
         raise CliError(
-            f"alarms {', '.join(config.engine)} read engine metrics, but the store cannot be "
+            f"alarms {', '.join(config.reads_engine)} read engine metrics, but the store cannot be "
             f"opened: {exc}"
         ) from None
     return store, EngineMetricReader(store, cache=cache)

@@ -124,7 +124,7 @@ def _load(path: str):
         config = load_config(path)
     except ConfigurationError as exc:
         raise CliError(str(exc)) from None
-    if not config.alarms and not config.composites:
+    if not config.alarms and not config.composites and not config.gray_failures:
         raise CliError(
             f"{path}: defines no alarm: add an `alarms:` list (a filter, engine metric or SLO "
             "source and a threshold each), see docs/alarms.md"
@@ -147,6 +147,8 @@ def _check(args: argparse.Namespace) -> int:
     for name in config.alarm_set.sources:
         if slos is not None and name in slos.sources:
             print(f"  slo alert  {name}: {slos.sources[name].describe()}")
+        elif name in config.gray_failures:
+            print(f"  gray       {name}: {config.gray_failures[name].describe()}")
         else:
             print(f"  source     {name} (state supplied from outside)")
     if slos is not None:
@@ -155,11 +157,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  slo logs   {paths}{lag}")
     for notifier in config.notifiers.values():
         print(f"  notifier   {notifier.describe()}")
-    if config.engine and not args.db:
+    if config.reads_engine and not args.db:
         default = "store: not resolved here" if config.store_error else "$SAGAWAY_DB, ./sagaway.db"
         named = config.store or default
         print(f"  store      {named} (not opened: give --db URL to check the labels against it)")
-    elif config.engine:
+    elif config.reads_engine:
         store, reader = open_engine(config, args.db, cache=False)
         try:
             notes = unmatched_notes(config, reader)
@@ -387,7 +389,7 @@ def _watch(args: argparse.Namespace) -> int:
     start = parse_time(args.start, "--from")
     slos = slo_alerts(config, args.alb)
     store, reader = open_engine(config, args.db, cache=False)
-    grace = args.grace if args.grace is not None else (5.0 if config.engine else 2.0)
+    grace = args.grace if args.grace is not None else (5.0 if config.reads_engine else 2.0)
     rejects = _Rejects(args.rejects)
     dispatcher = _dispatcher(config, sys.stderr)
     monitor = Monitor(config, dispatcher, on_reject=rejects, engine=reader)

@@ -15,10 +15,11 @@ from sagaway.engine._branches import position_label
 from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Refused, is_interrupt, unwrap_permanent
 from sagaway.engine._invoke import StepInvoker
-from sagaway.engine._parking import Parking
+from sagaway.engine._parking import Parking, Slot, release_slot
 from sagaway.engine.context import StepInfo
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.errors import Rejected, SerializationError
+from sagaway.resilience.breaker import BreakerPermit
 from sagaway.resilience.retry import Retry
 from sagaway.resilience.timeout import Timeout
 from sagaway.store.base import RunRecord
@@ -86,10 +87,11 @@ class Attempts:
         suffix = "/undo" if compensating else ""
         guarded = guards is not None and guards.guarded
         while True:
-            permit = None
+            permit: BreakerPermit | None = None
+            slot: Slot = False
             if guarded and guards is not None:
                 try:
-                    permit = self.parking.admit(guards, position)
+                    permit, slot = self.parking.admit(guards, position)
                 except Refused as refused:
                     return Outcome(False, tries, error=refused.error)
             tries += 1
@@ -110,6 +112,10 @@ class Attempts:
                     body.fn, body.is_async, body.timeout, args, kwargs, info, outbox
                 )
             except BaseException as exc:
+                if slot is not False and guards is not None:
+                    # Given back now: a retry's backoff or a park must not hold the slot.
+                    release_slot(guards, slot, exc)
+                    slot = False
                 if is_interrupt(exc):
                     raise
                 if not isinstance(exc, Exception):
@@ -149,8 +155,8 @@ class Attempts:
                 self.pause(delay)
                 continue
             finally:
-                if guarded and guards is not None and guards.bulkhead is not None:
-                    guards.bulkhead.release()
+                if slot is not False and guards is not None:
+                    release_slot(guards, slot, None)
             if permit is not None:
                 permit.record_success(time.monotonic() - started)
             body.retry.record_success()

@@ -13,13 +13,15 @@ from sagaway.engine._checkpoint import RunWriter
 from sagaway.engine._control import Refused, Suspend
 from sagaway.engine.metrics import EngineMetrics
 from sagaway.errors import RateLimited, Rejected
+from sagaway.resilience.adaptive import AdaptiveLimit, LimitPermit
 from sagaway.resilience.breaker import BreakerPermit
+from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.store.base import RunRecord, Wait
 
 if TYPE_CHECKING:
     from sagaway.engine.definitions import StepDefinition
 
-__all__ = ["INLINE_WAIT", "Parking", "parked_step"]
+__all__ = ["INLINE_WAIT", "Parking", "Slot", "parked_step", "release_slot"]
 
 # Sleeps, waits and refusals this short are taken in the worker thread instead of resting
 # the run.
@@ -33,6 +35,20 @@ def parked_step(wait_name: str | None) -> str | None:
     if wait_name is not None and wait_name.startswith(_PARK_PREFIX):
         return wait_name.removeprefix(_PARK_PREFIX)
     return None
+
+
+# What `admit` holds of a step's bulkhead: an `AdaptiveLimit`'s permit, or whether a
+# `Bulkhead` slot is held.
+Slot = LimitPermit | bool
+
+
+def release_slot(step: StepDefinition, slot: Slot, error: BaseException | None) -> None:
+    """Give back the step's bulkhead slot taken by `admit`; an `AdaptiveLimit` learns how
+    the try ended (`error`: None for a success)."""
+    if isinstance(slot, LimitPermit):
+        slot.finish(error)
+    elif slot and isinstance(step.bulkhead, Bulkhead):
+        step.bulkhead.release()
 
 
 class Parking:
@@ -49,16 +65,20 @@ class Parking:
         self._parked: tuple[int, float | None] | None = None  # (position, deadline)
         self._inline = 0.0  # seconds this execution waited out refusals in its thread
 
-    def admit(self, step: StepDefinition, position: int) -> BreakerPermit | None:
+    def admit(self, step: StepDefinition, position: int) -> tuple[BreakerPermit | None, Slot]:
         """Pass the step's breaker, rate limit and bulkhead, parking while one of them
-        refuses. Returns the breaker's permit; the bulkhead slot is held on return.
-        Raises Refused once the step's `deadline` has passed."""
+        refuses. Returns the breaker's permit and the bulkhead slot, held on return
+        (`release_slot` gives it back). Raises Refused once the step's `deadline` has
+        passed."""
         while True:
-            permit, slot = None, False
+            permit: BreakerPermit | None = None
+            slot: Slot = False
             try:
                 if step.breaker is not None:
                     permit = step.breaker.acquire()
-                if step.bulkhead is not None:
+                if isinstance(step.bulkhead, AdaptiveLimit):
+                    slot = step.bulkhead.acquire()  # never waits: a full limit parks
+                elif step.bulkhead is not None:
                     step.bulkhead.acquire(timeout=INLINE_WAIT)
                     slot = True
                 if step.rate_limit is not None:  # last: a token taken is never given back
@@ -67,12 +87,14 @@ class Parking:
                         raise RateLimited(
                             name=step.rate_limit.name, tokens=1, retry_after=wait, max_wait=0.0
                         )
-                return permit
+                return permit, slot
             except Rejected as refusal:
                 if permit is not None:
                     permit.release()
-                if slot and step.bulkhead is not None:
-                    step.bulkhead.release()
+                if isinstance(slot, LimitPermit):
+                    slot.ignore()  # the try never started: nothing to learn from
+                else:
+                    release_slot(step, slot, None)
                 self.park(step, position, refusal)
 
     def park(self, step: StepDefinition, position: int, refusal: Rejected) -> None:

@@ -35,6 +35,7 @@ from sagaway.errors import (
     UnknownSaga,
 )
 from sagaway.messaging._hub import Messaging
+from sagaway.resilience.adaptive import AdaptiveLimit
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
@@ -140,7 +141,7 @@ class App(MessagingSurface):
         timeout: float | None = None,
         pivot: bool = False,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveLimit | None = None,
         rate_limit: RateLimiter | None = None,
         deadline: float | None = None,
     ) -> Callable[[F], F]: ...
@@ -154,7 +155,7 @@ class App(MessagingSurface):
         timeout: float | None = None,
         pivot: bool = False,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveLimit | None = None,
         rate_limit: RateLimiter | None = None,
         deadline: float | None = None,
     ) -> Any:
@@ -172,7 +173,9 @@ class App(MessagingSurface):
         `Rejected` refusal raised inside the body (a breaker the step uses itself) parks the
         same way. `deadline` bounds the parking in seconds; past it the step fails with the
         refusal, and the saga compensates as for any failure. Without a deadline a run parks
-        for as long as the refusal lasts.
+        for as long as the refusal lasts. `bulkhead` may be an `AdaptiveLimit`: each try then
+        reports its outcome to it (a timed-out try is a drop), so the limit follows the
+        dependency's latency.
         """
 
         def declare(fn: Callable[..., Any]) -> StepDefinition:

@@ -13,6 +13,7 @@ from sagaway.engine._attempts import Body
 from sagaway.engine._branches import Call
 from sagaway.engine.context import EXECUTION
 from sagaway.errors import ConfigurationError, InvalidInput, StepTimeout
+from sagaway.resilience.adaptive import AdaptiveLimit
 from sagaway.resilience.breaker import CircuitBreaker
 from sagaway.resilience.bulkhead import Bulkhead
 from sagaway.resilience.ratelimit import RateLimiter
@@ -71,7 +72,7 @@ class StepDefinition:
         timeout: float | None,
         pivot: bool,
         breaker: CircuitBreaker | None = None,
-        bulkhead: Bulkhead | None = None,
+        bulkhead: Bulkhead | AdaptiveLimit | None = None,
         rate_limit: RateLimiter | None = None,
         deadline: float | None = None,
         compensation_retry: Retry | None = None,

@@ -11,6 +11,7 @@ so the event loop is never blocked.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import math
 import threading
 import time
@@ -59,6 +60,12 @@ class LimitPermit:
     def ignore(self) -> None:
         """Release without a sample: the call says nothing about load (a client error)."""
         self._limit._report(self, "ignore")
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Report by how the call ended, as the guard forms do: None is a success, an error
+        of the limit's `dropped_on` a drop, another `Exception` a success (the dependency
+        answered), any other `BaseException` (a cancellation) ignored."""
+        self._limit._finish(self, error)
 
     def __repr__(self) -> str:
         state = "reported" if self._reported else "held"
@@ -121,13 +128,14 @@ class AdaptiveLimit(Guard):
             isinstance(c, type) and issubclass(c, BaseException) for c in dropped_on
         ):
             raise TypeError(f"{where}: dropped_on={dropped_on!r} must be a tuple of exceptions")
-        try:
-            self._algorithm: Algorithm = kind(where, initial, min_limit, max_limit, **params)
-        except TypeError as error:
+        unknown = sorted(set(params) - set(_parameters(kind)))
+        if unknown:
             raise TypeError(
-                f"{where}: {error}; the {algorithm!r} algorithm takes "
-                f"{sorted(_parameters(kind))} (see docs/resilience.md)"
-            ) from None
+                f"{where}: the {algorithm!r} algorithm has no parameter "
+                f"{', '.join(map(repr, unknown))}; it takes {sorted(_parameters(kind))} "
+                "(see docs/resilience.md)"
+            )
+        self._algorithm: Algorithm = kind(where, initial, min_limit, max_limit, **params)
         self.name = name
         self.algorithm = algorithm
         self.min_limit, self.max_limit = min_limit, max_limit
@@ -293,6 +301,6 @@ class AdaptiveLimit(Guard):
 
 
 def _parameters(kind: type[Algorithm]) -> list[str]:
-    code = kind.__init__.__code__
-    names = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount]
-    return [n for n in names if n not in ("where", "initial", "min_limit", "max_limit", "rng")]
+    """The keyword parameters an algorithm takes (what `**params` may hold)."""
+    found = inspect.signature(kind.__init__).parameters.values()
+    return [p.name for p in found if p.kind is inspect.Parameter.KEYWORD_ONLY]

@@ -2,7 +2,8 @@
 composite alarms over other alarms and any `AlarmSource` such as an SLO alert, state monitoring
 that turns evaluations into incidents and notifications (re-notify, flap damping), notifiers
 (webhook, Slack, ticket, e-mail) behind a retrying `Dispatcher`, the `Monitor` that feeds them
-log lines, engine metrics (`EngineMetricReader`) and SLO alerts, the log input it reads
+log lines, engine metrics (`EngineMetricReader`), SLO alerts and gray-failure sources
+(`GrayFailureSource`: callers' step metrics against a health `Probe`), the log input it reads
 (`FileTail`, `TimestampReader`), and `load_config`, which builds all of it from `alarms.yaml`.
 """
 
@@ -21,6 +22,7 @@ from sagaway.observe.alarms._engine_alarms import (
     EngineMetricReadError,
     EngineMetricRef,
 )
+from sagaway.observe.alarms._gray import GrayFailureSource, Probe, ProbeResult
 from sagaway.observe.alarms._incident import IncidentTracker, Notification, NotifyPolicy
 from sagaway.observe.alarms._logsource import FileTail, TimestampReader
 from sagaway.observe.alarms._metric_alarm import (
@@ -60,6 +62,7 @@ __all__ = [
     "EngineMetricReader",
     "EngineMetricRef",
     "FileTail",
+    "GrayFailureSource",
     "IncidentTracker",
     "LineStats",
     "MetricAlarm",
@@ -67,6 +70,8 @@ __all__ = [
     "Notification",
     "Notifier",
     "NotifyPolicy",
+    "Probe",
+    "ProbeResult",
     "RuleSyntaxError",
     "SlackNotifier",
     "TicketNotifier",

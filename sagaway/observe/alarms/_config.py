@@ -2,7 +2,8 @@
 
 An alarm reads a log filter (`metric:`) or the engine's own metrics in the store
 (`engine_metric:` and `where:`); composites may also use the SLO burn-rate alerts of the SLO
-file named under `slos:` (children `slo:<slo>:<severity>`).
+file named under `slos:` (children `slo:<slo>:<severity>`) and the gray-failure sources of
+`gray_failures:` (callers' step metrics against the dependency's health probe).
 
 `load_config(path)` validates everything at once and raises `AlarmConfigurationError` (a
 `ConfigurationError`) naming the file, the line and the entry at fault (with a suggestion for a
@@ -21,13 +22,16 @@ from pathlib import Path
 from sagaway.observe._config_file import read_config_text
 from sagaway.observe.alarms._composite import AlarmSet, CompositeAlarm
 from sagaway.observe.alarms._config_sources import (
+    GRAY_KEYS,
     alarm_metric,
     check_children,
     check_engine_alarm,
     engine_ref,
+    gray_failure,
     slo_alerts,
 )
 from sagaway.observe.alarms._engine_alarms import GAUGES, EngineMetricRef
+from sagaway.observe.alarms._gray import GrayFailureSource
 from sagaway.observe.alarms._incident import KINDS, NotifyPolicy
 from sagaway.observe.alarms._logsource import FORMATS, TimestampReader
 from sagaway.observe.alarms._metric_alarm import AlarmDefinitionError, MetricAlarm
@@ -52,7 +56,8 @@ class AlarmConfig:
 
     `engine` maps each alarm on an engine metric to what it reads; `store` is the `store:`
     URL (`store_error` says why it could not be expanded); `slo_alerts` holds the SLO alerts
-    of `slos:` (also among `alarm_set.sources`), nothing read yet.
+    of `slos:` and `gray_failures` the sources of `gray_failures:` (both also among
+    `alarm_set.sources`), nothing read yet.
     """
 
     period: int
@@ -69,6 +74,12 @@ class AlarmConfig:
     store: str | None = None
     store_error: str | None = None
     slo_alerts: SloAlerts | None = None
+    gray_failures: dict[str, GrayFailureSource] = field(default_factory=dict)
+
+    @property
+    def reads_engine(self) -> list[str]:
+        """The alarms and sources that read the engine's metrics from a store."""
+        return [*self.engine, *self.gray_failures]
 
     def store_url(self, override: str | None = None) -> str | None:
         """The store engine metrics are read from: `override` (the command line's --db),
@@ -119,6 +130,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
             "delivery",
             "store",
             "slos",
+            "gray_failures",
         ),
     )
     period = top.get("period", int, 60)
@@ -206,6 +218,17 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
         notify_at[name] = entry if "notify" in entry.data else defaults
         policies[name] = _policy(entry, defaults)
 
+    grays: dict[str, GrayFailureSource] = {}
+    for i, raw in enumerate(top.get("gray_failures", list, [])):
+        entry = Entry(raw, f"gray_failures[{i}]", source, GRAY_KEYS + _POLICY_KEYS + ("notify",))
+        gray = gray_failure(entry, period)
+        if gray.name in grays:
+            raise entry.error("this name is already used by another gray failure", "name")
+        grays[gray.name] = gray
+        notify[gray.name] = entry.names("notify", defaults.names("notify"))
+        notify_at[gray.name] = entry if "notify" in entry.data else defaults
+        policies[gray.name] = _policy(entry, defaults)
+
     sources: list = list(top.names("sources"))
     for name in sources:
         if name.startswith(SLO_PREFIX):
@@ -216,6 +239,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
             )
     if slos is not None:
         sources += slos.sources.values()
+    sources += grays.values()
     known = {a.name for a in alarms} | {c.name for c in composites}
     known |= {s if isinstance(s, str) else s.name for s in sources}
     for composite, entry in composite_entries:
@@ -261,6 +285,7 @@ def parse_config(text: str, source: str = "alarms.yaml") -> AlarmConfig:
         store=store,
         store_error=store_error,
         slo_alerts=slos,
+        gray_failures=grays,
     )
 
 

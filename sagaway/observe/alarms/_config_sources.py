@@ -1,5 +1,6 @@
 """The parts of `alarms.yaml` that name data beyond log filters: alarms on the engine's own
-metrics (`engine_metric:`, `where:`) and SLO burn-rate alerts as composite children (`slos:`).
+metrics (`engine_metric:`, `where:`), SLO burn-rate alerts as composite children (`slos:`) and
+gray-failure sources (`gray_failures:`).
 """
 
 from __future__ import annotations
@@ -9,14 +10,39 @@ from pathlib import Path
 
 from sagaway.observe.alarms._composite import CompositeAlarm
 from sagaway.observe.alarms._engine_alarms import BUCKET_SECONDS, ENGINE_LABELS, EngineMetricRef
-from sagaway.observe.alarms._metric_alarm import MetricAlarm
+from sagaway.observe.alarms._gray import GrayFailureSource, Probe
+from sagaway.observe.alarms._metric_alarm import AlarmDefinitionError, MetricAlarm
 from sagaway.observe.alarms._yaml import Entry, LineMap, expand
 from sagaway.observe.filters._metric_filter import MetricFilter
 from sagaway.observe.metrics._engine import engine_statistic
 from sagaway.observe.slo._alarms import SLO_PREFIX, SloAlerts
 from sagaway.observe.slo._spec import SloSpecError, load_slo_spec, parse_duration
 
-__all__ = ["alarm_metric", "check_children", "check_engine_alarm", "engine_ref", "slo_alerts"]
+__all__ = [
+    "GRAY_KEYS",
+    "alarm_metric",
+    "check_children",
+    "check_engine_alarm",
+    "engine_ref",
+    "gray_failure",
+    "slo_alerts",
+]
+
+GRAY_KEYS = (
+    "name",
+    "saga",
+    "step",
+    "error_rate",
+    "latency",
+    "min_calls",
+    "probe",
+    "probe_timeout",
+    "period",
+    "evaluation_periods",
+    "datapoints_to_alarm",
+    "treat_missing",
+    "description",
+)
 
 
 def alarm_metric(entry: Entry, filters: dict[str, MetricFilter]) -> str | None:
@@ -148,3 +174,40 @@ def slo_alerts(top: Entry, source: str) -> SloAlerts | None:
         lag=lag,
         quarantine=entry.get("quarantine", str, "alb-quarantine.jsonl"),
     )
+
+
+def gray_failure(entry: Entry, period: int) -> GrayFailureSource:
+    """One `gray_failures:` entry as a source; errors point at the key at fault."""
+    name = entry.get("name", str, required=True)
+    entry.where = f"gray failure {name!r}"
+    try:
+        probe = Probe(
+            entry.get("probe", str, required=True), entry.get("probe_timeout", float, 2.0)
+        )
+    except AlarmDefinitionError as exc:
+        key = "probe_timeout" if str(exc).startswith("probe_timeout") else "probe"
+        raise entry.error(str(exc), key) from None
+    own_period = entry.get("period", int, period)
+    if own_period % period:
+        raise entry.error(
+            f"period {own_period}s must be a multiple of the top-level period ({period}s)",
+            "period",
+        )
+    try:
+        return GrayFailureSource(
+            name,
+            saga=entry.get("saga", str),
+            step=entry.get("step", str, required=True),
+            probe=probe,
+            error_rate=entry.get("error_rate", float),
+            latency=entry.get("latency", float),
+            min_calls=entry.get("min_calls", int, 10),
+            period=own_period,
+            evaluation_periods=entry.get("evaluation_periods", int, 1),
+            datapoints_to_alarm=entry.get("datapoints_to_alarm", int),
+            treat_missing=entry.get("treat_missing", str, "notBreaching"),
+            description=entry.get("description", str, ""),
+        )
+    except AlarmDefinitionError as exc:
+        message = str(exc).removeprefix(f"alarm {name!r}: ")
+        raise entry.error(message.removeprefix(f"gray failure {name!r}: ")) from None

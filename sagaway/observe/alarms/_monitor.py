@@ -113,11 +113,13 @@ class Monitor:
         keep_periods: int | None = None,
         engine: EngineMetricReader | None = None,
     ) -> None:
-        if config.engine and engine is None:
+        if config.reads_engine and engine is None:
             raise ValueError(
-                f"alarms {', '.join(config.engine)} read engine metrics: "
+                f"alarms {', '.join(config.reads_engine)} read engine metrics: "
                 "pass engine=EngineMetricReader(store)"
             )
+        for gray in config.gray_failures.values():
+            gray.bind(engine)  # type: ignore[arg-type]  # checked just above
         self.config = config
         self.engine = engine
         self.dispatcher = dispatcher
@@ -144,7 +146,9 @@ class Monitor:
         ]
         self._trackers: dict[str, IncidentTracker] = {}
         for name in config.alarm_set.names:
+            source = config.alarm_set.sources.get(name)
             period = alarms[name].period if name in alarms else config.period
+            period = getattr(source, "period", period)  # a source with its own period
             policy = config.policies.get(name, NotifyPolicy())
             self._trackers[name] = IncidentTracker(name, period, policy)
             self.states[name] = AlarmState.INSUFFICIENT_DATA
