@@ -158,6 +158,29 @@ def _alerts(report: dict[str, Any]) -> str:
     return _table(["at (since start)", "SLO", "severity", "", "burn rates long / short"], rows)
 
 
+def _gray(report: dict[str, Any]) -> str:
+    gray = report["gray_failure_alarm"]
+    d = gray["definition"]
+    intro = (
+        f"<p>{_e(d['name'])}: callers of {_e(d['saga'])}/{_e(d['step'])} see an error rate of "
+        f"at least {d['error_rate']:g} or an average try of {d['latency']:g} s (over at least "
+        f"{d['min_calls']} tries a minute) while {_e(gray['probe'])} says healthy.</p>"
+    )
+    if gray["error"]:
+        intro += f'<p class="bad">Could not be evaluated: {_e(gray["error"])}</p>'
+    if not gray["evaluations"]:
+        return intro + "<p>No minute ended while the sale ran.</p>"
+    rows = [
+        [
+            _num(f"{g['at'] - report['started_at']:.0f} s"),
+            f'<td class="{"bad" if g["state"] == "ALARM" else "ok"}">{_e(g["state"])}</td>',
+            f"<td>{_e(g['reason'])}</td>",
+        ]
+        for g in gray["evaluations"]
+    ]
+    return intro + _table(["minute ending at (since start)", "state", "why"], rows)
+
+
 def report_page(report: dict[str, Any]) -> str:
     """The page, from the data `build_report` made."""
     ok = report["ok"]
@@ -194,6 +217,9 @@ def report_page(report: dict[str, Any]) -> str:
         f"<pre>{_e(report['slo_table'])}</pre>",
         _alerts(report),
         f'<p class="src">Source: {_e(src["slo"])}; the full SLO page is slo.html.</p>',
+        "<h2>Gray-failure alarm</h2>",
+        _gray(report),
+        f'<p class="src">Source: {_e(src["gray_failure_alarm"])}.</p>',
         "<h2>Providers and shop at the end</h2>",
         f"<pre>{_e(_json_text(report['providers']))}\n{_e(_json_text(report['shop']))}</pre>",
         f'<p class="src">Source: {_e(src["providers"])}; shop: GET /_shop/stats.</p>',

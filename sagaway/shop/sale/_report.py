@@ -13,6 +13,7 @@ from rich.table import Table
 
 from sagaway.observe.metrics._series import percentile
 from sagaway.observe.slo import report_table
+from sagaway.shop.sale._gray import GRAY_ALARM
 from sagaway.shop.sale._load import ROUTES, Sample
 
 if TYPE_CHECKING:
@@ -33,6 +34,9 @@ SOURCES = {
     "providers": "payment, inventory, mail: each provider's GET /_stats after the drain",
     "slo": "access log: the shop's ALB-format log evaluated by sagaway.observe.slo "
     "with the specification in slo.yaml",
+    "gray_failure_alarm": "store and payment: sagaway.observe.alarms.GrayFailureSource, the "
+    "checkout's charge_card tries (engine metrics in the store) against the payment "
+    "provider's /health, evaluated live at every minute's end",
     "invariants": "each names its own source",
 }
 
@@ -81,6 +85,19 @@ def _per_second(samples: list[Sample], seconds: float) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _gray(run: SaleRun) -> dict[str, Any]:
+    watch = run.gray
+    return {
+        "definition": GRAY_ALARM,
+        "probe": None if watch is None else f"{watch.payment_url}/health",
+        "error": None if watch is None else watch.error,
+        "evaluations": [
+            {"at": g.at, "state": g.state, "reason": g.reason}
+            for g in ([] if watch is None else watch.states)
+        ],
+    }
 
 
 def build_report(
@@ -178,6 +195,7 @@ def build_report(
         "shop_samples": [{"t": round(t, 1), **s} for t, s in run.shop_samples],
         "events": [{"t": round(t, 1), "what": what} for t, what in run.events],
         "slo": slo.to_json(),
+        "gray_failure_alarm": _gray(run),
         "slo_table": report_table(slo.report),
     }
 
@@ -235,6 +253,16 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             f"{change['short_burn_rate']})",
             highlight=False,
         )
+    gray = report["gray_failure_alarm"]
+    for g in gray["evaluations"]:
+        console.print(
+            f"gray-failure alarm at {g['at'] - report['started_at']:.0f} s: {g['state']}: "
+            f"{g['reason']}",
+            highlight=False,
+            markup=False,
+        )
+    if gray["error"]:
+        console.print(f"gray-failure alarm could not be evaluated: {gray['error']}", markup=False)
     checks = Table(title="invariants")
     for column in ("", "invariant", "value", "must be", "source"):
         checks.add_column(column)

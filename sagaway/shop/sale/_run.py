@@ -15,6 +15,7 @@ from rich.console import Console
 
 from sagaway.shop.sale._audit import Audit, audit, drain, store_figures
 from sagaway.shop.sale._cluster import PROVIDERS, Cluster
+from sagaway.shop.sale._gray import GrayWatch
 from sagaway.shop.sale._load import Customers, Recorder
 from sagaway.shop.sale._plan import FAULT_OFF, Phase, SalePlan
 from sagaway.shop.sale._progress import Progress
@@ -47,6 +48,7 @@ class SaleRun:
     phase_spans: list[tuple[Phase, float, float, int]] = field(default_factory=list)
     audit: Audit | None = None
     leftover_customers: int = 0
+    gray: GrayWatch | None = None
 
     def event(self, text: str) -> None:
         """Note something that happened now on the timeline."""
@@ -107,6 +109,8 @@ async def sale_against(
         with Progress(run, console) as progress:
             ticker = asyncio.create_task(progress.ticking(stop))
             lag = asyncio.create_task(recorder.watch_lag(stop))
+            run.gray = GrayWatch(options.db_url, providers["payment"])
+            gray = asyncio.create_task(run.gray.run(stop))
             for phase in options.plan.phases:
                 # The faults first, all providers at once: the phase starts when they hold.
                 await asyncio.gather(
@@ -139,6 +143,7 @@ async def sale_against(
             await watcher
             await ticker
             await lag
+            await gray
             run.audit = await audit(client, providers, recorder, orders)
             run.audit.drained_in = took
     return run
