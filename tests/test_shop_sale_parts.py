@@ -24,7 +24,7 @@ from sagaway.shop.sale._audit import Audit, invariants
 from sagaway.shop.sale._cluster import Child, ClusterError
 from sagaway.shop.sale._load import ROUTES, Customers, Recorder
 from sagaway.shop.sale._report import build_report, write_report
-from sagaway.shop.sale._slo import evaluate_sale_slos
+from sagaway.shop.sale._slo import SALE_SLOS, evaluate_sale_slos
 
 
 class ShopStub:
@@ -204,6 +204,11 @@ def test_the_page_alert_fires_in_the_minute_of_503s_and_clears_after_it(tmp_path
     ).read_text()
     availability = outcome.to_json()["report"]["slos"][0]
     assert availability["total"] == 400 and availability["bad"] == 50
+
+
+def test_the_documented_slo_specification_is_the_one_the_sale_writes():
+    page = (Path(__file__).parent.parent / "docs" / "sale.md").read_text()
+    assert f"```yaml\n{SALE_SLOS}```" in page
 
 
 def test_the_report_page_is_self_contained_and_says_where_each_figure_comes_from(tmp_path):

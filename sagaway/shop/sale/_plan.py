@@ -103,4 +103,4 @@ def quick_plan() -> SalePlan:
 
 def full_plan() -> SalePlan:
     """About five minutes of load and at most two of draining."""
-    return SalePlan("full", _phases(base=6.0, unit=40.0), drain_seconds=120.0)
+    return SalePlan("full", _phases(base=4.0, unit=40.0), drain_seconds=120.0)
