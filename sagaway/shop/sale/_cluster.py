@@ -52,9 +52,8 @@ class Child:
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env,
-                start_new_session=True,
-            )  # fmt: skip
+                self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env
+            )
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:].decode(errors="replace")

@@ -37,6 +37,7 @@ MAX_TRIES = 6  # tries of one request before the customer gives up
 RETRY_AFTER_CAP = 3.0  # seconds: a customer waits no longer than this for one retry
 IN_FLIGHT_PAUSE = 0.2  # seconds before asking again about a key still in flight
 MAX_CUSTOMERS = 3000  # customers walking at once; arrivals beyond are counted, not sent
+CONNECTIONS = 256  # requests in flight at once: the generator's connections to the shop
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class Recorder:
     # (phase, seconds) the event loop woke up late: the generator's own delay, which the
     # latencies it measures include
     lags: list[tuple[str, float]] = field(default_factory=list)
+    # seconds each request waited for one of the generator's connections before it was sent
+    queued: list[float] = field(default_factory=list)
 
     def now(self) -> float:
         """Seconds since the load started."""
@@ -124,6 +127,9 @@ class Customers:
     rng: random.Random
     catalog_etag: str | None = None
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Requests beyond CONNECTIONS wait here, not in the HTTP client's pool, whose queue costs
+    # time in proportion to its length on every request (quadratic under a spike).
+    sending: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONNECTIONS))
 
     async def run_phase(self, phase: Phase) -> None:
         """Start customers at the phase's rate until it ends (not waiting for them). Arrivals
@@ -176,7 +182,7 @@ class Customers:
             details = {"email": f"{checkout}@example.com", "address": "1 Market Street"}
             await self._send("PUT", f"{base}/customer", ROUTES[2], details)
             await self._send("POST", f"{base}/confirm", ROUTES[3], {})
-            key = f"purchase-{uuid.UUID(int=self.rng.getrandbits(128))}"
+            key = f"purchase-{uuid.uuid4()}"  # unique across sales: keys live 24 h
             body = {"card": "tok_visa"}
             path = f"{base}/purchase"
             if self.rng.random() < phase.double_click_share:
@@ -228,7 +234,7 @@ class Customers:
     ) -> dict[str, Any]:
         """A state-changing request with an Idempotency-Key (the same one on every retry);
         the JSON body of its 2xx answer. Raises GaveUp."""
-        headers = {"Idempotency-Key": key or f"k-{uuid.UUID(int=self.rng.getrandbits(128))}"}
+        headers = {"Idempotency-Key": key or f"k-{uuid.uuid4()}"}
         response = await self._request(method, path, route, body, headers)
         if response.headers.get("Idempotency-Replayed") == "true":
             self.recorder.replayed += 1
@@ -257,14 +263,19 @@ class Customers:
         """One request, retried on 503 (after Retry-After), on a 409 for a key still in
         flight, and on a lost connection, at most MAX_TRIES times. Raises GaveUp."""
         for _ in range(MAX_TRIES):
-            began = time.monotonic()
-            try:
-                response = await self.client.request(method, path, json=body, headers=headers)
-            except httpx.HTTPError:
-                self.recorder.record(route, 0, time.monotonic() - began)
+            queued = time.monotonic()
+            async with self.sending:
+                began = time.monotonic()
+                self.recorder.queued.append(began - queued)
+                try:
+                    response = await self.client.request(method, path, json=body, headers=headers)
+                    status = response.status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.recorder.record(route, status, time.monotonic() - began)
+            if status == 0:
                 await asyncio.sleep(0.5)
                 continue
-            self.recorder.record(route, response.status_code, time.monotonic() - began)
             if response.status_code == 503:
                 await asyncio.sleep(_retry_after(response))
                 continue

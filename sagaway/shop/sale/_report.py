@@ -25,7 +25,8 @@ __all__ = ["SOURCES", "build_report", "print_report", "write_report"]
 SOURCES = {
     "requests": "customers: every response the load generator received; a retried request "
     "counts once per try; status 0 is a request that got no response",
-    "latency": "customers: time from sending a request to its whole response, per try",
+    "latency": "customers: time from sending a request to its whole response, per try (not "
+    "counting the wait for one of the generator's connections: generator_queue_p99_ms)",
     "phases": "customers, by the phase the response came back in; generator_lag is how late "
     "the load generator's event loop woke up (its latencies include that delay)",
     "shed": "customers: 503 responses; shop: GET /_shop/stats for the shop's own count",
@@ -179,6 +180,8 @@ def build_report(
             "resubmissions": rec.resubmissions,
             "replayed_responses": rec.replayed,
             "still_walking_at_the_end": run.leftover_customers,
+            "requests_queued_in_the_generator": sum(1 for q in rec.queued if q > 0.001),
+            "generator_queue_p99_ms": _ms(percentile(rec.queued, 99)) if rec.queued else None,
         },
         "orders": {
             "total": len(audit.orders),

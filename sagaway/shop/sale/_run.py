@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.console import Console
 from sagaway.shop.sale._audit import Audit, audit, drain, store_figures
 from sagaway.shop.sale._cluster import PROVIDERS, Cluster
 from sagaway.shop.sale._gray import GrayWatch
-from sagaway.shop.sale._load import Customers, Recorder
+from sagaway.shop.sale._load import CONNECTIONS, Customers, Recorder
 from sagaway.shop.sale._plan import FAULT_OFF, Phase, SalePlan
 from sagaway.shop.sale._progress import Progress
 
@@ -95,8 +96,8 @@ async def sale_against(
     own processes (a worker of it is killed in the crash phase)."""
     recorder = Recorder()
     run = SaleRun(options, recorder)
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-    timeout = httpx.Timeout(10.0, connect=5.0)
+    limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+    timeout = httpx.Timeout(10.0, connect=5.0, pool=None)
     async with (
         httpx.AsyncClient(base_url=shop_url, limits=limits, timeout=timeout) as client,
         httpx.AsyncClient(timeout=timeout) as control,
@@ -156,6 +157,8 @@ def run_sale(options: SaleOptions, console: Console | None = None) -> int:
     from sagaway.shop.sale._slo import evaluate_sale_slos
 
     console = console or Console()
+    # SIGTERM stops the sale like Ctrl-C: the processes it started are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     cluster = Cluster(options.db_url, out, workers=options.workers, shedding=options.shedding)
