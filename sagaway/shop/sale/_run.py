@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,8 @@ def run_sale(options: SaleOptions, console: Console | None = None) -> int:
     from sagaway.shop.sale._report import build_report, print_report, write_report
     from sagaway.shop.sale._slo import evaluate_sale_slos
 
-    console = console or Console()
+    # Tables as wide as they need (up to 140 columns) when the output is not a terminal.
+    console = console or (Console() if sys.stdout.isatty() else Console(width=140))
     # SIGTERM stops the sale like Ctrl-C: the processes it started are stopped on the way out.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     out = options.out

@@ -101,14 +101,19 @@ class SloOutcome:
         }
 
 
-def _firing(result: SloResult) -> tuple[dict[str, tuple[float, float]], set[str]]:
-    """Severity -> burn rates of its first firing alert; and the severities with an alert
-    whose windows hold too few requests to judge."""
-    out: dict[str, tuple[float, float]] = {}
+def _firing(
+    result: SloResult,
+) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]], set[str]]:
+    """Severity -> burn rates of its first firing alert; severity -> burn rates of its first
+    alert; and the severities with an alert whose windows hold too few requests to judge."""
+    firing: dict[str, tuple[float, float]] = {}
+    rates: dict[str, tuple[float, float]] = {}
     for alert in result.alerts:
-        if alert.firing and alert.severity not in out:
-            out[alert.severity] = (alert.long_burn_rate, alert.short_burn_rate)
-    return out, {a.severity for a in result.alerts if a.low_traffic}
+        pair = (alert.long_burn_rate, alert.short_burn_rate)
+        rates.setdefault(alert.severity, pair)
+        if alert.firing:
+            firing.setdefault(alert.severity, pair)
+    return firing, rates, {a.severity for a in result.alerts if a.low_traffic}
 
 
 def evaluate_sale_slos(access_log: Path, out: Path) -> SloOutcome:
@@ -131,13 +136,13 @@ def evaluate_sale_slos(access_log: Path, out: Path) -> SloOutcome:
         before: dict[str, dict[str, tuple[float, float]]] = {s.name: {} for s in spec.slos}
         for at in minutes:
             for slo in spec.slos:
-                now, quiet = _firing(evaluate_slo(slo, scan.series[slo.name], at, points=10))
+                now, rates, quiet = _firing(evaluate_slo(slo, scan.series[slo.name], at, points=10))
                 for severity in sorted(set(now) | set(before[slo.name])):
                     if (severity in now) != (severity in before[slo.name]):
                         change = "fired" if severity in now else "cleared"
                         if change == "cleared" and severity in quiet:
                             change = "quiet"
-                        rates = now.get(severity) or before[slo.name][severity]
-                        changes.append(AlertChange(at, slo.name, severity, change, rates))
+                        pair = now.get(severity) or rates[severity]
+                        changes.append(AlertChange(at, slo.name, severity, change, pair))
                 before[slo.name] = now
     return SloOutcome(report, changes, spec_path, html_path)
