@@ -3,6 +3,10 @@ the store's metrics API) against a real health endpoint on 127.0.0.1."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +25,7 @@ from sagaway.observe.alarms import (
     parse_config,
 )
 from sagaway.store import open_store
+from tests.servers import WebhookServer
 
 OK, ALARM, INSUFFICIENT = AlarmState.OK, AlarmState.ALARM, AlarmState.INSUFFICIENT_DATA
 
@@ -335,3 +340,54 @@ def test_bad_definitions_in_code_are_refused():
         GrayFailureSource("g", step="charge", probe=Probe("http://x/"), latency=1, min_calls=0)
     with pytest.raises(AlarmDefinitionError, match="latency -1 must be > 0 seconds"):
         GrayFailureSource("g", step="charge", probe=Probe("http://x/"), latency=-1)
+
+
+# --- end to end: `sagaway alarms check` and `watch`, notifying a real webhook ---------------
+
+
+def test_watch_notifies_a_gray_failure_through_a_webhook(tmp_path, health):
+    # The callers' last minute, as every sagaway process writes it: buckets in the store.
+    url = f"sqlite:///{tmp_path}/shop.db"
+    store = open_store(url)
+    minute = int(time.time() // 60)
+    write_minute(store, minute - 1, calls=40, failed=15)
+    store.close()
+    config = tmp_path / "alarms.yaml"
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((minute - 1) * 60))
+    with WebhookServer() as hook:
+        config.write_text(
+            config_for(health.url, min_calls=10, notify="[ops]")
+            + f'notifiers:\n  - {{name: ops, type: webhook, url: "{hook.url}/hook"}}\n'
+        )
+        check = subprocess.run(
+            [sys.executable, "-m", "sagaway.cli", "alarms", "check", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        watcher = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "sagaway.cli", "alarms", "watch"),
+                *("--config", str(config), "--db", url, "--from", start, "--poll", "0.05"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.time() + 30
+            while not hook.delivered() and time.time() < deadline:
+                time.sleep(0.05)
+        finally:
+            watcher.send_signal(signal.SIGTERM)
+            _, err = watcher.communicate(timeout=30)
+        received = hook.delivered()
+    assert check.returncode == 0, check.stderr
+    assert "gray       payments-gray: callers of checkout/charge see error rate >= 0.3" in (
+        check.stdout
+    )
+    assert watcher.returncode == 0, err
+    assert [(n["alarm"], n["kind"]) for n in received] == [("payments-gray", "ALARM")]
+    summary = json.dumps(received[0])
+    assert "38% of checkout/charge calls failed over 60 s (15 of 40)" in summary
+    assert f"probe {health.url}: 200 OK" in summary

@@ -7,6 +7,7 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -59,6 +60,11 @@ def test_the_screens_in_order_place_one_order_with_one_charge_and_one_mail(shop,
     assert [tuple(r) for r in rows] == [("tee", 2)]
     second = shop.purchase(checkout, key=str(uuid.uuid4()))
     assert second.status_code == 409 and "is placed" in second.json()["detail"]
+    # The nightly settlement of the day after: this order, the amount captured for it.
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    settled = shop.app.start("settlement", tick=tomorrow).result(timeout=30)
+    assert (settled["orders"], settled["amount"]) == (1, 2 * 25_00)
+    assert shop.asgi.state.db.one("SELECT settled_at FROM shop_orders WHERE id = ?", (order,))[0]
 
 
 def test_bad_input_is_refused_naming_the_problem_and_stores_nothing(shop):
@@ -77,6 +83,10 @@ def test_bad_input_is_refused_naming_the_problem_and_stores_nothing(shop):
     assert bad.status_code == 422 and "email" in bad.json()["detail"]
     assert shop.http.get(f"/checkouts/{checkout}").json()["status"] == "open"
     assert shop.http.get("/checkouts/co_missing").status_code == 404
+    for path in ("/orders/ord_x?wait=lots", "/no-such-route"):
+        answer = shop.http.get(path)
+        assert answer.status_code in (404, 422)
+        assert answer.headers["content-type"] == "application/problem+json", path
 
 
 def test_a_hundred_identical_purchases_with_one_key_make_one_order_and_one_charge(shop, providers):
@@ -138,6 +148,30 @@ def test_a_key_still_in_flight_elsewhere_gets_409_then_its_response(shop):
     assert done.headers["idempotency-replayed"] == "true"
     # The replay did not run the route: the checkout never got its customer details.
     assert shop.http.get(f"/checkouts/{checkout}").json()["status"] == "open"
+
+
+def test_an_error_answer_frees_the_key_so_the_retry_runs_anew(shop):
+    checkout = shop.checkout()
+    early = shop.purchase(checkout, key="buy-early")
+    assert early.status_code == 409 and "confirm first" in early.json()["detail"]
+    shop.through_confirm(checkout)
+    retried = shop.purchase(checkout, key="buy-early")
+    assert retried.status_code == 202 and "idempotency-replayed" not in retried.headers
+
+
+def test_keys_expire_after_a_day_and_are_pruned(shop):
+    db = shop.asgi.state.db
+    keys = IdempotencyKeys(db)
+    assert keys.claim("old-key", "f1", "/x").owned
+    keys.complete("old-key", 201, [], b"{}")
+    assert not keys.claim("old-key", "f1", "/x").owned  # a replay while it is fresh
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
+    assert keys.claim("old-key", "f2", "/x").owned  # expired: a new request, not a 422
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
+    assert keys.prune() == 1
+    assert db.one("SELECT COUNT(*) FROM shop_idempotency")[0] == 0
 
 
 def test_a_customer_who_never_comes_back_gets_the_stock_released(tmp_path, providers):
@@ -215,5 +249,24 @@ def test_orders_placed_during_a_payment_outage_park_and_complete_after_it(tmp_pa
         charged = providers.stats("payment")["charged_per_order"]
         assert [charged[o] for o in orders] == [1] * len(orders)
         assert shop.app.runs(status="failed") == []
+    finally:
+        shop.close()
+
+
+def test_a_payment_quota_parks_purchases_until_retry_after_and_each_is_charged_once(
+    tmp_path, providers
+):
+    shop = ShopServer(f"sqlite:///{tmp_path}/shop.db", providers.config())
+    try:
+        checkouts = [shop.checkout() for _ in range(4)]
+        for checkout in checkouts:
+            shop.through_confirm(checkout)
+        providers.faults("payment", mode="quota", quota_per_s=2)
+        orders = [shop.purchase(c, key=f"quota-{c}").json()["order"] for c in checkouts]
+        assert [shop.order_status(o, wait=25) for o in orders] == ["placed"] * 4
+        charged = providers.stats("payment")["charged_per_order"]
+        assert [charged[o] for o in orders] == [1] * 4
+        runs = [shop.app.get(_run(shop, c)) for c in checkouts]
+        assert any(e.kind == "parked" for run in runs for e in run.events)  # a 429 parked one
     finally:
         shop.close()

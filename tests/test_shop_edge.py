@@ -153,3 +153,33 @@ def test_sagaway_slo_report_reads_the_shops_access_log(shop, tmp_path):
     (slo,) = result["slos"]
     assert slo["total"] == len(lines)
     assert slo["bad"] == 1  # the shed catalog read; the 404 is the client's
+
+
+def test_access_log_lines_stay_parseable_whatever_the_client_sends():
+    from sagaway.shop._access_log import Exchange, alb_line
+
+    exchange = Exchange(
+        started=1_800_000_000.25,
+        ended=1_800_000_000.5,
+        method="GET",
+        host='evil host"\n',
+        path='/catalog?q="a b"\u00e9',
+        http_version="1.1",
+        client="127.0.0.1:5000",
+        target="127.0.0.1:8000",
+        user_agent='agent "quoted"\x00\tx',
+        status=200,
+        received_bytes=0,
+        sent_bytes=10,
+    )
+    entry = parse_line(alb_line(exchange))
+    assert (entry.method, entry.host, entry.elb_status, entry.target_status) == (
+        "GET",
+        "evilhost'",
+        200,
+        200,
+    )
+    assert entry.path.startswith("/catalog?q=") and " " not in entry.path
+    assert entry.target_processing_time == 0.25 and '"' not in entry["user_agent"]
+    shed = parse_line(alb_line(Exchange(**{**exchange.__dict__, "status": 503, "shed": True})))
+    assert (shed.target_status, shed.target_processing_time, shed.elb_status) == (None, -1, 503)

@@ -131,7 +131,7 @@ def serve_shop(args: argparse.Namespace) -> int:
             log_dir=args.log_dir,
             inventory_url=urls["inventory"],
         )
-        app = build_app(db, config)
+        app = build_app(_with_pool(db, settings.pool_size()), config)
         try:
             server_app = create_shop(app, settings)
         except SagawayError as exc:
@@ -163,6 +163,14 @@ def serve_shop(args: argparse.Namespace) -> int:
     finally:
         _stop(children)
     return 0
+
+
+def _with_pool(url: str, size: int) -> str:
+    """The service's store URL: on PostgreSQL its pool is sized from the in-flight bound,
+    unless the URL says otherwise."""
+    if url.split("://", 1)[0] not in ("postgres", "postgresql") or "pool_size=" in url:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}pool_size={size}"
 
 
 def _announce(server: Any, host: str) -> None:

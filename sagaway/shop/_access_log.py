@@ -56,9 +56,8 @@ def alb_line(x: Exchange) -> str:
         times, target_status = f"{x.ended - x.started:.6f} -1 -1", "-"
     else:
         times, target_status = f"0.000000 {x.ended - x.started:.6f} 0.000000", str(x.status)
-    request = (
-        f"{x.method} http://{_clean(x.host)}{quote(x.path, safe=_SAFE_PATH)} HTTP/{x.http_version}"
-    )
+    host = _clean(x.host).replace(" ", "")  # a space would end the URL for log readers
+    request = f"{x.method} http://{host}{quote(x.path, safe=_SAFE_PATH)} HTTP/{x.http_version}"
     trace = f"Root=1-{int(x.started):08x}-{secrets.token_hex(12)}"
     return (
         f"http {_stamp(x.ended)} app/sagaway-shop/local {x.client} "

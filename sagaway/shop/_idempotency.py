@@ -6,8 +6,9 @@ IETF httpapi "The Idempotency-Key HTTP Header Field" draft:
   `Idempotency-Replayed: true`, however often and from whichever process;
 - the same key with another request is refused with 422;
 - while the first request with the key is still being handled, another gets 409;
-- a 5xx answer is not kept (the key is free again: a retry runs the request anew), and keys
-  expire after `ttl` seconds (24 hours by default).
+- an error answer (4xx or 5xx) is not kept: the key is free again and a retry runs the
+  request anew (a purchase refused because the checkout was not confirmed yet succeeds once
+  it is); keys expire after `ttl` seconds (24 hours by default).
 
 Keys live in the shop's table `shop_idempotency` in the store's database; claiming one is a
 single `INSERT ... ON CONFLICT DO NOTHING`, atomic across processes on both backends.
@@ -97,9 +98,9 @@ class IdempotencyKeys:
             return Claim(False, int(row[2]), headers, row[4].encode())
 
     def complete(self, key: str, status: int, headers: list, body: bytes) -> None:
-        """Keep the response for replays; a 5xx frees the key instead."""
+        """Keep the response for replays; an error answer frees the key instead."""
         with self.db.transaction() as tx:
-            if status >= 500:
+            if status >= 400:
                 tx.execute("DELETE FROM shop_idempotency WHERE key = ?", (key,))
                 return
             kept = [(k.decode(), v.decode()) for k, v in headers if k.lower() in _KEPT_HEADERS]

@@ -105,11 +105,10 @@ class ShopParts:
 
 def build_app(db_url: str | None = None, config: ShopConfig | None = None) -> App:
     """A new App on `db_url` (default `$SAGAWAY_DB`) with the shop's sagas and consumers;
-    `config` defaults to `ShopConfig.from_env()`. `app.shop` holds the shop's parts."""
+    `config` defaults to `ShopConfig.from_env()`."""
     config = config or ShopConfig.from_env()
     app = App(db_url, concurrency=64, retry=Retry(attempts=5, base=0.1, cap=2.0))
     parts = ShopParts(app, config)
-    app.shop = parts  # type: ignore[attr-defined]
     _declare_checkout(app, parts)
     _declare_consumers(app, parts)
     _declare_settlement(app, parts)

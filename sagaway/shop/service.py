@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -19,15 +20,18 @@ from typing import Any
 
 try:
     from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError:  # pragma: no cover - the wheel test runs it without extras
     raise ImportError(
         "the shop's HTTP service needs FastAPI, which is not installed: pip install 'sagaway[shop]'"
     ) from None
 
-from sagaway.api._problems import Problem, problem_body
+from sagaway.api._problems import Problem, problem_body, problem_for
 from sagaway.engine.app import App
+from sagaway.errors import SagawayError
 from sagaway.resilience import AdaptiveLimit
 from sagaway.shop._access_log import AccessLog
 from sagaway.shop._db import ShopDb
@@ -36,6 +40,8 @@ from sagaway.shop._idempotency import DAY, IdempotencyKeys, IdempotencyMiddlewar
 from sagaway.shop.catalog import CATALOG, PRICES
 
 __all__ = ["ShopSettings", "create_shop"]
+
+log = logging.getLogger("sagaway.shop")
 
 ENDED = ("succeeded", "compensated", "failed", "cancelled")
 MAX_WAIT = 30.0
@@ -317,10 +323,38 @@ def create_shop(app: App, settings: ShopSettings | None = None) -> FastAPI:
     def answer(body: dict[str, Any], status: int = 200, **headers: str) -> Any:
         return JSONResponse(body, status_code=status, headers=headers or None)
 
+    def problem(request: Any, status: int, detail: str, **extra: Any) -> Any:
+        body = problem_body(status, detail, request.url.path, **extra)
+        return JSONResponse(body, status, media_type="application/problem+json")
+
     @server.exception_handler(Problem)
     def _problem(request: Any, exc: Problem) -> Any:
-        body = problem_body(exc.status, exc.detail, request.url.path, **exc.extra)
-        return JSONResponse(body, exc.status, media_type="application/problem+json")
+        return problem(request, exc.status, exc.detail, **exc.extra)
+
+    @server.exception_handler(SagawayError)
+    def _sagaway(request: Any, exc: SagawayError) -> Any:
+        # e.g. the run ended between the check and the signal: 409, or the store is down: 503
+        found = problem_for(exc)
+        return problem(request, found.status, found.detail)
+
+    @server.exception_handler(RequestValidationError)
+    def _invalid(request: Any, exc: RequestValidationError) -> Any:
+        wrong = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return problem(request, 422, wrong or "invalid request")
+
+    @server.exception_handler(StarletteHTTPException)
+    def _http(request: Any, exc: StarletteHTTPException) -> Any:
+        if exc.status_code == 404:
+            return problem(request, 404, f"no such route: {request.url.path} (see docs/shop.md)")
+        return problem(request, exc.status_code, str(exc.detail))
+
+    @server.exception_handler(Exception)
+    def _unexpected(request: Any, exc: Exception) -> Any:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return problem(request, 500, f"unexpected {type(exc).__name__}; see the shop's log")
 
     @server.get("/health")
     def health() -> Any:
