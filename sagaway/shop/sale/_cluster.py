@@ -55,13 +55,17 @@ class Child:
                 self.argv, stdout=out, stderr=subprocess.STDOUT, env=self.env
             )
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            text = self.log.read_bytes()[offset:].decode(errors="replace")
-            if self.ready_text in text:
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
+        try:
+            while time.monotonic() < deadline:
+                text = self.log.read_bytes()[offset:].decode(errors="replace")
+                if self.ready_text in text:
+                    return
+                if self.process.poll() is not None:
+                    break
+                time.sleep(0.05)
+        except BaseException:  # Ctrl-C while waiting: no process is left behind
+            self.stop()
+            raise
         code = self.process.poll()
         self.stop()
         why = (

@@ -68,6 +68,8 @@ class Recorder:
     out_of_stock: int = 0
     # purchase Idempotency-Key -> every order id a response with that key carried
     orders_by_key: dict[str, set[str]] = field(default_factory=dict)
+    # purchase Idempotency-Key -> the phase in which its first order came back
+    accepted_in: dict[str, str] = field(default_factory=dict)
     # checkout id -> the order ids its purchases returned
     orders_by_checkout: dict[str, set[str]] = field(default_factory=dict)
     # checkout id -> units in its cart
@@ -94,6 +96,7 @@ class Recorder:
 
     def order(self, key: str, checkout: str, order: str) -> None:
         """A purchase with `key` for `checkout` was answered with `order`."""
+        self.accepted_in.setdefault(key, self.phase)
         self.orders_by_key.setdefault(key, set()).add(order)
         self.orders_by_checkout.setdefault(checkout, set()).add(order)
 
