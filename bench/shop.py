@@ -13,6 +13,7 @@ refused at once and what is admitted stays fast.
 
     python bench/shop.py                          # steps 4 8 16 32 48 customers/s, 15 s each
     python bench/shop.py --rates 5 10 20 --step 10
+    python bench/shop.py --first off             # the side without shedding first
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
         plan = SalePlan("bench", phases, drain_seconds=30.0)
         db = f"sqlite:///{where / 'shop.db'}"
         options = SaleOptions(plan, db, where, workers=workers, shedding=shedding)
-        with Cluster(db, where, workers=workers, shedding=shedding) as cluster:
+        with Cluster(db, where, workers, shedding, stock=plan.stock()) as cluster:
             providers = {name: cluster.urls[name] for name in PROVIDERS}
             quiet = Console(quiet=True)  # no progress lines between the benchmark's own
             run = asyncio.run(sale_against(cluster.shop_url, providers, options, cluster, quiet))
@@ -96,14 +97,26 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[4, 8, 16, 32, 48])
     parser.add_argument("--step", type=float, default=15.0, help="seconds per step")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--first",
+        choices=("on", "off"),
+        default="on",
+        help="which side runs first (the machine may be busier for one of them)",
+    )
     args = parser.parse_args()
     print(
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
         + f" at start; SQLite, {args.workers} worker(s), {args.step:g} s per step"
     )
-    on = run_side(args.rates, args.step, shedding=True, workers=args.workers)
-    off = run_side(args.rates, args.step, shedding=False, workers=args.workers)
+    sides: dict[bool, list[Step]] = {}
+    for shedding in (True, False) if args.first == "on" else (False, True):
+        sides[shedding] = run_side(args.rates, args.step, shedding=shedding, workers=args.workers)
+        print(
+            f"shedding {'on' if shedding else 'off'} done; load average "
+            + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        )
+    on, off = sides[True], sides[False]
     head = f"{'purchases':>9} {'p99':>9} {'503s':>6} {'lost':>5}"
     print(f"{'offered':>12}  {'shedding on':^32}  {'shedding off':^32}")
     print(f"{'customers/s':>12}  {head}  {head}")

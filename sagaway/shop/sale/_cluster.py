@@ -103,6 +103,7 @@ class Cluster:
     out: Path
     workers: int = 1
     shedding: bool = True
+    stock: dict[str, int] | None = None
     providers: dict[str, Child] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     shop: Child | None = None
@@ -140,10 +141,13 @@ class Cluster:
         try:
             for name in PROVIDERS:
                 port = free_port()
+                argv = [sys.executable, "-m", "sagaway.shop.providers", name, "--port", str(port),
+                        "--db", str(self.out / f"{name}.db")]  # fmt: skip
+                if name == "inventory" and self.stock:
+                    argv += ["--stock", ",".join(f"{k}={v}" for k, v in self.stock.items())]
                 child = Child(
                     name,
-                    [sys.executable, "-m", "sagaway.shop.providers", name, "--port", str(port),
-                     "--db", str(self.out / f"{name}.db")],
+                    argv,
                     self.logs / f"{name}.log",
                     self._env(),
                     f"listening on http://127.0.0.1:{port}",

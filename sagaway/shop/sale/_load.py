@@ -37,7 +37,7 @@ MAX_TRIES = 6  # tries of one request before the customer gives up
 RETRY_AFTER_CAP = 3.0  # seconds: a customer waits no longer than this for one retry
 IN_FLIGHT_PAUSE = 0.2  # seconds before asking again about a key still in flight
 MAX_CUSTOMERS = 3000  # customers walking at once; arrivals beyond are counted, not sent
-CONNECTIONS = 256  # requests in flight at once: the generator's connections to the shop
+CONNECTIONS = 512  # requests in flight at once: the generator's connections to the shop
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,19 @@ class SalePlan:
         """The length of the load, all phases together."""
         return sum(p.seconds for p in self.phases)
 
+    @property
+    def customers(self) -> int:
+        """How many customers the phases bring, on average."""
+        return round(sum(p.seconds * p.rate for p in self.phases))
+
+    def stock(self) -> dict[str, int]:
+        """The inventory at the start: a unit of tees and of caps per customer, and mugs for a
+        quarter of them, so that mugs sell out during the sale (customers then find them out
+        of stock, and checkouts that reserved too late compensate) while the other products
+        last to the end and every phase still sells."""
+        n = max(self.customers, 4)
+        return {"mug": n // 4, "tee": n, "cap": n}
+
 
 def _phases(base: float, unit: float) -> tuple[Phase, ...]:
     """The sale's story at `base` customers per second, phases `unit` seconds long (the outage

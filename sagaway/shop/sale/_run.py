@@ -163,7 +163,13 @@ def run_sale(options: SaleOptions, console: Console | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    cluster = Cluster(options.db_url, out, workers=options.workers, shedding=options.shedding)
+    cluster = Cluster(
+        options.db_url,
+        out,
+        workers=options.workers,
+        shedding=options.shedding,
+        stock=options.plan.stock(),
+    )
     console.print(f"starting the providers, the shop and {options.workers} worker(s) in {out}")
     with cluster:
         console.print(f"shop listening on {cluster.shop_url}; the {options.plan.name} sale starts")
