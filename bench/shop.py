@@ -7,9 +7,10 @@ state. Per step the table shows the purchases accepted per second (goodput: purc
 first 202 came back during the step), the p99 latency of the requests the shop served (2xx
 and 3xx; a shed request is counted, not timed) and how many were shed (503) or got no answer
 within 10 s. The "sustained" line is the most purchases per second of a step whose p99 stayed
-under 500 ms. Without shedding the queue
-grows past the shop's capacity and every request waits in it; with shedding the excess is
-refused at once and what is admitted stays fast.
+under 500 ms. "gen lag" is the p99 of how late the load generator's event loop woke up: the
+latencies include it, so a large one says the generator itself was short of CPU. Without
+shedding the queue grows past the shop's capacity and every request waits in it; with
+shedding the excess should be refused at once and what is admitted stay fast.
 
     python bench/shop.py                          # steps 4 8 16 32 48 customers/s, 15 s each
     python bench/shop.py --rates 5 10 20 --step 10
@@ -44,6 +45,7 @@ class Step:
     shed: int
     lost: int
     requests: int
+    lag: float | None  # p99 of how late the generator's event loop woke up, seconds
 
 
 def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> list[Step]:
@@ -63,6 +65,7 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
         for phase, began, ended, _ in run.phase_spans:
             mine = [s for s in run.recorder.samples if s.phase == phase.name]
             served = [s.latency for s in mine if 200 <= s.status < 400]
+            lags = [lag for name, lag in run.recorder.lags if name == phase.name]
             bought = sum(1 for p in run.recorder.accepted_in.values() if p == phase.name)
             steps.append(
                 Step(
@@ -72,6 +75,7 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
                     shed=sum(1 for s in mine if s.status == 503),
                     lost=sum(1 for s in mine if s.status == 0),
                     requests=len(mine),
+                    lag=percentile(lags, 99) if lags else None,
                 )
             )
         return steps
@@ -81,7 +85,8 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
 
 def _cell(s: Step) -> str:
     p99 = "-" if s.p99 is None else f"{s.p99 * 1000:,.0f} ms"
-    return f"{s.goodput:6.1f}/s {p99:>9} {s.shed:6,} {s.lost:5,}"
+    lag = "-" if s.lag is None else f"{s.lag * 1000:,.0f} ms"
+    return f"{s.goodput:6.1f}/s {p99:>9} {s.shed:6,} {s.lost:5,} {lag:>8}"
 
 
 def _sustained(steps: list[Step]) -> str:
@@ -117,8 +122,8 @@ def main() -> None:
             + " ".join(f"{x:.2f}" for x in os.getloadavg())
         )
     on, off = sides[True], sides[False]
-    head = f"{'purchases':>9} {'p99':>9} {'503s':>6} {'lost':>5}"
-    print(f"{'offered':>12}  {'shedding on':^32}  {'shedding off':^32}")
+    head = f"{'purchases':>9} {'p99':>9} {'503s':>6} {'lost':>5} {'gen lag':>8}"
+    print(f"{'offered':>12}  {'shedding on':^41}  {'shedding off':^41}")
     print(f"{'customers/s':>12}  {head}  {head}")
     for a, b in zip(on, off, strict=True):
         print(f"{a.rate:>12g}  {_cell(a)}  {_cell(b)}")
