@@ -55,7 +55,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--no-shedding", action="store_true", help="never shed requests")
     serve.set_defaults(handler=serve_shop)
-    from sagaway.shop.sale.cli import register_sale
+    from sagaway.cli.shop_sale import register_sale
 
     register_sale(actions)
 

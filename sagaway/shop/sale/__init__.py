@@ -8,6 +8,13 @@ invariants (no duplicate order, no double charge, stock conserved, one mail per 
 terminal, `report.json` and `report.html`.
 """
 
+try:
+    import httpx  # noqa: F401  # the customers' client
+except ImportError:  # pragma: no cover - the wheel test runs it without extras
+    raise ImportError(
+        "the sale needs httpx and the shop, which are not installed: pip install 'sagaway[shop]'"
+    ) from None
+
 from sagaway.shop.sale._plan import FAULT_OFF, Phase, SalePlan, full_plan, quick_plan
 from sagaway.shop.sale._run import SaleOptions, SaleRun, run_sale, sale_against
 

@@ -1,4 +1,6 @@
-"""`sagaway shop sale`: registered by the `sagaway shop` command group."""
+"""`sagaway shop sale` (`sagaway.shop.sale`), registered by the `sagaway shop` command group;
+the sale itself is imported only when the command runs, so that `sagaway --help` works without
+the shop extra."""
 
 from __future__ import annotations
 
@@ -54,7 +56,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from sagaway.cli import CliError
-    from sagaway.shop.sale import SaleOptions, full_plan, quick_plan, run_sale
+
+    try:
+        from sagaway.shop.sale import SaleOptions, full_plan, quick_plan, run_sale
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
 
     db = args.db
     if db is not None and not db.startswith(("sqlite:///", "postgresql://", "postgres://")):
