@@ -126,6 +126,12 @@ def test_a_hundred_identical_purchases_with_one_key_make_one_order_and_one_charg
     assert replay.headers["idempotency-replayed"] == "true"
     other = shop.purchase(checkout, key=key, card="tok_other")
     assert other.status_code == 422 and "another request" in other.json()["detail"]
+    huge = shop.http.post(
+        f"/checkouts/{checkout}/purchase",
+        content=b'{"card": "' + b"x" * 70_000 + b'"}',
+        headers={"Idempotency-Key": "huge"},
+    )
+    assert huge.status_code == 413 and "KiB" in huge.json()["detail"]
     missing = shop.http.post(f"/checkouts/{checkout}/purchase", json={"card": "tok_visa"})
     assert missing.status_code == 400 and "Idempotency-Key" in missing.json()["detail"]
 
@@ -172,6 +178,12 @@ def test_keys_expire_after_a_day_and_are_pruned(shop):
         tx.execute("UPDATE shop_idempotency SET created_at = created_at - 90000")
     assert keys.prune() == 1
     assert db.one("SELECT COUNT(*) FROM shop_idempotency")[0] == 0
+    # A key whose first request has been in flight for over a minute: its process died.
+    assert keys.claim("orphan", "f3", "/x").owned
+    assert keys.claim("orphan", "f3", "/x").status == 409
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_idempotency SET created_at = created_at - 61")
+    assert keys.claim("orphan", "f3", "/x").owned
 
 
 def test_a_customer_who_never_comes_back_gets_the_stock_released(tmp_path, providers):
@@ -268,5 +280,26 @@ def test_a_payment_quota_parks_purchases_until_retry_after_and_each_is_charged_o
         assert [charged[o] for o in orders] == [1] * 4
         runs = [shop.app.get(_run(shop, c)) for c in checkouts]
         assert any(e.kind == "parked" for run in runs for e in run.events)  # a 429 parked one
+    finally:
+        shop.close()
+
+
+def test_a_declined_card_compensates_the_order_and_releases_the_stock(tmp_path, providers):
+    shop = ShopServer(f"sqlite:///{tmp_path}/shop.db", providers.config())
+    try:
+        before = providers.stats("inventory")
+        checkout = shop.checkout([{"sku": "tee", "qty": 3}])
+        shop.through_confirm(checkout)
+        order = shop.purchase(checkout, key="declined-1", card="tok_declined").json()["order"]
+        assert shop.order_status(order, wait=20) == "compensated"
+        wait_for(
+            lambda: shop.http.get(f"/checkouts/{checkout}").json()["status"] == "compensated",
+            what="the run to end compensated",
+        )
+        after = providers.stats("inventory")
+        assert after["available"]["tee"] == before["available"]["tee"]
+        assert after["reserved"]["tee"] == before["reserved"]["tee"]
+        assert order not in providers.stats("payment")["charged_per_order"]
+        assert order not in providers.stats("mail")["sent_per_order"]
     finally:
         shop.close()

@@ -86,7 +86,7 @@ def test_beyond_the_limit_requests_get_a_fast_503_while_admitted_ones_complete(s
     admitted = slow.join()
     assert [a.status_code for a in admitted] == [200] * 4
     assert {a.json()["status"] for a in admitted} == {"pending"}
-    # The shop's own measure of each refusal, from arrival to the answer sent.
+    # The shop's own measure of each refusal, from its arrival to its answer.
     lines = shed_lines(shop)
     assert len(lines) == 3
     assert all(e.request_processing_time < 0.05 for e in lines), lines

@@ -34,9 +34,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     add_db_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=port_number, default=8000, help="port (8000; 0: any)")
     serve.add_argument(
-        "--workers", type=whole_number(0, 64), default=1, help="worker processes (0 to 64; 1)"
+        "--port", type=port_number, default=8000, help=f"port ({port_number.span}; 8000; 0: any)"
+    )
+    workers = whole_number(0, 64)
+    serve.add_argument(
+        "--workers", type=workers, default=1, help=f"worker processes ({workers.span}; 1)"
     )
     serve.add_argument("--log-dir", metavar="DIR", help="write DIR/access.log (ALB format)")
     serve.add_argument(
@@ -47,13 +50,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     for kind in PROVIDERS:
         serve.add_argument(f"--{kind}-url", metavar="URL", help=f"a running {kind} provider")
-    serve.add_argument(
+    bound = whole_number(1, 100_000)
+    shedding = serve.add_mutually_exclusive_group()
+    shedding.add_argument(
         "--max-in-flight",
-        type=whole_number(1, 100_000),
+        type=bound,
         metavar="N",
-        help="a fixed in-flight limit (default: adaptive)",
+        help=f"a fixed in-flight limit ({bound.span}; default: adaptive)",
     )
-    serve.add_argument("--no-shedding", action="store_true", help="never shed requests")
+    shedding.add_argument("--no-shedding", action="store_true", help="never shed requests")
     serve.set_defaults(handler=serve_shop)
     from sagaway.cli.shop_sale import register_sale
 

@@ -90,7 +90,7 @@ class Edge:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        started, clock = time.time(), time.monotonic()
+        started = time.time()
         path, method = scope["path"], scope["method"]
         route = route_of(method, path)
         answer: dict[str, Any] = {"status": 500, "sent": 0, "received": 0}
@@ -99,16 +99,34 @@ class Edge:
             share = CATALOG_SHARE if path == "/catalog" else 1.0
             permit = self.limit.try_acquire(share)
             if permit is None:
-                await self._refuse(send, answer)
+                body = _overloaded()
+                answer.update(status=503, sent=len(body))
                 with self._lock:
                     self.shed[route] += 1
                     self.counts[(route, 503)] += 1
                 self._write(scope, started, answer, shed=True)
+                await _send_overloaded(send, body)
                 return
         counted = path not in _UNSHED
         if counted:
             with self._lock:
                 self._in_flight += 1
+        finished = False
+
+        def finish() -> None:
+            # Counted and logged before the answer's last byte leaves: a client that has its
+            # answer finds it in the stats and the log.
+            nonlocal finished
+            if finished:
+                return
+            finished = True
+            if permit is not None:
+                self._report(permit, answer["status"], scope)
+            with self._lock:
+                if counted:
+                    self._in_flight -= 1
+                self.counts[(route, answer["status"])] += 1
+            self._write(scope, started, answer, shed=False)
 
         async def counting_receive() -> Any:
             message = await receive()
@@ -120,21 +138,17 @@ class Edge:
                 answer["status"] = message["status"]
             elif message["type"] == "http.response.body":
                 answer["sent"] += len(message.get("body", b""))
+                if not message.get("more_body"):
+                    finish()
             await send(message)
 
         try:
             await app(scope, counting_receive, counting_send)
         finally:
-            if permit is not None:
-                self._report(permit, answer["status"], scope, time.monotonic() - clock)
-            with self._lock:
-                if counted:
-                    self._in_flight -= 1
-                self.counts[(route, answer["status"])] += 1
-            self._write(scope, started, answer, shed=False)
+            finish()
 
     @staticmethod
-    def _report(permit: LimitPermit, status: int, scope: dict[str, Any], took: float) -> None:
+    def _report(permit: LimitPermit, status: int, scope: dict[str, Any]) -> None:
         # Long polls wait on purpose and client errors say nothing about load: no sample.
         if b"wait=" in scope.get("query_string", b"") or 400 <= status < 500:
             permit.ignore()
@@ -142,26 +156,6 @@ class Edge:
             permit.dropped()
         else:
             permit.success()
-
-    @staticmethod
-    async def _refuse(send: Any, answer: dict[str, Any]) -> None:
-        body = json.dumps(
-            {
-                "type": "https://sagaway.dev/problems/overloaded",
-                "title": "Overloaded",
-                "status": 503,
-                "detail": f"the shop is at its in-flight limit: retry after "
-                f"{RETRY_AFTER_SECONDS} s",
-            }
-        ).encode()
-        headers = [
-            (b"content-type", b"application/problem+json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 503, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        answer.update(status=503, sent=len(body))
 
     def _write(
         self, scope: dict[str, Any], started: float, answer: dict[str, Any], shed: bool
@@ -188,3 +182,24 @@ class Edge:
                 shed=shed,
             )
         )
+
+
+def _overloaded() -> bytes:
+    return json.dumps(
+        {
+            "type": "https://sagaway.dev/problems/overloaded",
+            "title": "Overloaded",
+            "status": 503,
+            "detail": f"the shop is at its in-flight limit: retry after {RETRY_AFTER_SECONDS} s",
+        }
+    ).encode()
+
+
+async def _send_overloaded(send: Any, body: bytes) -> None:
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -39,6 +39,7 @@ DAY = 86_400.0
 # mid-request: a retry may take it over.
 STALE_SECONDS = 60.0
 _METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+MAX_BODY = 64 * 1024  # the shop's requests are small; a key's stored body stays small too
 _KEPT_HEADERS = {b"content-type", b"location", b"etag"}
 
 
@@ -151,10 +152,15 @@ class IdempotencyMiddleware:
             detail = "Idempotency-Key is longer than 255 characters: send a shorter key (a UUID)"
             await _answer(send, _problem(400, detail, scope["path"]))
             return
-        chunks = []
+        chunks, size = [], 0
         while True:
             message = await receive()
             chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > MAX_BODY:
+                detail = f"the body is over {MAX_BODY // 1024} KiB: send a smaller request"
+                await _answer(send, _problem(413, detail, scope["path"]))
+                return
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)

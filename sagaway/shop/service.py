@@ -38,12 +38,12 @@ from sagaway.shop._db import ShopDb
 from sagaway.shop._edge import Edge, EdgeMiddleware
 from sagaway.shop._idempotency import DAY, IdempotencyKeys, IdempotencyMiddleware
 from sagaway.shop.catalog import CATALOG, PRICES
+from sagaway.store.base import RunStatus
 
 __all__ = ["ShopSettings", "create_shop"]
 
 log = logging.getLogger("sagaway.shop")
 
-ENDED = ("succeeded", "compensated", "failed", "cancelled")
 MAX_WAIT = 30.0
 
 
@@ -143,9 +143,9 @@ class Checkouts:
             placed = self.db.one("SELECT status FROM shop_orders WHERE id = ?", (row[6],))
             if placed is not None and placed[0] == "placed":
                 return "placed"
-        run_status = self.app.get(row[3]).status
-        if run_status in ENDED:
-            return "placed" if run_status == "succeeded" else str(run_status)
+        run_status = RunStatus(self.app.get(row[3]).status)
+        if run_status.is_terminal:
+            return "placed" if run_status == RunStatus.SUCCEEDED else str(run_status)
         if row[6]:
             return "purchasing"
         if row[5]:
@@ -236,7 +236,8 @@ class Checkouts:
                     (order_id, checkout_id, row[2], time.time()),
                 )
         if not taken:
-            raise Problem(409, f"checkout {checkout_id} was purchased already: order {row[6]}")
+            taken_by = self._row(checkout_id)[6]
+            raise Problem(409, f"checkout {checkout_id} was purchased already: order {taken_by}")
         try:
             self.app.signal(row[3], "purchase", {"order": order_id, "card": card})
         except BaseException:
@@ -313,6 +314,7 @@ def create_shop(app: App, settings: ShopSettings | None = None) -> FastAPI:
     the edge (shedding, access log) and the idempotency middleware. `.state.edge` holds
     the edge's counts, `.state.db` the shop's tables."""
     settings = settings or ShopSettings()
+    _ = app.store  # the store first: it creates (or refuses) the database the shop's tables join
     db = ShopDb(app.url, pool_size=settings.pool_size())
     checkouts = Checkouts(app, db)
     catalog = CatalogView(settings.inventory_url)
