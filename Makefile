@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo test lint bench soak format clean docs docs-serve dist
+.PHONY: demo shop test lint bench soak format clean docs docs-serve dist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ $(BENCH_STAMP): $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/sagaway demo
+
+# `make shop` runs the reference shop through a sale day on SQLite (docs/sale.md), about seven
+# minutes; `make shop SALE_ARGS=--quick` a run under three. The report goes to sale/report.html.
+SALE_ARGS ?=
+
+shop: $(STAMP)
+	$(BIN)/sagaway shop sale --out sale $(SALE_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -59,4 +66,4 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis site dist build \
-		sagaway.egg-info
+		sagaway.egg-info sale

@@ -1,5 +1,6 @@
 """`sagaway shop`: the reference shop. `shop serve` runs the HTTP service with its providers
-(as child processes unless their URLs are given) and its worker processes."""
+(as child processes unless their URLs are given) and its worker processes; `shop sale` runs it
+through a sale day (`sagaway.shop.sale`)."""
 
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     shedding.add_argument("--no-shedding", action="store_true", help="never shed requests")
     serve.set_defaults(handler=serve_shop)
+    from sagaway.cli.shop_sale import register_sale
+
+    register_sale(actions)
 
 
 def _start_provider(kind: str, folder: Path, children: list[subprocess.Popen]) -> str:
