@@ -12,6 +12,7 @@ import pytest
 from sagaway import App, ConfigurationError, InvalidInput, Permanent, Retry, SagaCompensated
 from sagaway.observe.metrics import parse_labels
 from sagaway.store.base import Checkpoint, RunStatus, RunUpdate
+from tests.apps.flow import read_counts
 from tests.conftest import wait_for, wait_status
 from tests.processes import WorkerProcess
 
@@ -88,7 +89,7 @@ def test_limit_per_key_holds_across_two_worker_processes(store_url, make_app, tm
         assert sorted(run.result(timeout=120) for run in runs) == list(range(200))
     finally:
         outputs = [worker.stop() for worker in workers]
-    data = json.loads(log.read_text())
+    data = read_counts(log)
     assert data["inside"] == {"shop-0": 0, "shop-1": 0, "shop-2": 0}
     assert max(data["peak"].values()) == 2, data
     assert all(peak <= 2 for peak in data["peak"].values()), data
@@ -512,7 +513,7 @@ def test_a_slot_held_by_a_worker_killed_mid_step_passes_to_the_run_taken_over(
     worker = WorkerProcess(store_url, log, env_extra=slow, target="tests.apps.flow:app")
     try:
         wait_for(
-            lambda: log.exists() and json.loads(log.read_text())["inside"].get("shop-x") == 1,
+            lambda: read_counts(log)["inside"].get("shop-x") == 1,
             what="the first run to be inside its step",
         )
         assert first.refresh().flow.held and second.refresh().due_at is None

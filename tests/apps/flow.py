@@ -37,6 +37,18 @@ def counts(path: str) -> Iterator[dict]:
         fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def read_counts(path: str | os.PathLike[str]) -> dict:
+    """The counts as they stand, read under a shared lock: a writer truncates and rewrites the
+    file, so a read without the lock may see it empty or half written. A file not yet
+    written holds no counts."""
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        f.seek(0)
+        text = f.read()
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return json.loads(text) if text else {"inside": {}, "peak": {}}
+
+
 def enter(path: str, key: str) -> None:
     """A run of `key` entered the step: count it and keep the peak."""
     with counts(path) as data:
