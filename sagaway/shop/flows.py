@@ -131,6 +131,26 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
     )
 
     @app.step
+    def begin_checkout(checkout_id: str) -> None:
+        """Nothing to do going forward: the step is there for its compensation, which runs
+        last whenever the checkout unwinds, whatever step or wait failed."""
+
+    @begin_checkout.compensation
+    def end_checkout(checkout_id: str) -> None:
+        """The checkout will place no order: from now on the shop refuses its purchase, and
+        an order it accepted that the saga never opened (the purchase came before the
+        reservation failed, or before a screen timed out) is closed as compensated. One
+        transaction that takes the checkout's row first, so it serialises with the purchase's
+        conditional update of that row."""
+        with shop.db.transaction() as tx:
+            tx.execute("UPDATE shop_checkouts SET closed = 1 WHERE id = ?", (checkout_id,))
+            tx.execute(
+                "UPDATE shop_orders SET status = 'compensated' "
+                "WHERE checkout = ? AND status = 'pending'",
+                (checkout_id,),
+            )
+
+    @app.step
     def reserve_stock(checkout_id: str, items: list[dict]) -> dict:
         """Hold the items at the inventory; out of stock (409) fails at once."""
         body = {"checkout": checkout_id, "items": items}
@@ -201,6 +221,7 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
     @app.saga()
     def checkout(ctx: Any, checkout_id: str, items: list[dict], amount: int) -> dict:
         """cart → customer → confirm → purchase → order placed."""
+        begin_checkout(checkout_id)
         hold = reserve_stock(checkout_id, items)
         customer = ctx.wait("customer", timeout=cfg.customer_timeout)
         ctx.wait("confirm", timeout=cfg.confirm_timeout)
