@@ -67,3 +67,26 @@ def test_a_purchase_after_the_checkout_was_closed_is_refused_and_stores_no_order
         assert shop.http.get(f"/checkouts/{checkout}").json()["orders"] == []
     finally:
         shop.close()
+
+
+def test_an_order_of_a_checkout_cancelled_before_its_first_step_is_swept_closed(tmp_path, sold_out):
+    shop = ShopServer(f"sqlite:///{tmp_path}/shop.db", sold_out.config(), workers=False)
+    try:
+        checkout, order = _accepted_before_any_worker(shop, "cap", "cancel-1")
+        db = shop.asgi.state.db
+        run = shop.app.cancel(
+            db.one("SELECT run_id FROM shop_checkouts WHERE id = ?", (checkout,))[0]
+        )
+        _start_workers(shop)
+        wait_for(
+            lambda: shop.http.get(f"/checkouts/{checkout}").json()["status"] == "cancelled",
+            what="the run to end cancelled",
+        )
+        assert [s.name for s in shop.app.get(run.id).steps] == []  # nothing to compensate
+        assert "sweep_orders" in shop.app.schedules
+        assert shop.app.start("sweep_orders").result(timeout=20) == 1
+        assert shop.order_status(order) == "compensated"
+        assert shop.app.start("sweep_orders").result(timeout=20) == 0
+        assert sold_out.stats("inventory")["reserved"]["cap"] == 0
+    finally:
+        shop.close()

@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS shop_orders (
 );
 CREATE INDEX IF NOT EXISTS shop_orders_checkout ON shop_orders (checkout);
 CREATE INDEX IF NOT EXISTS shop_orders_placed ON shop_orders (placed_at);
+CREATE INDEX IF NOT EXISTS shop_orders_status ON shop_orders (status);
 CREATE TABLE IF NOT EXISTS shop_idempotency (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL, status INTEGER,
     headers TEXT, body TEXT, created_at DOUBLE PRECISION NOT NULL

@@ -112,6 +112,7 @@ def build_app(db_url: str | None = None, config: ShopConfig | None = None) -> Ap
     _declare_checkout(app, parts)
     _declare_consumers(app, parts)
     _declare_settlement(app, parts)
+    _declare_sweep(app, parts)
     return app
 
 
@@ -303,6 +304,29 @@ def _declare_settlement(app: App, shop: ShopParts) -> None:
         amounts = ctx.map(settle_order, orders, concurrency=8)
         record_settlement(day, len(orders), sum(amounts))
         return {"day": day, "orders": len(orders), "amount": sum(amounts)}
+
+
+def _declare_sweep(app: App, shop: ShopParts) -> None:
+    @app.step
+    def close_orders_of_ended_checkouts() -> int:
+        """Close the pending orders whose checkout's run ended compensated or cancelled
+        without unwinding through `end_checkout` — a run cancelled before its first step
+        has nothing to compensate. How many were closed."""
+        with shop.db.transaction() as tx:
+            return int(
+                tx.execute(
+                    "UPDATE shop_orders SET status = 'compensated' WHERE status = 'pending' "
+                    "AND EXISTS (SELECT 1 FROM shop_checkouts c "
+                    "JOIN sagaway_runs r ON r.id = c.run_id WHERE c.id = shop_orders.checkout "
+                    "AND r.status IN ('compensated', 'cancelled'))"
+                ).rowcount
+            )
+
+    @app.schedule("*/5 * * * *", tz="UTC")
+    @app.saga()
+    def sweep_orders(ctx: Any, tick: str | None = None) -> int:
+        """Every five minutes: no accepted order stays pending once its checkout ended."""
+        return close_orders_of_ended_checkouts()
 
 
 @functools.cache
