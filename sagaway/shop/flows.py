@@ -2,7 +2,9 @@
 
 The checkout saga reserves stock, then waits durably for each screen — customer, confirm,
 purchase — so a checkout resumes mid-way after any crash by construction; a screen not
-reached in time raises `WaitTimeout` and the saga releases the stock. At purchase it opens
+reached in time raises `WaitTimeout` and the saga releases the stock; releasing it, the last
+compensation, also closes the checkout and any order the shop accepted for it, so every
+accepted order ends placed or compensated. At purchase it opens
 the order and charges the card (the pivot: a circuit breaker parks it while the payment
 provider is down, retries with jitter cover the rest, a 429 parks it until `Retry-After`),
 then commits the reservation and places the order, publishing `order.placed` through the
@@ -132,26 +134,6 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
     )
 
     @app.step
-    def begin_checkout(checkout_id: str) -> None:
-        """Nothing to do going forward: the step is there for its compensation, which runs
-        last whenever the checkout unwinds, whatever step or wait failed."""
-
-    @begin_checkout.compensation
-    def end_checkout(checkout_id: str) -> None:
-        """The checkout will place no order: from now on the shop refuses its purchase, and
-        an order it accepted that the saga never opened (the purchase came before the
-        reservation failed, or before a screen timed out) is closed as compensated. One
-        transaction that takes the checkout's row first, so it serialises with the purchase's
-        conditional update of that row."""
-        with shop.db.transaction() as tx:
-            tx.execute("UPDATE shop_checkouts SET closed = 1 WHERE id = ?", (checkout_id,))
-            tx.execute(
-                "UPDATE shop_orders SET status = 'compensated' "
-                "WHERE checkout = ? AND status = 'pending'",
-                (checkout_id,),
-            )
-
-    @app.step
     def reserve_stock(checkout_id: str, items: list[dict]) -> dict:
         """Hold the items at the inventory; out of stock (409) fails at once."""
         body = {"checkout": checkout_id, "items": items}
@@ -159,14 +141,16 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
 
     @reserve_stock.compensation
     def release_stock(checkout_id: str, items: list[dict], result: dict | None = None) -> None:
-        """Release the hold; without a result (the call may have taken effect), every hold
-        of the checkout still reserved."""
+        """Release the hold; without a result (the call may have taken effect, or it was
+        refused), every hold of the checkout still reserved. The first step's compensation
+        runs last, whatever step or wait failed: it ends the checkout too."""
         held = (
             [result] if result else _found(shop.inventory, f"/reservations?checkout={checkout_id}")
         )
         for hold in held:
             if hold.get("status", "reserved") == "reserved":
                 shop.inventory.call("POST", f"/reservations/{hold['id']}/release")
+        _end_checkout(shop.db, checkout_id)
 
     @app.step
     def open_order(order_id: str, checkout_id: str, amount: int) -> None:
@@ -222,7 +206,6 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
     @app.saga()
     def checkout(ctx: Any, checkout_id: str, items: list[dict], amount: int) -> dict:
         """cart → customer → confirm → purchase → order placed."""
-        begin_checkout(checkout_id)
         hold = reserve_stock(checkout_id, items)
         customer = ctx.wait("customer", timeout=cfg.customer_timeout)
         ctx.wait("confirm", timeout=cfg.confirm_timeout)
@@ -233,6 +216,21 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
         commit_stock(hold["id"])
         place_order(order_id, charge["id"], customer["email"], items)
         return {"order": order_id, "charge": charge["id"]}
+
+
+def _end_checkout(db: ShopDb, checkout_id: str) -> None:
+    """The checkout will place no order: from now on the shop refuses its purchase, and an
+    order it accepted that the saga never opened (the purchase came before the reservation
+    was refused, or the run was cancelled) is closed as compensated. One transaction that
+    takes the checkout's row first, so it serialises with the purchase's conditional update
+    of that row: a purchase either comes first, and its order is closed here, or is refused."""
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_checkouts SET closed = 1 WHERE id = ?", (checkout_id,))
+        tx.execute(
+            "UPDATE shop_orders SET status = 'compensated' "
+            "WHERE checkout = ? AND status = 'pending'",
+            (checkout_id,),
+        )
 
 
 def _found(client: ProviderClient, path: str) -> list[dict]:
@@ -310,8 +308,8 @@ def _declare_sweep(app: App, shop: ShopParts) -> None:
     @app.step
     def close_orders_of_ended_checkouts() -> int:
         """Close the pending orders whose checkout's run ended compensated or cancelled
-        without unwinding through `end_checkout` — a run cancelled before its first step
-        has nothing to compensate. How many were closed."""
+        without its `release_stock` ending the checkout: a run cancelled before its first
+        step has nothing to compensate. How many were closed."""
         with shop.db.transaction() as tx:
             return int(
                 tx.execute(
