@@ -77,7 +77,7 @@ def test_bad_input_is_refused_naming_the_problem_and_stores_nothing(shop):
         assert answer.status_code == 422 and words in answer.json()["detail"]
         assert answer.headers["content-type"] == "application/problem+json"
     assert shop.asgi.state.db.one("SELECT COUNT(*) FROM shop_checkouts")[0] == 0
-    assert shop.app.runs() == []
+    assert shop.app.runs(saga="checkout") == []
     checkout = shop.checkout()
     bad = shop.http.put(f"/checkouts/{checkout}/customer", json={"email": "nobody"})
     assert bad.status_code == 422 and "email" in bad.json()["detail"]

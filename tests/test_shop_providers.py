@@ -107,6 +107,8 @@ def test_fault_controls_quota_outage_and_gray(providers):
     providers.faults("payment", mode="outage")
     with pytest.raises(httpx.TransportError):
         post(providers, "payment", "/charges", body, key="out")
+    with pytest.raises(httpx.TransportError):  # down: its health check goes unanswered too
+        providers.http.get(f"{providers.urls['payment']}/health")
 
     settings = providers.faults("payment", mode="gray", hang_ms=1500)
     assert settings["timeout_rate"] == 1.0  # a gray mode without a rate hangs every call

@@ -22,6 +22,7 @@ from sagaway.cli import main
 from sagaway.shop.sale import Phase, SaleOptions, SalePlan, SaleRun
 from sagaway.shop.sale._audit import Audit, invariants
 from sagaway.shop.sale._cluster import Child, ClusterError
+from sagaway.shop.sale._gray import GrayState, GrayWatch
 from sagaway.shop.sale._load import ROUTES, Customers, Recorder
 from sagaway.shop.sale._report import build_report, write_report
 from sagaway.shop.sale._slo import SALE_SLOS, evaluate_sale_slos
@@ -221,6 +222,10 @@ def test_the_report_page_is_self_contained_and_says_where_each_figure_comes_from
     run.recorder.record(ROUTES[0], 200, 0.01)
     run.recorder.record(ROUTES[1], 503, 0.002)
     run.phase_spans.append((phase, 0.0, 1.0, 1))
+    run.phase_spans.append((Phase("outage", 1, 1, "later"), 70.0, 71.0, 1))
+    # The alarm's minute ending 2 s in holds the baseline only, not the outage a minute on.
+    run.gray = GrayWatch("sqlite:///x.db", "http://127.0.0.1:1")
+    run.gray.states.append(GrayState(run.started_at + 2.0, "OK", "both say it fails"))
     run.event("phase baseline: normal traffic")
     stock = {"initial": {"mug": 1}, "available": {"mug": 0}, "reserved": {}, "sold": {"mug": 0}}
     run.audit = Audit(provider_stats={"inventory": stock})
@@ -234,6 +239,8 @@ def test_the_report_page_is_self_contained_and_says_where_each_figure_comes_from
     assert data["ok"] is False and data["requests"]["shed_503"] == 1
     assert set(data["sources"]) >= {"requests", "latency", "orders", "providers", "slo"}
     assert data["slo"]["alert_changes"][0]["change"] == "fired"
+    assert data["gray_failure_alarm"]["evaluations"][0]["phases"] == ["baseline"]
+    assert "phases in the minute" in page
 
 
 def test_a_process_that_does_not_start_is_named_with_its_output(tmp_path):

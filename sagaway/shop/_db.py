@@ -14,11 +14,12 @@ from sagaway.store import resolve_url
 
 __all__ = ["ShopDb"]
 
+CLOSED = "closed INTEGER NOT NULL DEFAULT 0"
 TABLES = """
 CREATE TABLE IF NOT EXISTS shop_checkouts (
     id TEXT PRIMARY KEY, items TEXT NOT NULL, amount INTEGER NOT NULL, run_id TEXT,
     customer TEXT, confirmed INTEGER NOT NULL DEFAULT 0, order_id TEXT,
-    created_at DOUBLE PRECISION NOT NULL
+    created_at DOUBLE PRECISION NOT NULL, closed INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS shop_orders (
     id TEXT PRIMARY KEY, checkout TEXT NOT NULL, amount INTEGER NOT NULL,
@@ -27,6 +28,7 @@ CREATE TABLE IF NOT EXISTS shop_orders (
 );
 CREATE INDEX IF NOT EXISTS shop_orders_checkout ON shop_orders (checkout);
 CREATE INDEX IF NOT EXISTS shop_orders_placed ON shop_orders (placed_at);
+CREATE INDEX IF NOT EXISTS shop_orders_status ON shop_orders (status);
 CREATE TABLE IF NOT EXISTS shop_idempotency (
     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, state TEXT NOT NULL, status INTEGER,
     headers TEXT, body TEXT, created_at DOUBLE PRECISION NOT NULL
@@ -89,6 +91,11 @@ class ShopDb:
                 tx.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             for statement in statements:
                 tx.execute(statement)
+            # Tables made before `closed` existed get it (NOT NULL DEFAULT 0: nothing closed).
+            if self.postgres:
+                tx.execute(f"ALTER TABLE shop_checkouts ADD COLUMN IF NOT EXISTS {CLOSED}")
+            elif "closed" not in {r[1] for r in tx.execute("PRAGMA table_info(shop_checkouts)")}:
+                tx.execute(f"ALTER TABLE shop_checkouts ADD COLUMN {CLOSED}")
 
     def _sqlite(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -2,7 +2,9 @@
 
 The checkout saga reserves stock, then waits durably for each screen — customer, confirm,
 purchase — so a checkout resumes mid-way after any crash by construction; a screen not
-reached in time raises `WaitTimeout` and the saga releases the stock. At purchase it opens
+reached in time raises `WaitTimeout` and the saga releases the stock; releasing it, the last
+compensation, also closes the checkout and any order the shop accepted for it, so every
+accepted order ends placed or compensated. At purchase it opens
 the order and charges the card (the pivot: a circuit breaker parks it while the payment
 provider is down, retries with jitter cover the rest, a 429 parks it until `Retry-After`),
 then commits the reservation and places the order, publishing `order.placed` through the
@@ -112,6 +114,7 @@ def build_app(db_url: str | None = None, config: ShopConfig | None = None) -> Ap
     _declare_checkout(app, parts)
     _declare_consumers(app, parts)
     _declare_settlement(app, parts)
+    _declare_sweep(app, parts)
     return app
 
 
@@ -138,14 +141,16 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
 
     @reserve_stock.compensation
     def release_stock(checkout_id: str, items: list[dict], result: dict | None = None) -> None:
-        """Release the hold; without a result (the call may have taken effect), every hold
-        of the checkout still reserved."""
+        """Release the hold; without a result (the call may have taken effect, or it was
+        refused), every hold of the checkout still reserved. The first step's compensation
+        runs last, whatever step or wait failed: it ends the checkout too."""
         held = (
             [result] if result else _found(shop.inventory, f"/reservations?checkout={checkout_id}")
         )
         for hold in held:
             if hold.get("status", "reserved") == "reserved":
                 shop.inventory.call("POST", f"/reservations/{hold['id']}/release")
+        _end_checkout(shop.db, checkout_id)
 
     @app.step
     def open_order(order_id: str, checkout_id: str, amount: int) -> None:
@@ -211,6 +216,21 @@ def _declare_checkout(app: App, shop: ShopParts) -> None:
         commit_stock(hold["id"])
         place_order(order_id, charge["id"], customer["email"], items)
         return {"order": order_id, "charge": charge["id"]}
+
+
+def _end_checkout(db: ShopDb, checkout_id: str) -> None:
+    """The checkout will place no order: from now on the shop refuses its purchase, and an
+    order it accepted that the saga never opened (the purchase came before the reservation
+    was refused, or the run was cancelled) is closed as compensated. One transaction that
+    takes the checkout's row first, so it serialises with the purchase's conditional update
+    of that row: a purchase either comes first, and its order is closed here, or is refused."""
+    with db.transaction() as tx:
+        tx.execute("UPDATE shop_checkouts SET closed = 1 WHERE id = ?", (checkout_id,))
+        tx.execute(
+            "UPDATE shop_orders SET status = 'compensated' "
+            "WHERE checkout = ? AND status = 'pending'",
+            (checkout_id,),
+        )
 
 
 def _found(client: ProviderClient, path: str) -> list[dict]:
@@ -282,6 +302,29 @@ def _declare_settlement(app: App, shop: ShopParts) -> None:
         amounts = ctx.map(settle_order, orders, concurrency=8)
         record_settlement(day, len(orders), sum(amounts))
         return {"day": day, "orders": len(orders), "amount": sum(amounts)}
+
+
+def _declare_sweep(app: App, shop: ShopParts) -> None:
+    @app.step
+    def close_orders_of_ended_checkouts() -> int:
+        """Close the pending orders whose checkout's run ended compensated or cancelled
+        without its `release_stock` ending the checkout: a run cancelled before its first
+        step has nothing to compensate. How many were closed."""
+        with shop.db.transaction() as tx:
+            return int(
+                tx.execute(
+                    "UPDATE shop_orders SET status = 'compensated' WHERE status = 'pending' "
+                    "AND EXISTS (SELECT 1 FROM shop_checkouts c "
+                    "JOIN sagaway_runs r ON r.id = c.run_id WHERE c.id = shop_orders.checkout "
+                    "AND r.status IN ('compensated', 'cancelled'))"
+                ).rowcount
+            )
+
+    @app.schedule("*/5 * * * *", tz="UTC")
+    @app.saga()
+    def sweep_orders(ctx: Any, tick: str | None = None) -> int:
+        """Every five minutes: no accepted order stays pending once its checkout ended."""
+        return close_orders_of_ended_checkouts()
 
 
 @functools.cache

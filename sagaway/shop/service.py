@@ -120,6 +120,10 @@ def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
     return checked
 
 
+def _ended(checkout_id: str, status: str) -> Problem:
+    return Problem(409, f"checkout {checkout_id} is {status}: start a new checkout")
+
+
 class Checkouts:
     """The routes' work: the shop's tables and the saga's signals."""
 
@@ -138,7 +142,7 @@ class Checkouts:
 
     def status(self, row: Any) -> str:
         """The checkout's status: "placed" once its order is, else the run's outcome once
-        it ended, else the last screen passed."""
+        it ended, "compensating" while it unwinds, else the last screen passed."""
         if row[6]:
             placed = self.db.one("SELECT status FROM shop_orders WHERE id = ?", (row[6],))
             if placed is not None and placed[0] == "placed":
@@ -146,6 +150,8 @@ class Checkouts:
         run_status = RunStatus(self.app.get(row[3]).status)
         if run_status.is_terminal:
             return "placed" if run_status == RunStatus.SUCCEEDED else str(run_status)
+        if run_status == RunStatus.COMPENSATING:
+            return "compensating"  # it is unwinding: no screen or purchase is taken any more
         if row[6]:
             return "purchasing"
         if row[5]:
@@ -156,7 +162,7 @@ class Checkouts:
         row = self._row(checkout_id)
         status = self.status(row)
         if status not in ("open", "customer", "confirmed", "purchasing"):
-            raise Problem(409, f"checkout {checkout_id} is {status}: start a new checkout")
+            raise _ended(checkout_id, status)
         return row
 
     def create(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -226,7 +232,8 @@ class Checkouts:
         order_id = f"ord_{uuid.uuid4().hex[:20]}"
         with self.db.transaction() as tx:
             taken = tx.execute(
-                "UPDATE shop_checkouts SET order_id = ? WHERE id = ? AND order_id IS NULL",
+                "UPDATE shop_checkouts SET order_id = ? "
+                "WHERE id = ? AND order_id IS NULL AND closed = 0",
                 (order_id, checkout_id),
             ).rowcount
             if taken:
@@ -236,8 +243,11 @@ class Checkouts:
                     (order_id, checkout_id, row[2], time.time()),
                 )
         if not taken:
-            taken_by = self._row(checkout_id)[6]
-            raise Problem(409, f"checkout {checkout_id} was purchased already: order {taken_by}")
+            now = self._row(checkout_id)
+            if now[6]:
+                raise Problem(409, f"checkout {checkout_id} was purchased already: order {now[6]}")
+            # Its saga unwound between the check above and the update: no order was taken.
+            raise _ended(checkout_id, self.status(now))
         try:
             self.app.signal(row[3], "purchase", {"order": order_id, "card": card})
         except BaseException:

@@ -1,7 +1,8 @@
 """Fault controls of a provider: what `PUT /_faults` sets and how each call is treated.
 
 A provider's business routes pass `Faults.admit` before they run; `/health`, `/_faults` and
-`/_stats` never do, so in "gray" mode the health check still says ok while calls hang.
+`/_stats` never do, so in "gray" mode the health check still says ok while calls hang. In
+"outage" mode `/health` drops its connection like every call: the provider is down.
 """
 
 from __future__ import annotations

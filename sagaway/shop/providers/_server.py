@@ -176,6 +176,10 @@ def _make_handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
             try:
                 body = self._body()
                 if parts.path == "/health" and method == "GET":
+                    # Down is down: an outage drops the health check as it drops every call;
+                    # only a gray failure keeps answering it while the calls hang.
+                    if provider.faults.settings.mode == "outage":
+                        return self._drop()
                     return self._reply(200, {"status": "ok"})
                 if parts.path == "/_stats" and method == "GET":
                     return self._reply(200, provider.stats())

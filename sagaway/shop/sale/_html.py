@@ -173,12 +173,14 @@ def _gray(report: dict[str, Any]) -> str:
     rows = [
         [
             _num(f"{g['at'] - report['started_at']:.0f} s"),
+            f"<td>{_e(', '.join(g.get('phases', [])) or 'none')}</td>",
             f'<td class="{"bad" if g["state"] == "ALARM" else "ok"}">{_e(g["state"])}</td>',
             f"<td>{_e(g['reason'])}</td>",
         ]
         for g in gray["evaluations"]
     ]
-    return intro + _table(["minute ending at (since start)", "state", "why"], rows)
+    headers = ["minute ending at (since start)", "phases in the minute", "state", "why"]
+    return intro + _table(headers, rows)
 
 
 def report_page(report: dict[str, Any]) -> str:

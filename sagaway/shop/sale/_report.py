@@ -88,14 +88,22 @@ def _per_second(samples: list[Sample], seconds: float) -> list[dict[str, Any]]:
     return out
 
 
-def _gray(run: SaleRun) -> dict[str, Any]:
+def _gray(run: SaleRun, phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each evaluation with the phases its minute overlaps (the callers' tries are counted
+    over the minute, the probe asked at its end, in the last of them)."""
     watch = run.gray
+    period = float(GRAY_ALARM["period"])
+
+    def overlapped(at: float) -> list[str]:
+        end = at - run.started_at
+        return [p["name"] for p in phases if p["start_s"] < end and p["end_s"] > end - period]
+
     return {
         "definition": GRAY_ALARM,
         "probe": None if watch is None else f"{watch.payment_url}/health",
         "error": None if watch is None else watch.error,
         "evaluations": [
-            {"at": g.at, "state": g.state, "reason": g.reason}
+            {"at": g.at, "state": g.state, "reason": g.reason, "phases": overlapped(g.at)}
             for g in ([] if watch is None else watch.states)
         ],
     }
@@ -198,7 +206,7 @@ def build_report(
         "shop_samples": [{"t": round(t, 1), **s} for t, s in run.shop_samples],
         "events": [{"t": round(t, 1), "what": what} for t, what in run.events],
         "slo": slo.to_json(),
-        "gray_failure_alarm": _gray(run),
+        "gray_failure_alarm": _gray(run, phases),
         "slo_table": report_table(slo.report),
     }
 
@@ -259,8 +267,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     gray = report["gray_failure_alarm"]
     for g in gray["evaluations"]:
         console.print(
-            f"gray-failure alarm at {g['at'] - report['started_at']:.0f} s: {g['state']}: "
-            f"{g['reason']}",
+            f"gray-failure alarm for the minute ending at {g['at'] - report['started_at']:.0f} s "
+            f"(phases: {', '.join(g.get('phases', [])) or 'none'}): {g['state']}: {g['reason']}",
             highlight=False,
             markup=False,
         )
