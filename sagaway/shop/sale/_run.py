@@ -21,6 +21,7 @@ from sagaway.shop.sale._gray import GrayWatch
 from sagaway.shop.sale._load import CONNECTIONS, Customers, Recorder
 from sagaway.shop.sale._plan import FAULT_OFF, Phase, SalePlan
 from sagaway.shop.sale._progress import Progress
+from sagaway.shop.sale._wire import WireClient
 
 __all__ = ["SaleOptions", "SaleRun", "run_sale", "sale_against"]
 
@@ -104,7 +105,9 @@ async def sale_against(
         httpx.AsyncClient(timeout=timeout) as control,
         httpx.AsyncClient(base_url=shop_url, timeout=timeout) as watch,
     ):
-        customers = Customers(client, recorder, random.Random(options.seed))
+        # The customers' own client: httpx's CPU per request made the generator the bottleneck.
+        wire = WireClient(shop_url, timeout=10.0)
+        customers = Customers(wire, recorder, random.Random(options.seed))
         stop = asyncio.Event()
         watcher = asyncio.create_task(_watch_shop(watch, run, stop))
         crashes: list[asyncio.Task[None]] = []
@@ -136,6 +139,7 @@ async def sale_against(
             recorder.phase = "drain"
             run.event("load over: every provider healthy; draining")
             run.leftover_customers = await customers.finish(options.plan.drain_seconds / 2)
+            await wire.aclose()
             for task in crashes:
                 await task
             progress.note("waiting for orders to end")
