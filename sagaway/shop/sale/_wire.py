@@ -78,9 +78,20 @@ class WireClient:
         connection = None
         try:
             async with asyncio.timeout(self.timeout):
-                connection = self._idle.pop() if self._idle else await self._connect()
-                connection[1].write(data)
-                answer, keep = await _read(connection[0])
+                while True:
+                    reused = bool(self._idle)
+                    connection = self._idle.pop() if reused else await self._connect()
+                    connection[1].write(data)
+                    try:
+                        answer, keep = await _read(connection[0])
+                        break
+                    except (asyncio.IncompleteReadError, ConnectionError) as e:
+                        if not reused or getattr(e, "partial", b""):
+                            raise
+                        # A kept connection the server had closed meanwhile: it read nothing
+                        # of this request, which goes again on another connection.
+                        connection[1].close()
+                        connection = None
         except (OSError, EOFError, ValueError, TimeoutError, asyncio.IncompleteReadError) as e:
             if connection is not None:
                 connection[1].close()
