@@ -2,18 +2,20 @@
 
 For each side, a fresh shop (its providers, `sagaway shop serve`, workers; SQLite) takes a
 stepped load of customers walking the whole checkout (catalog, create, customer, confirm,
-purchase): each step offers `rate` customers a second for `--step` seconds whatever the shop's
-state. Per step the table shows the purchases accepted per second (goodput: purchases whose
-first 202 came back during the step), the p99 latency of the requests the shop served (2xx
-and 3xx; a shed request is counted, not timed) and how many were shed (503) or got no answer
-within 10 s. The "sustained" line is the most purchases per second of a step whose p99 stayed
-under 500 ms. "gen lag" is the p99 of how late the load generator's event loop woke up: the
-latencies include it, so a large one says the generator itself was short of CPU. "shop
-wait" is the p99 of how long the shop took to answer `GET /health`, asked four times a
-second from a thread of its own: that route does no work and is never shed, so its time is
-the queue in front of the shop's routes (socket, event loop, thread pool). Without
-shedding the queue grows past the shop's capacity and every request waits in it; with
-shedding the excess should be refused at once and what is admitted stay fast.
+purchase), sending over the sale's lean HTTP client (`sale_against(..., lean_client=True)`;
+httpx would make the generator the bottleneck): each step offers `rate` customers a second
+for `--step` seconds whatever the shop's state. Per step the table shows the purchases
+accepted per second (goodput: purchases whose first 202 came back during the step), the p99
+latency of the requests the shop served (2xx and 3xx; a shed request is counted, not timed)
+and how many were shed (503) or got no answer within 10 s. The "sustained" line is the most
+purchases per second of a step whose p99 stayed under 500 ms. "gen lag" is the p99 of how
+late the load generator's event loop woke up: the latencies include it, so a large one says
+the generator itself was short of CPU. "shop wait" is the p99 of how long the shop took to
+answer `GET /health`, asked four times a second from a thread of its own: that route does no
+work and is never shed, so its time is the queue in front of the shop's routes (socket,
+event loop, thread pool). Without shedding the queue grows past the shop's capacity and
+every request waits in it; with shedding the excess should be refused at once and what is
+admitted stay fast.
 
     python bench/shop.py                          # steps 4 8 16 32 48 customers/s, 15 s each
     python bench/shop.py --rates 5 10 20 --step 10
@@ -99,7 +101,9 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
             quiet = Console(quiet=True)  # no progress lines between the benchmark's own
             with Probe(cluster.shop_url) as probe:
                 run = asyncio.run(
-                    sale_against(cluster.shop_url, providers, options, cluster, quiet)
+                    sale_against(
+                        cluster.shop_url, providers, options, cluster, quiet, lean_client=True
+                    )
                 )
         steps = []
         for phase, began, ended, _ in run.phase_spans:

@@ -92,10 +92,14 @@ async def sale_against(
     options: SaleOptions,
     cluster: Cluster | None = None,
     console: Console | None = None,
+    *,
+    lean_client: bool = False,
 ) -> SaleRun:
     """Run the plan's phases against a shop already listening at `shop_url` whose providers
     are at `providers` (name -> URL); drain and audit. `cluster`, when given, is the sale's
-    own processes (a worker of it is killed in the crash phase)."""
+    own processes (a worker of it is killed in the crash phase). `lean_client`: the
+    customers send over `WireClient` instead of httpx, whose CPU per request makes the
+    generator, not the shop, the bottleneck past about 150 requests a second."""
     recorder = Recorder()
     run = SaleRun(options, recorder)
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
@@ -105,9 +109,10 @@ async def sale_against(
         httpx.AsyncClient(timeout=timeout) as control,
         httpx.AsyncClient(base_url=shop_url, timeout=timeout) as watch,
     ):
-        # The customers' own client: httpx's CPU per request made the generator the bottleneck.
         wire = WireClient(shop_url, timeout=10.0)
-        customers = Customers(wire, recorder, random.Random(options.seed))
+        customers = Customers(
+            wire if lean_client else client, recorder, random.Random(options.seed)
+        )
         stop = asyncio.Event()
         watcher = asyncio.create_task(_watch_shop(watch, run, stop))
         crashes: list[asyncio.Task[None]] = []
