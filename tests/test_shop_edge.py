@@ -247,7 +247,14 @@ def test_a_queueing_loop_sheds_new_customers_first_then_every_request():
         lag = _lag_at(now, (9.95, late), (9.99, late))
         lag.ensure_running = lambda: None  # the samples above stand for the sampler's
         edge = Edge(ShopSettings().limit(), None, lag, queue_target=0.025)
+        alone = await status(edge, "POST", "/checkouts/co_1/confirm")
+        assert alone == 200  # nothing else in flight: the lag is not the shop's own
+        assert edge.limit is not None
+        held = [edge.limit.try_acquire() for _ in range(2)]  # the shop's own work in flight
         found = [await status(edge, m, p) for m, p in routes]
+        for permit in held:
+            assert permit is not None
+            permit.ignore()
         answers.append(edge.stats()["shed_queueing"])
         return found
 

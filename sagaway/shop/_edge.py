@@ -9,7 +9,8 @@ half of it (`CATALOG_SHARE`), so as the limit falls the catalog is shed first. `
 With a `LoopLag` the edge also sheds on the queue in front of it: while the event loop's
 standing lag is above `queue_target`, new customers (`GET /catalog`, `POST /checkouts`) are
 refused, and above `QUEUE_ALL` times the target every request is, so that the customers
-already in a checkout keep the CPU the loop has.
+already in a checkout keep the CPU the loop has; only while at least `QUEUE_MIN_IN_FLIGHT`
+admitted requests are in flight, so a single client of a busy machine is never refused.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["CATALOG_SHARE", "Edge", "EdgeMiddleware", "route_of"]
 CATALOG_SHARE = 0.5
 RETRY_AFTER_SECONDS = 1
 QUEUE_ALL = 4  # the standing lag, in queue targets, above which every request is shed
+QUEUE_MIN_IN_FLIGHT = 2  # fewer admitted requests than this: the lag is not the shop's own
 # Path templates, for the per-route counts: ids become {id}.
 _TEMPLATES = (
     (re.compile(r"^/checkouts/[^/]+/(customer|confirm|purchase)$"), r"/checkouts/{id}/\1"),
@@ -171,7 +173,9 @@ class Edge:
 
     def _queueing(self, path: str) -> bool:
         """Whether the loop's standing lag says to shed a request for `path` unseen."""
-        if self.lag is None:
+        if self.lag is None or self.limit is None or self.limit.in_flight < QUEUE_MIN_IN_FLIGHT:
+            # A loop late with next to nothing of the shop's in flight is late for reasons
+            # refusing requests would not remove (a busy machine, a slow start).
             return False
         self.lag.ensure_running()
         standing = self.lag.standing()
