@@ -2,15 +2,20 @@
 
 For each side, a fresh shop (its providers, `sagaway shop serve`, workers; SQLite) takes a
 stepped load of customers walking the whole checkout (catalog, create, customer, confirm,
-purchase): each step offers `rate` customers a second for `--step` seconds whatever the shop's
-state. Per step the table shows the purchases accepted per second (goodput: purchases whose
-first 202 came back during the step), the p99 latency of the requests the shop served (2xx
-and 3xx; a shed request is counted, not timed) and how many were shed (503) or got no answer
-within 10 s. The "sustained" line is the most purchases per second of a step whose p99 stayed
-under 500 ms. "gen lag" is the p99 of how late the load generator's event loop woke up: the
-latencies include it, so a large one says the generator itself was short of CPU. Without
-shedding the queue grows past the shop's capacity and every request waits in it; with
-shedding the excess should be refused at once and what is admitted stay fast.
+purchase), sending over the sale's lean HTTP client (`sale_against(..., lean_client=True)`;
+httpx would make the generator the bottleneck): each step offers `rate` customers a second
+for `--step` seconds whatever the shop's state. Per step the table shows the purchases
+accepted per second (goodput: purchases whose first 202 came back during the step), the p99
+latency of the requests the shop served (2xx and 3xx; a shed request is counted, not timed)
+and how many were shed (503) or got no answer within 10 s. The "sustained" line is the most
+purchases per second of a step whose p99 stayed under 500 ms. "gen lag" is the p99 of how
+late the load generator's event loop woke up: the latencies include it, so a large one says
+the generator itself was short of CPU. "shop wait" is the p99 of how long the shop took to
+answer `GET /health`, asked four times a second from a thread of its own: that route does no
+work and is never shed, so its time is the queue in front of the shop's routes (socket,
+event loop, thread pool). Without shedding the queue grows past the shop's capacity and
+every request waits in it; with shedding the excess should be refused at once and what is
+admitted stay fast.
 
     python bench/shop.py                          # steps 4 8 16 32 48 customers/s, 15 s each
     python bench/shop.py --rates 5 10 20 --step 10
@@ -25,9 +30,12 @@ import os
 import platform
 import shutil
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 
 from sagaway.observe.metrics._series import percentile
@@ -46,6 +54,37 @@ class Step:
     lost: int
     requests: int
     lag: float | None  # p99 of how late the generator's event loop woke up, seconds
+    wait: float | None  # p99 of how long the shop took to answer GET /health, seconds
+
+
+class Probe:
+    """GET /health four times a second from a thread: (monotonic time, seconds) per answer,
+    10 s for none."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.times: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Probe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10.0) as http:
+            while not self._stop.wait(0.25):
+                began = time.monotonic()
+                try:
+                    http.get("/health")
+                    took = time.monotonic() - began
+                except httpx.HTTPError:
+                    took = 10.0
+                self.times.append((began, took))
 
 
 def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> list[Step]:
@@ -60,12 +99,19 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
         with Cluster(db, where, workers, shedding, stock=plan.stock()) as cluster:
             providers = {name: cluster.urls[name] for name in PROVIDERS}
             quiet = Console(quiet=True)  # no progress lines between the benchmark's own
-            run = asyncio.run(sale_against(cluster.shop_url, providers, options, cluster, quiet))
+            with Probe(cluster.shop_url) as probe:
+                run = asyncio.run(
+                    sale_against(
+                        cluster.shop_url, providers, options, cluster, quiet, lean_client=True
+                    )
+                )
         steps = []
         for phase, began, ended, _ in run.phase_spans:
             mine = [s for s in run.recorder.samples if s.phase == phase.name]
             served = [s.latency for s in mine if 200 <= s.status < 400]
             lags = [lag for name, lag in run.recorder.lags if name == phase.name]
+            start = run.recorder.started
+            waits = [t for at, t in probe.times if began <= at - start < ended]
             bought = sum(1 for p in run.recorder.accepted_in.values() if p == phase.name)
             steps.append(
                 Step(
@@ -76,6 +122,7 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
                     lost=sum(1 for s in mine if s.status == 0),
                     requests=len(mine),
                     lag=percentile(lags, 99) if lags else None,
+                    wait=percentile(waits, 99) if waits else None,
                 )
             )
         return steps
@@ -86,7 +133,8 @@ def run_side(rates: list[float], step: float, shedding: bool, workers: int) -> l
 def _cell(s: Step) -> str:
     p99 = "-" if s.p99 is None else f"{s.p99 * 1000:,.0f} ms"
     lag = "-" if s.lag is None else f"{s.lag * 1000:,.0f} ms"
-    return f"{s.goodput:6.1f}/s {p99:>9} {s.shed:6,} {s.lost:5,} {lag:>8}"
+    wait = "-" if s.wait is None else f"{s.wait * 1000:,.0f} ms"
+    return f"{s.goodput:6.1f}/s {p99:>9} {s.shed:6,} {s.lost:5,} {lag:>8} {wait:>9}"
 
 
 def _sustained(steps: list[Step]) -> str:
@@ -122,8 +170,8 @@ def main() -> None:
             + " ".join(f"{x:.2f}" for x in os.getloadavg())
         )
     on, off = sides[True], sides[False]
-    head = f"{'purchases':>9} {'p99':>9} {'503s':>6} {'lost':>5} {'gen lag':>8}"
-    print(f"{'offered':>12}  {'shedding on':^41}  {'shedding off':^41}")
+    head = f"{'purchases':>9} {'p99':>9} {'503s':>6} {'lost':>5} {'gen lag':>8} {'shop wait':>9}"
+    print(f"{'offered':>12}  {'shedding on':^51}  {'shedding off':^51}")
     print(f"{'customers/s':>12}  {head}  {head}")
     for a, b in zip(on, off, strict=True):
         print(f"{a.rate:>12g}  {_cell(a)}  {_cell(b)}")

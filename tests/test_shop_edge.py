@@ -183,3 +183,89 @@ def test_access_log_lines_stay_parseable_whatever_the_client_sends():
     assert entry.target_processing_time == 0.25 and '"' not in entry["user_agent"]
     shed = parse_line(alb_line(Exchange(**{**exchange.__dict__, "status": 503, "shed": True})))
     assert (shed.target_status, shed.target_processing_time, shed.elb_status) == (None, -1, 503)
+
+
+def _lag_at(now: list[float], *samples: tuple[float, float]):
+    from sagaway.shop._lag import LoopLag
+
+    lag = LoopLag(every=0.01, window=0.1, clock=lambda: now[0])
+    for at, late in samples:
+        lag.record(at, late)
+    return lag
+
+
+def test_loop_lag_is_the_standing_delay_not_a_burst():
+    now = [10.0]
+    # One late wake-up among prompt ones is a burst the loop cleared: no standing lag.
+    assert _lag_at(now, (9.95, 0.002), (9.97, 0.3), (9.99, 0.001)).standing() == 0.001
+    # Late at every wake-up over the window: a standing queue, its least lateness.
+    assert _lag_at(now, (9.95, 0.08), (9.97, 0.3), (9.99, 0.05)).standing() == 0.05
+    # Samples older than the window no longer count.
+    assert _lag_at(now, (9.5, 0.4), (9.98, 0.01)).standing() == 0.01
+    assert _lag_at(now).standing() == 0.0
+    with pytest.raises(ValueError, match="every"):
+        _lag_at(now).__class__(every=0.2, window=0.1)
+
+
+def test_a_queueing_loop_sheds_new_customers_first_then_every_request():
+    import asyncio
+
+    from sagaway.shop._edge import Edge
+
+    now = [10.0]
+    answers: list[int] = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def status(edge: Edge, method: str, path: str) -> int:
+        sent: list[dict] = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": method, "path": path, "headers": []}
+        await edge.handle(app, scope, receive, send)
+        start = sent[0]
+        if start["status"] == 503:
+            assert (b"retry-after", b"1") in start["headers"]
+        return int(start["status"])
+
+    routes = [
+        ("GET", "/catalog"),
+        ("POST", "/checkouts"),
+        ("POST", "/checkouts/co_1/confirm"),
+        ("POST", "/checkouts/co_1/purchase"),
+        ("GET", "/health"),
+    ]
+
+    async def statuses(late: float) -> list[int]:
+        lag = _lag_at(now, (9.95, late), (9.99, late))
+        lag.ensure_running = lambda: None  # the samples above stand for the sampler's
+        edge = Edge(ShopSettings().limit(), None, lag, queue_target=0.025)
+        alone = await status(edge, "POST", "/checkouts/co_1/confirm")
+        assert alone == 200  # nothing else in flight: the lag is not the shop's own
+        assert edge.limit is not None
+        held = [edge.limit.try_acquire() for _ in range(2)]  # the shop's own work in flight
+        found = [await status(edge, m, p) for m, p in routes]
+        for permit in held:
+            assert permit is not None
+            permit.ignore()
+        answers.append(edge.stats()["shed_queueing"])
+        return found
+
+    assert asyncio.run(statuses(0.01)) == [200, 200, 200, 200, 200]
+    assert asyncio.run(statuses(0.05)) == [503, 503, 200, 200, 200]
+    assert asyncio.run(statuses(0.2)) == [503, 503, 503, 503, 200]
+    assert answers == [0, 2, 4]
+
+
+def test_only_the_adaptive_limit_sheds_on_the_loops_lag():
+    assert ShopSettings().loop_lag() is not None
+    assert ShopSettings(max_in_flight=8).loop_lag() is None
+    assert ShopSettings(shedding=False).loop_lag() is None
+    assert ShopSettings(queue_target=None).loop_lag() is None

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sagaway.cli import main
@@ -26,6 +25,7 @@ from sagaway.shop.sale._gray import GrayState, GrayWatch
 from sagaway.shop.sale._load import ROUTES, Customers, Recorder
 from sagaway.shop.sale._report import build_report, write_report
 from sagaway.shop.sale._slo import SALE_SLOS, evaluate_sale_slos
+from sagaway.shop.sale._wire import WireClient
 
 
 class ShopStub:
@@ -99,8 +99,9 @@ class ShopStub:
 
 
 async def _walk(url: str, phase: Phase, recorder: Recorder) -> None:
-    async with httpx.AsyncClient(base_url=url, timeout=10.0) as client:
-        await Customers(client, recorder, random.Random(1)).walk(phase)
+    client = WireClient(url, timeout=10.0)  # the client a sale's customers use
+    await Customers(client, recorder, random.Random(1)).walk(phase)
+    await client.aclose()
 
 
 def test_a_refused_request_is_sent_again_after_retry_after_with_the_same_key():

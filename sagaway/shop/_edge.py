@@ -5,6 +5,12 @@ Shedding happens before anything else and costs no I/O: a request beyond the lim
 503 with `Retry-After` at once. Checkout routes may fill the whole limit, catalog reads only
 half of it (`CATALOG_SHARE`), so as the limit falls the catalog is shed first. `/health` and
 `/_shop/stats` are never shed and not counted in flight.
+
+With a `LoopLag` the edge also sheds on the queue in front of it: while the event loop's
+standing lag is above `queue_target`, new customers (`GET /catalog`, `POST /checkouts`) are
+refused, and above `QUEUE_ALL` times the target every request is, so that the customers
+already in a checkout keep the CPU the loop has; only while at least `QUEUE_MIN_IN_FLIGHT`
+admitted requests are in flight, so a single client of a busy machine is never refused.
 """
 
 from __future__ import annotations
@@ -18,11 +24,14 @@ from typing import Any
 
 from sagaway.resilience import AdaptiveLimit, LimitPermit
 from sagaway.shop._access_log import AccessLog, Exchange
+from sagaway.shop._lag import LoopLag
 
 __all__ = ["CATALOG_SHARE", "Edge", "EdgeMiddleware", "route_of"]
 
 CATALOG_SHARE = 0.5
 RETRY_AFTER_SECONDS = 1
+QUEUE_ALL = 4  # the standing lag, in queue targets, above which every request is shed
+QUEUE_MIN_IN_FLIGHT = 2  # fewer admitted requests than this: the lag is not the shop's own
 # Path templates, for the per-route counts: ids become {id}.
 _TEMPLATES = (
     (re.compile(r"^/checkouts/[^/]+/(customer|confirm|purchase)$"), r"/checkouts/{id}/\1"),
@@ -31,6 +40,7 @@ _TEMPLATES = (
 )
 _KNOWN = {"/catalog", "/checkouts", "/health", "/_shop/stats"}
 _UNSHED = {"/health", "/_shop/stats"}
+_NEW_CUSTOMER = {"/catalog", "/checkouts"}  # shed first when the loop queues
 
 
 def route_of(method: str, path: str) -> str:
@@ -63,12 +73,19 @@ class Edge:
     """Shedding, access log and counts for the application it is installed in (with
     `EdgeMiddleware`): `limit` None means no shedding; `log` None means no access log."""
 
-    def __init__(self, limit: AdaptiveLimit | None, log: AccessLog | None) -> None:
-        self.limit, self.log = limit, log
+    def __init__(
+        self,
+        limit: AdaptiveLimit | None,
+        log: AccessLog | None,
+        lag: LoopLag | None = None,
+        queue_target: float = 0.025,
+    ) -> None:
+        self.limit, self.log, self.lag, self.queue_target = limit, log, lag, queue_target
         self._lock = threading.Lock()
         self.counts: Counter[tuple[str, int]] = Counter()
         self.shed: Counter[str] = Counter()
         self._in_flight = 0
+        self.shed_queueing = 0  # of the shed requests, those refused for the loop's lag
 
     def stats(self) -> dict[str, Any]:
         """In flight, the limit, shed counts and per-route status counts."""
@@ -82,6 +99,10 @@ class Edge:
                 "limiter": None if self.limit is None else self.limit.stats(),
                 "shed": sum(self.shed.values()),
                 "shed_by_route": dict(self.shed),
+                "shed_queueing": self.shed_queueing,
+                "loop_lag": None
+                if self.lag is None
+                else {"standing": self.lag.standing(), "worst": self.lag.worst},
                 "routes": routes,
             }
 
@@ -96,16 +117,19 @@ class Edge:
         answer: dict[str, Any] = {"status": 500, "sent": 0, "received": 0}
         permit: LimitPermit | None = None
         if self.limit is not None and path not in _UNSHED:
-            share = CATALOG_SHARE if path == "/catalog" else 1.0
-            permit = self.limit.try_acquire(share)
+            queueing = self._queueing(path)
+            if not queueing:
+                share = CATALOG_SHARE if path == "/catalog" else 1.0
+                permit = self.limit.try_acquire(share)
             if permit is None:
-                body = _overloaded()
-                answer.update(status=503, sent=len(body))
+                answer.update(status=503, sent=len(_OVERLOADED))
                 with self._lock:
                     self.shed[route] += 1
                     self.counts[(route, 503)] += 1
+                    self.shed_queueing += queueing
                 self._write(scope, started, answer, shed=True)
-                await _send_overloaded(send, body)
+                await send(_OVERLOADED_START)
+                await send(_OVERLOADED_BODY)
                 return
         counted = path not in _UNSHED
         if counted:
@@ -147,6 +171,18 @@ class Edge:
         finally:
             finish()
 
+    def _queueing(self, path: str) -> bool:
+        """Whether the loop's standing lag says to shed a request for `path` unseen."""
+        if self.lag is None or self.limit is None or self.limit.in_flight < QUEUE_MIN_IN_FLIGHT:
+            # A loop late with next to nothing of the shop's in flight is late for reasons
+            # refusing requests would not remove (a busy machine, a slow start).
+            return False
+        self.lag.ensure_running()
+        standing = self.lag.standing()
+        if path in _NEW_CUSTOMER:
+            return standing > self.queue_target
+        return standing > QUEUE_ALL * self.queue_target
+
     @staticmethod
     def _report(permit: LimitPermit, status: int, scope: dict[str, Any]) -> None:
         # Long polls wait on purpose and client errors say nothing about load: no sample.
@@ -184,22 +220,22 @@ class Edge:
         )
 
 
-def _overloaded() -> bytes:
-    return json.dumps(
-        {
-            "type": "https://sagaway.dev/problems/overloaded",
-            "title": "Overloaded",
-            "status": 503,
-            "detail": f"the shop is at its in-flight limit: retry after {RETRY_AFTER_SECONDS} s",
-        }
-    ).encode()
-
-
-async def _send_overloaded(send: Any, body: bytes) -> None:
-    headers = [
+_OVERLOADED = json.dumps(
+    {
+        "type": "https://sagaway.dev/problems/overloaded",
+        "title": "Overloaded",
+        "status": 503,
+        "detail": f"the shop is overloaded: retry after {RETRY_AFTER_SECONDS} s",
+    }
+).encode()
+# The refusal, made once: a shed request costs its parsing, a lookup and two sends.
+_OVERLOADED_START = {
+    "type": "http.response.start",
+    "status": 503,
+    "headers": [
         (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode()),
+        (b"content-length", str(len(_OVERLOADED)).encode()),
         (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    ],
+}
+_OVERLOADED_BODY = {"type": "http.response.body", "body": _OVERLOADED}

@@ -37,6 +37,7 @@ from sagaway.shop._access_log import AccessLog
 from sagaway.shop._db import ShopDb
 from sagaway.shop._edge import Edge, EdgeMiddleware
 from sagaway.shop._idempotency import DAY, IdempotencyKeys, IdempotencyMiddleware
+from sagaway.shop._lag import LoopLag
 from sagaway.shop.catalog import CATALOG, PRICES
 from sagaway.store.base import RunStatus
 
@@ -56,6 +57,9 @@ class ShopSettings:
     nothing. The shop's database pool is a quarter of the most requests the edge admits (at
     least 2, at most 16): a request holds a connection for a short statement, so a quarter
     of the requests in flight can wait for one briefly without the edge ever queueing more.
+    `queue_target`: with the adaptive limit, the edge also sheds on the event loop's
+    standing lag (`sagaway.shop._lag.LoopLag`): new customers above this many seconds,
+    every request above four times it; None turns that off (a fixed limit never uses it).
     `log_dir`: where `access.log` goes (None: no access log). `inventory_url`: where the
     catalog reads the stock. `idempotency_ttl`: seconds a key is kept."""
 
@@ -64,6 +68,7 @@ class ShopSettings:
     initial_in_flight: int = 32
     min_in_flight: int = 8
     max_limit: int = 256
+    queue_target: float | None = 0.025
     log_dir: str | None = None
     inventory_url: str | None = None
     idempotency_ttl: float = DAY
@@ -86,6 +91,12 @@ class ShopSettings:
             probe_concurrency=self.min_in_flight,
             probe_samples=20,
         )
+
+    def loop_lag(self) -> LoopLag | None:
+        """The edge's measure of the loop's queue: adaptive shedding only."""
+        if not self.shedding or self.max_in_flight is not None or self.queue_target is None:
+            return None
+        return LoopLag()
 
     def pool_size(self) -> int:
         """The shop database's connection budget, derived from the in-flight bound."""
@@ -422,7 +433,12 @@ def create_shop(app: App, settings: ShopSettings | None = None) -> FastAPI:
     def stats() -> Any:
         return answer(edge.stats())
 
-    edge = Edge(settings.limit(), AccessLog(settings.log_dir) if settings.log_dir else None)
+    edge = Edge(
+        settings.limit(),
+        AccessLog(settings.log_dir) if settings.log_dir else None,
+        settings.loop_lag(),
+        settings.queue_target or 0.0,
+    )
     server.add_middleware(IdempotencyMiddleware, keys=keys)
     server.add_middleware(EdgeMiddleware, edge=edge)  # added last: the outermost
     server.state.edge = edge

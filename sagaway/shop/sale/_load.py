@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from sagaway.shop.sale._plan import Phase
+from sagaway.shop.sale._wire import Answer, WireClient
 
 __all__ = ["ROUTES", "Customers", "Recorder", "Sample"]
 
@@ -125,7 +126,7 @@ class GaveUp(Exception):
 class Customers:
     """Sends customers to the shop at `base_url` and records what they see in `recorder`."""
 
-    client: httpx.AsyncClient
+    client: WireClient | httpx.AsyncClient
     recorder: Recorder
     rng: random.Random
     catalog_etag: str | None = None
@@ -262,7 +263,7 @@ class Customers:
         route: str,
         body: dict[str, Any] | None,
         headers: dict[str, str],
-    ) -> httpx.Response:
+    ) -> Answer | httpx.Response:
         """One request, retried on 503 (after Retry-After), on a 409 for a key still in
         flight, and on a lost connection, at most MAX_TRIES times. Raises GaveUp."""
         for _ in range(MAX_TRIES):
@@ -289,14 +290,14 @@ class Customers:
         raise GaveUp()
 
 
-def _retry_after(response: httpx.Response) -> float:
+def _retry_after(response: Answer | httpx.Response) -> float:
     """Seconds the response asks to wait (its Retry-After in seconds), within [0.1, cap]."""
     with contextlib.suppress(TypeError, ValueError):
         return min(RETRY_AFTER_CAP, max(0.1, float(response.headers.get("Retry-After", "1"))))
     return 1.0
 
 
-def _in_flight(response: httpx.Response) -> bool:
+def _in_flight(response: Answer | httpx.Response) -> bool:
     """A 409 saying that a request with the same Idempotency-Key is still being handled (as
     opposed to a 409 of the shop's own: out of stock)."""
     with contextlib.suppress(ValueError):

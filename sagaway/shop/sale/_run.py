@@ -21,6 +21,7 @@ from sagaway.shop.sale._gray import GrayWatch
 from sagaway.shop.sale._load import CONNECTIONS, Customers, Recorder
 from sagaway.shop.sale._plan import FAULT_OFF, Phase, SalePlan
 from sagaway.shop.sale._progress import Progress
+from sagaway.shop.sale._wire import WireClient
 
 __all__ = ["SaleOptions", "SaleRun", "run_sale", "sale_against"]
 
@@ -91,10 +92,14 @@ async def sale_against(
     options: SaleOptions,
     cluster: Cluster | None = None,
     console: Console | None = None,
+    *,
+    lean_client: bool = False,
 ) -> SaleRun:
     """Run the plan's phases against a shop already listening at `shop_url` whose providers
     are at `providers` (name -> URL); drain and audit. `cluster`, when given, is the sale's
-    own processes (a worker of it is killed in the crash phase)."""
+    own processes (a worker of it is killed in the crash phase). `lean_client`: the
+    customers send over `WireClient` instead of httpx, whose CPU per request makes the
+    generator, not the shop, the bottleneck past about 150 requests a second."""
     recorder = Recorder()
     run = SaleRun(options, recorder)
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
@@ -104,7 +109,10 @@ async def sale_against(
         httpx.AsyncClient(timeout=timeout) as control,
         httpx.AsyncClient(base_url=shop_url, timeout=timeout) as watch,
     ):
-        customers = Customers(client, recorder, random.Random(options.seed))
+        wire = WireClient(shop_url, timeout=10.0)
+        customers = Customers(
+            wire if lean_client else client, recorder, random.Random(options.seed)
+        )
         stop = asyncio.Event()
         watcher = asyncio.create_task(_watch_shop(watch, run, stop))
         crashes: list[asyncio.Task[None]] = []
@@ -136,6 +144,7 @@ async def sale_against(
             recorder.phase = "drain"
             run.event("load over: every provider healthy; draining")
             run.leftover_customers = await customers.finish(options.plan.drain_seconds / 2)
+            await wire.aclose()
             for task in crashes:
                 await task
             progress.note("waiting for orders to end")
