@@ -111,7 +111,7 @@ def _phases(base: float, unit: float) -> tuple[Phase, ...]:
 
 def quick_plan() -> SalePlan:
     """About 50 seconds of load and at most 40 of draining: the run CI makes."""
-    return SalePlan("quick", _phases(base=3.0, unit=6.0), drain_seconds=40.0)
+    return SalePlan("quick", _phases(base=3.0, unit=6.0), drain_seconds=90.0)
 
 
 def full_plan() -> SalePlan:

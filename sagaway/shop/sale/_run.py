@@ -93,13 +93,13 @@ async def sale_against(
     cluster: Cluster | None = None,
     console: Console | None = None,
     *,
-    lean_client: bool = False,
+    lean_client: bool = True,
 ) -> SaleRun:
     """Run the plan's phases against a shop already listening at `shop_url` whose providers
     are at `providers` (name -> URL); drain and audit. `cluster`, when given, is the sale's
-    own processes (a worker of it is killed in the crash phase). `lean_client`: the
-    customers send over `WireClient` instead of httpx, whose CPU per request makes the
-    generator, not the shop, the bottleneck past about 150 requests a second."""
+    own processes (a worker of it is killed in the crash phase). `lean_client` (the default):
+    the customers send over `WireClient`; False sends over httpx, whose CPU per request
+    makes the generator, not the shop, the bottleneck past about 150 requests a second."""
     recorder = Recorder()
     run = SaleRun(options, recorder)
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
