@@ -172,6 +172,30 @@ def test_invariants_name_a_double_charge_lost_stock_a_second_mail_and_an_open_or
     assert all(c.source for c in checks)
 
 
+def test_an_order_whose_answer_never_reached_its_customer_is_audited_like_the_others():
+    # The load ended (or the customer gave up) while a purchase was in flight: the shop
+    # placed the order, mailed and charged it, but no customer was given its id. The shop
+    # lists it under the checkout, and the audit counts it like any other order.
+    stock = {"initial": {"mug": 5}, "available": {"mug": 3}, "reserved": {}, "sold": {"mug": 2}}
+
+    def checks(status: str) -> dict:
+        recorder = Recorder()
+        recorder.order("key-1", "c1", "o1")
+        recorder.units_by_checkout.update({"c1": 1, "c2": 1})
+        audit = Audit(
+            orders={"o1": {"id": "o1", "checkout": "c1", "status": "placed"},
+                    "o2": {"id": "o2", "checkout": "c2", "status": status}},
+            checkouts={"c1": ["o1"], "c2": ["o2"]},
+            provider_stats={"payment": {"charged_per_order": {"o1": 1, "o2": 1}},
+                            "mail": {"sent_per_order": {"o1": 1, "o2": 1}},
+                            "inventory": stock},
+        )  # fmt: skip
+        return {c.name: c.value for c in invariants(audit, recorder) if not c.ok}
+
+    assert checks("placed") == {}
+    assert checks("pending")["orders not ended after the drain"] == 1
+
+
 def _alb_line(at: float, path: str, status: int, seconds: float = 0.01) -> str:
     when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return (

@@ -87,13 +87,37 @@ def _mails_pending(orders: dict[str, dict[str, Any]], mail: dict[str, Any]) -> i
     return sum(1 for i, o in orders.items() if o.get("status") == "placed" and not sent.get(i))
 
 
+async def _orders_of_checkouts(
+    client: httpx.AsyncClient, checkouts: list[str]
+) -> dict[str, list[str]]:
+    """The orders `GET /checkouts/{id}` lists for each checkout that could be read."""
+    answers = await gather_limited(
+        [lambda i=i: _json(client, f"/checkouts/{i}") for i in checkouts], 16
+    )
+    return {
+        checkout: [str(o) for o in answer.get("orders", [])]
+        for checkout, answer in zip(checkouts, answers, strict=True)
+        if isinstance(answer, dict)
+    }
+
+
+def known_orders(recorder: Recorder, checkouts: dict[str, list[str]]) -> set[str]:
+    """Every order a customer was given, and every order the shop lists for a checkout the
+    customers created: a purchase whose answer never reached its customer (the load ended,
+    or the customer gave up waiting) may still have placed an order."""
+    listed = {o for orders in checkouts.values() for o in orders}
+    return recorder_order_ids(recorder) | listed
+
+
 async def drain(
     client: httpx.AsyncClient, providers: dict[str, str], recorder: Recorder, seconds: float
 ) -> tuple[dict[str, dict[str, Any]], float]:
-    """Poll every order the customers got until each has ended and every placed order's mail
-    went out, or `seconds` passed; return the orders last read and the time it took."""
+    """Poll every order the sale knows of (`known_orders`) until each has ended and every
+    placed order's mail went out, or `seconds` passed; return the orders last read and the
+    time it took."""
     began = time.monotonic()
-    ids = sorted({o for orders in recorder.orders_by_key.values() for o in orders})
+    listed = await _orders_of_checkouts(client, sorted(recorder.units_by_checkout))
+    ids = sorted(known_orders(recorder, listed))
     orders: dict[str, dict[str, Any]] = {}
     while True:
         open_ids = [i for i in ids if orders.get(i, {}).get("status") not in ENDED_ORDER]
@@ -144,11 +168,11 @@ async def audit(
     for name, url in providers.items():
         result.provider_stats[name] = await _json(client, f"{url}/_stats")
     result.shop_stats = await _json(client, "/_shop/stats")
-    ids = sorted(recorder.orders_by_checkout)
-    answers = await gather_limited([lambda i=i: _json(client, f"/checkouts/{i}") for i in ids], 16)
-    for checkout, answer in zip(ids, answers, strict=True):
-        if isinstance(answer, dict):
-            result.checkouts[checkout] = [str(o) for o in answer.get("orders", [])]
+    result.checkouts = await _orders_of_checkouts(client, sorted(recorder.units_by_checkout))
+    # An order listed now that the drain did not know of is read too (and, if it has not
+    # ended, counts as not ended after the drain).
+    missing = sorted(known_orders(recorder, result.checkouts) - set(result.orders))
+    result.orders.update(await _read_orders(client, missing))
     result.invariants = invariants(result, recorder)
     return result
 
@@ -164,7 +188,7 @@ def invariants(result: Audit, recorder: Recorder) -> list[Invariant]:
     undone = {i for i, o in result.orders.items() if o.get("status") == "compensated"}
     key_dupes = [k for k, orders in recorder.orders_by_key.items() if len(orders) > 1]
     shop_dupes = [c for c, orders in result.checkouts.items() if len(orders) > 1]
-    unread = sorted(set(recorder.orders_by_checkout) - set(result.checkouts))
+    unread = sorted(set(recorder.units_by_checkout) - set(result.checkouts))
     skus = sorted(set(inv.get("initial", {})))
 
     def stock(kind: str, sku: str) -> int:
@@ -180,7 +204,9 @@ def invariants(result: Audit, recorder: Recorder) -> list[Invariant]:
         recorder.units_by_checkout.get(str(result.orders[i].get("checkout")), 0) for i in placed
     )
     sold_units = sum(stock("sold", sku) for sku in skus)
-    unended = recorder_order_ids(recorder) - {i for i in result.orders if _ended(result, i)}
+    unended = known_orders(recorder, result.checkouts) - {
+        i for i in result.orders if _ended(result, i)
+    }
     orders_of = "shop: GET /orders/{id}"
     charges = "payment: /_stats charged_per_order; " + orders_of
     mails = "mail: /_stats sent_per_order; " + orders_of
